@@ -1,0 +1,65 @@
+//! Operator maxima and defaults, and how a manifest's asks become a [`SandboxSpec`].
+
+use std::time::Duration;
+
+use crate::runtime::{HostPattern, SandboxSpec};
+
+use super::Manifest;
+
+/// What the operator allows any plugin at most, and what a plugin gets when it asks nothing.
+#[derive(Debug, Clone)]
+pub struct OperatorLimits {
+    /// Linear memory a plugin gets by default, MiB.
+    pub default_memory_mb: u64,
+    /// Most linear memory a plugin may ask for, MiB.
+    pub max_memory_mb: u64,
+    /// Default deadline of one call, ms.
+    pub default_timeout_ms: u64,
+    /// Longest deadline a plugin may ask for, ms.
+    pub max_timeout_ms: u64,
+    /// Default and maximum outbound HTTP response body, bytes.
+    pub default_http_response_bytes: u64,
+    /// Largest outbound HTTP response body a plugin may ask for, bytes.
+    pub max_http_response_bytes: u64,
+    /// Table elements per table.
+    pub table_elements: usize,
+}
+
+impl Default for OperatorLimits {
+    fn default() -> Self {
+        Self {
+            default_memory_mb: 64,
+            max_memory_mb: 256,
+            default_timeout_ms: 5_000,
+            max_timeout_ms: 30_000,
+            default_http_response_bytes: 1 << 20,
+            max_http_response_bytes: 16 << 20,
+            table_elements: 100_000,
+        }
+    }
+}
+
+impl OperatorLimits {
+    /// The sandbox a version runs in: its manifest's asks clamped to these maxima.
+    pub fn sandbox(&self, manifest: &Manifest, sha256: &str) -> SandboxSpec {
+        let l = &manifest.limits;
+        let caps = &manifest.capabilities;
+        SandboxSpec {
+            plugin: manifest.id.clone(),
+            version: manifest.version.clone(),
+            sha256: sha256.to_string(),
+            kind: manifest.kind,
+            memory_bytes: (l.memory_mb.unwrap_or(self.default_memory_mb).min(self.max_memory_mb) << 20) as usize,
+            table_elements: self.table_elements,
+            timeout: Duration::from_millis(l.timeout_ms.unwrap_or(self.default_timeout_ms).min(self.max_timeout_ms)),
+            // The manifest was validated, so every entry parses.
+            http_allow: caps.http.iter().filter_map(|h| HostPattern::parse(h).ok()).collect(),
+            http_response_bytes: l
+                .http_response_bytes
+                .unwrap_or(self.default_http_response_bytes)
+                .min(self.max_http_response_bytes),
+            tcp_allow: caps.tcp.iter().filter_map(|a| a.parse().ok()).collect(),
+            env: caps.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect(),
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! `plugin.toml`: parsed strictly (unknown keys are errors), then validated into a [`Manifest`].
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::{HostPattern, PluginKind};
+
+/// Contract versions (major.minor of `tessera:cx`) this host serves.
+pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1"];
+
+/// A validated plugin manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Stable id of the plugin: one slot per id.
+    pub id: String,
+    /// Which world the component implements.
+    pub kind: PluginKind,
+    /// The plugin's own semver version.
+    pub version: String,
+    /// The `tessera:cx` contract version, `major.minor`.
+    pub contract: String,
+    /// One line for operators.
+    #[serde(default)]
+    pub description: String,
+    /// What the plugin asks to reach.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// Limits it asks for; the host clamps them to the operator's maxima.
+    #[serde(default)]
+    pub limits: Limits,
+    /// What its configuration must contain.
+    #[serde(default)]
+    pub config: ConfigSpec,
+}
+
+/// The capabilities section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// Hosts for outbound HTTP: `host`, `host:port`, `*.suffix`.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// `ip:port` addresses for raw TCP.
+    #[serde(default)]
+    pub tcp: Vec<String>,
+    /// Environment variables it may read (values come from the host's environment).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Filesystem access; not granted by this host.
+    #[serde(default)]
+    pub files: bool,
+}
+
+/// The limits section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Linear memory, MiB.
+    pub memory_mb: Option<u64>,
+    /// Deadline of one call, milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Largest outbound HTTP response body, bytes.
+    pub http_response_bytes: Option<u64>,
+}
+
+/// The config section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSpec {
+    /// Keys the operator must set before the plugin can go live.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Keys whose values are never shown by the API.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// A JSON-Schema-like description: `properties.<key>.type` is checked when config is set.
+    #[serde(default)]
+    pub schema: Option<toml::Table>,
+}
+
+/// A manifest that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid plugin manifest: {0}")]
+pub struct ManifestError(pub String);
+
+impl Manifest {
+    /// Parses and validates `plugin.toml` text.
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError(e.message().to_string()))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        let bad = |m: String| Err(ManifestError(m));
+        if !valid_id(&self.id) {
+            return bad(format!("id `{}` must be 1-64 characters of a-z, 0-9 and -", self.id));
+        }
+        if semver::Version::parse(&self.version).is_err() {
+            return bad(format!("version `{}` is not semver (like 1.2.3)", self.version));
+        }
+        if !SUPPORTED_CONTRACTS.contains(&self.contract.as_str()) {
+            return bad(format!(
+                "contract `{}` is not served by this host (it serves {})",
+                self.contract,
+                SUPPORTED_CONTRACTS.join(", ")
+            ));
+        }
+        if self.capabilities.files {
+            return bad("capabilities.files: this host grants no filesystem access".into());
+        }
+        for entry in &self.capabilities.http {
+            HostPattern::parse(entry).map_err(|e| ManifestError(format!("capabilities.http: {e}")))?;
+        }
+        for entry in &self.capabilities.tcp {
+            entry
+                .parse::<SocketAddr>()
+                .map_err(|_| ManifestError(format!("capabilities.tcp: `{entry}` is not ip:port")))?;
+        }
+        if let Some(0) = self.limits.memory_mb {
+            return bad("limits.memory_mb must be at least 1".into());
+        }
+        if let Some(0) = self.limits.timeout_ms {
+            return bad("limits.timeout_ms must be at least 1".into());
+        }
+        for key in self.config.secrets.iter().chain(&self.config.required) {
+            if key.is_empty() {
+                return bad("config keys must not be empty".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks an operator-set config against this manifest: required keys and declared types.
+    pub fn check_config(&self, config: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+        let missing: Vec<&str> = self
+            .config
+            .required
+            .iter()
+            .filter(|k| config.get(k.as_str()).is_none_or(|v| v.is_null()))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!("config is missing required key(s): {}", missing.join(", ")));
+        }
+        let Some(props) = self.config.schema.as_ref().and_then(|s| s.get("properties")).and_then(|p| p.as_table()) else {
+            return Ok(());
+        };
+        for (key, value) in config {
+            let Some(want) = props.get(key).and_then(|p| p.get("type")).and_then(|t| t.as_str()) else { continue };
+            let ok = match want {
+                "string" => value.is_string(),
+                "integer" => value.is_i64() || value.is_u64(),
+                "number" => value.is_number(),
+                "boolean" => value.is_boolean(),
+                "array" => value.is_array(),
+                "object" => value.is_object(),
+                _ => true,
+            };
+            if !ok {
+                return Err(format!("config key `{key}` must be of type {want}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True for a valid plugin id.
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+id = "webhook-channel"
+kind = "channel"
+version = "0.1.0"
+contract = "0.1"
+description = "POSTs messages"
+[capabilities]
+http = ["hooks.example.com", "*.example.org"]
+[limits]
+memory_mb = 32
+[config]
+required = ["secret"]
+secrets = ["secret"]
+[config.schema.properties.secret]
+type = "string"
+"#;
+
+    #[test]
+    fn a_complete_manifest_parses() {
+        let m = Manifest::parse(GOOD).unwrap();
+        assert_eq!(m.kind, PluginKind::Channel);
+        assert_eq!(m.limits.memory_mb, Some(32));
+        let mut cfg = serde_json::Map::new();
+        assert!(m.check_config(&cfg).unwrap_err().contains("secret"));
+        cfg.insert("secret".into(), 5.into());
+        assert!(m.check_config(&cfg).unwrap_err().contains("type string"));
+        cfg.insert("secret".into(), "s3cr3t".into());
+        m.check_config(&cfg).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let cases = [
+            (GOOD.replace("description", "descripton"), "unknown field"),
+            (GOOD.replace("\"channel\"", "\"mailer\""), "unknown variant"),
+            (GOOD.replace("0.1.0", "one"), "semver"),
+            (GOOD.replace("\"0.1\"", "\"9.0\""), "not served"),
+            (GOOD.replace("webhook-channel", "Webhook Channel"), "must be 1-64"),
+            (GOOD.replace("hooks.example.com", "http://x"), "capabilities.http"),
+        ];
+        for (text, want) in cases {
+            let err = Manifest::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "{err} should mention {want}");
+        }
+    }
+}

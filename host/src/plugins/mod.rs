@@ -1,0 +1,108 @@
+//! Plugin versions, slots and their lifecycle: upload, validate, activate, roll back, disable.
+//!
+//! A version is a component plus its manifest, identified by the component's sha256. A slot per
+//! plugin id holds the live version behind `arc-swap`: activation validates a version first and
+//! then swaps atomically, so calls in flight finish on the version they started with.
+
+mod breaker;
+mod limits;
+mod manifest;
+mod registry;
+mod slot;
+
+pub use breaker::{BreakerConfig, BreakerView};
+pub use limits::OperatorLimits;
+pub use manifest::{Capabilities, ConfigSpec, Limits, Manifest, ManifestError, SUPPORTED_CONTRACTS, valid_id};
+pub use registry::{PluginRegistry, PluginView, RegistryConfig, VersionView};
+pub use slot::PluginSlot;
+
+use crate::runtime::{CallError, LoadError, PluginKind};
+use crate::store::StoreError;
+
+/// Why a plugin operation or call failed. The HTTP layer maps each variant to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// No slot with that id.
+    #[error("no plugin `{0}`")]
+    UnknownPlugin(String),
+    /// The plugin has no version with that hash.
+    #[error("plugin `{plugin}` has no version {sha256}")]
+    UnknownVersion {
+        /// Plugin id.
+        plugin: String,
+        /// The hash asked for.
+        sha256: String,
+    },
+    /// The manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The component could not be loaded.
+    #[error("plugin `{plugin}`: {source}")]
+    Load {
+        /// Plugin id.
+        plugin: String,
+        /// The load failure.
+        source: LoadError,
+    },
+    /// A version's kind differs from the slot's.
+    #[error("plugin `{plugin}` is a {slot} plugin; this version is a {version}")]
+    KindConflict {
+        /// Plugin id.
+        plugin: String,
+        /// The slot's kind.
+        slot: PluginKind,
+        /// The uploaded version's kind.
+        version: PluginKind,
+    },
+    /// The plugin was called as the wrong kind.
+    #[error("plugin `{plugin}` is a {actual} plugin, not a {wanted}")]
+    WrongKind {
+        /// Plugin id.
+        plugin: String,
+        /// Its kind.
+        actual: PluginKind,
+        /// The kind the caller needs.
+        wanted: PluginKind,
+    },
+    /// The version's self-test (or config check) failed; the old version stays live.
+    #[error("plugin `{plugin}` version {sha256} failed validation: {reason}")]
+    SelfTestFailed {
+        /// Plugin id.
+        plugin: String,
+        /// The version that failed.
+        sha256: String,
+        /// Why.
+        reason: String,
+    },
+    /// The operator's config does not fit the manifest.
+    #[error("plugin `{plugin}`: {reason}")]
+    InvalidConfig {
+        /// Plugin id.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+    /// No version is live.
+    #[error("plugin `{0}` has no live version")]
+    NotLive(String),
+    /// The operator disabled the plugin.
+    #[error("plugin `{0}` is disabled")]
+    Disabled(String),
+    /// Too many consecutive failures; calls are refused for a while.
+    #[error("plugin `{plugin}` is failing: its circuit breaker is open (retry in {retry_in_ms} ms)")]
+    BreakerOpen {
+        /// Plugin id.
+        plugin: String,
+        /// Milliseconds until a probe call is allowed.
+        retry_in_ms: u64,
+    },
+    /// There is no earlier version to roll back to.
+    #[error("plugin `{0}` has no earlier version to roll back to")]
+    NothingToRollBack(String),
+    /// The call into the plugin failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

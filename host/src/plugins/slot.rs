@@ -1,0 +1,110 @@
+//! A plugin slot: the live version behind `arc-swap`, the breaker, config and loaded versions.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use crate::runtime::{CallEnv, CallError, KvNamespace, PluginKind, SandboxedPlugin};
+use crate::store::SlotRecord;
+
+use super::breaker::{Breaker, BreakerConfig};
+use super::PluginError;
+
+/// One plugin id's slot.
+pub struct PluginSlot {
+    pub(super) id: String,
+    pub(super) kind: PluginKind,
+    pub(super) live: ArcSwapOption<SandboxedPlugin>,
+    pub(super) config: ArcSwap<serde_json::Value>,
+    pub(super) disabled: AtomicBool,
+    pub(super) breaker: Breaker,
+    /// The persisted record; written through on every change.
+    pub(super) record: Mutex<SlotRecord>,
+    /// Serialises activations, rollbacks and config changes of this slot.
+    pub(super) admin: tokio::sync::Mutex<()>,
+    /// Versions prepared in this process, by sha256 (keeps their call counters).
+    pub(super) loaded: Mutex<HashMap<String, Arc<SandboxedPlugin>>>,
+    pub(super) kv: Arc<dyn KvNamespace>,
+}
+
+/// A call's hold on a slot's live version: the call runs on this version to the end even if
+/// another version goes live meanwhile.
+pub struct Lease {
+    slot: Arc<PluginSlot>,
+    /// The version the call runs on.
+    pub plugin: Arc<SandboxedPlugin>,
+    /// The call's config and kv.
+    pub env: CallEnv,
+    finished: bool,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The call was abandoned (its request went away): free a half-open probe.
+            self.slot.breaker.abandon();
+        }
+    }
+}
+
+impl Lease {
+    /// Feeds the call's outcome to the breaker and converts the error.
+    pub fn finish<T>(mut self, outcome: Result<T, CallError>) -> Result<T, PluginError> {
+        self.finished = true;
+        self.slot.breaker.record(outcome.is_ok());
+        outcome.map_err(PluginError::from)
+    }
+}
+
+impl PluginSlot {
+    pub(super) fn new(record: SlotRecord, kv: Arc<dyn KvNamespace>, breaker: BreakerConfig) -> Self {
+        Self {
+            id: record.id.clone(),
+            kind: record.kind,
+            live: ArcSwapOption::empty(),
+            config: ArcSwap::from_pointee(serde_json::Value::Object(record.config.clone())),
+            disabled: AtomicBool::new(record.disabled),
+            breaker: Breaker::new(breaker),
+            record: Mutex::new(record),
+            admin: tokio::sync::Mutex::new(()),
+            loaded: Mutex::new(HashMap::new()),
+            kv,
+        }
+    }
+
+    /// The plugin id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The slot's kind.
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    /// The live version, if any.
+    pub fn live(&self) -> Option<Arc<SandboxedPlugin>> {
+        self.live.load_full()
+    }
+
+    pub(super) fn env(&self, read_only: bool) -> CallEnv {
+        CallEnv { config: self.config.load_full(), kv: self.kv.clone(), read_only }
+    }
+
+    /// Takes the live version for one call, or says why no call may be made.
+    pub fn lease(self: &Arc<Self>, wanted: PluginKind) -> Result<Lease, PluginError> {
+        if self.kind != wanted {
+            return Err(PluginError::WrongKind { plugin: self.id.clone(), actual: self.kind, wanted });
+        }
+        if self.disabled.load(Ordering::Acquire) {
+            return Err(PluginError::Disabled(self.id.clone()));
+        }
+        let plugin = self.live.load_full().ok_or_else(|| PluginError::NotLive(self.id.clone()))?;
+        self.breaker
+            .admit()
+            .map_err(|left| PluginError::BreakerOpen { plugin: self.id.clone(), retry_in_ms: left.as_millis() as u64 })?;
+        Ok(Lease { slot: self.clone(), plugin, env: self.env(false), finished: false })
+    }
+}

@@ -1,0 +1,93 @@
+//! Typed failures of the runtime: loading a component, and one call into a plugin.
+
+use std::time::Duration;
+
+use super::PluginKind;
+
+/// Why a component could not be loaded or prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a valid WebAssembly component.
+    #[error("not a valid WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// The component does not export the world its manifest claims.
+    #[error("the component does not implement the `{expected}` world{}: {detail}", found.map(|k| format!(" (it implements `{k}`)")).unwrap_or_default())]
+    WorldMismatch {
+        /// The kind the manifest names.
+        expected: PluginKind,
+        /// The kind the component does implement, if any.
+        found: Option<PluginKind>,
+        /// What is missing.
+        detail: String,
+    },
+    /// The component imports an interface the host does not provide.
+    #[error("the component imports something the host does not provide: {0}")]
+    UnsatisfiedImport(String),
+    /// The on-disk compiled-code cache failed.
+    #[error("compiled-code cache: {0}")]
+    Cache(String),
+}
+
+/// What went wrong inside one call. Only this call fails; the host and other calls go on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallFailure {
+    /// The call ran past its deadline (epoch interruption or the outer timeout).
+    #[error("ran past its deadline of {} ms", .0.as_millis())]
+    Deadline(Duration),
+    /// Linear memory would have grown past the cap.
+    #[error("tried to grow linear memory to {wanted} bytes, over the limit of {limit} bytes")]
+    MemoryLimit {
+        /// Bytes the guest asked for.
+        wanted: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// A table would have grown past the cap.
+    #[error("tried to grow a table past the limit")]
+    TableLimit,
+    /// The guest overflowed its stack.
+    #[error("overflowed its stack")]
+    StackOverflow,
+    /// The guest panicked (its message, from stderr, when there was one).
+    #[error("panicked: {0}")]
+    Panic(String),
+    /// Any other trap.
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// Instantiation failed (for example the pool of instances is exhausted).
+    #[error("could not be instantiated: {0}")]
+    Instantiate(String),
+    /// The guest returned something that breaks the contract.
+    #[error("returned malformed output: {0}")]
+    MalformedOutput(String),
+}
+
+impl CallFailure {
+    /// A short stable name, used in counters, metrics and API errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CallFailure::Deadline(_) => "deadline",
+            CallFailure::MemoryLimit { .. } => "memory_limit",
+            CallFailure::TableLimit => "table_limit",
+            CallFailure::StackOverflow => "stack_overflow",
+            CallFailure::Panic(_) => "panic",
+            CallFailure::Trap(_) => "trap",
+            CallFailure::Instantiate(_) => "instantiate",
+            CallFailure::MalformedOutput(_) => "malformed_output",
+        }
+    }
+}
+
+/// A failed call, naming the plugin version that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("plugin {plugin}@{version} ({}) {cause}", &sha256[..12])]
+pub struct CallError {
+    /// Plugin id.
+    pub plugin: String,
+    /// Plugin version (from its manifest).
+    pub version: String,
+    /// sha256 of the component.
+    pub sha256: String,
+    /// What went wrong.
+    pub cause: CallFailure,
+}

@@ -1,0 +1,147 @@
+//! Everything wasmtime: the engine, the linker of host capabilities, and sandboxed plugin calls.
+//!
+//! `Runtime::prepare` turns component bytes plus a [`SandboxSpec`] into a [`SandboxedPlugin`]
+//! (compiled, world-checked, imports resolved into an `InstancePre`); each call on it builds a
+//! fresh instance with its own limits and deadline and throws it away afterwards.
+
+pub mod bindings;
+mod engine;
+mod error;
+mod host_imports;
+pub mod net_policy;
+mod outbound;
+mod sandbox;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::Engine;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+pub use engine::{EPOCH_TICK, EngineLimits};
+pub use error::{CallError, CallFailure, LoadError};
+pub use host_imports::{KV_MAX_KEY, KV_MAX_KEYS, KV_MAX_VALUE, LOG_BUDGET};
+pub use net_policy::{AddressGrants, HostPattern};
+pub use sandbox::{CallStats, CallStatsSnapshot, SandboxedPlugin};
+pub use state::{CallEnv, KvNamespace, PluginState};
+
+use engine::{CompileCache, EpochTicker};
+
+/// The three kinds of plugin, one WIT world each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    /// Vendor webhooks or pulled data in, canonical events out.
+    Connector,
+    /// Contacts in, segment membership out.
+    SegmentRule,
+    /// Messages in, deliveries out.
+    Channel,
+}
+
+impl PluginKind {
+    /// The WIT world name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Connector => "connector",
+            PluginKind::SegmentRule => "segment-rule",
+            PluginKind::Channel => "channel",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the sandbox grants one plugin version: its manifest's asks, clamped to operator maxima.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// Plugin id.
+    pub plugin: String,
+    /// Plugin version.
+    pub version: String,
+    /// sha256 of the component, hex.
+    pub sha256: String,
+    /// The world the component must implement.
+    pub kind: PluginKind,
+    /// Linear memory cap, bytes.
+    pub memory_bytes: usize,
+    /// Table cap, elements.
+    pub table_elements: usize,
+    /// Deadline of one call (instantiation included).
+    pub timeout: Duration,
+    /// Hosts it may reach over HTTP.
+    pub http_allow: Vec<HostPattern>,
+    /// Response body cap for outbound HTTP.
+    pub http_response_bytes: u64,
+    /// Addresses it may open raw TCP connections to.
+    pub tcp_allow: Vec<SocketAddr>,
+    /// Environment variables it sees.
+    pub env: Vec<(String, String)>,
+}
+
+/// The wasmtime engine and linker shared by every plugin.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: CompileCache,
+    grants: Arc<AddressGrants>,
+    slots: Arc<tokio::sync::Semaphore>,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// A runtime caching compiled code under `cache_dir`.
+    pub fn new(limits: &EngineLimits, grants: AddressGrants, cache_dir: &Path) -> Result<Self, LoadError> {
+        let engine = engine::build_engine(limits)?;
+        let mut linker = Linker::new(&engine);
+        let link = |e: wasmtime::Error| LoadError::Cache(format!("linker: {e:#}"));
+        // Every WASI interface is linked: a guest whose runtime imports files or sockets must
+        // still instantiate. What it may do is decided by policy in its WasiCtx, per call.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
+        bindings::connector::Connector::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s).map_err(link)?;
+        let cache = CompileCache::new(cache_dir, &engine)?;
+        let ticker = EpochTicker::start(&engine);
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            grants: Arc::new(grants),
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.max_instances as usize)),
+            _ticker: ticker,
+        })
+    }
+
+    /// The engine, for benchmarks that compare against bare wasmtime.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// True when the compiled code of this component is cached on disk.
+    pub fn is_compiled(&self, sha256: &str) -> bool {
+        self.cache.contains(sha256)
+    }
+
+    /// Compiles (or loads from the cache) and prepares a component for calls. `bytes` is
+    /// called only when the compiled code is not cached.
+    pub fn prepare(
+        &self,
+        spec: SandboxSpec,
+        bytes: impl FnOnce() -> Result<Vec<u8>, LoadError>,
+    ) -> Result<SandboxedPlugin, LoadError> {
+        let component: Component = self.cache.load(&self.engine, &spec.sha256, bytes)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::UnsatisfiedImport(format!("{e:#}")))?;
+        SandboxedPlugin::new(spec, pre, self.grants.clone(), self.slots.clone())
+    }
+}

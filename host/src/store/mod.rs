@@ -1,0 +1,93 @@
+//! Persistence behind traits: what the rest of the host may ask of storage.
+//!
+//! `PluginStore` keeps plugin versions (component bytes and manifests), slots (live pointer,
+//! history, config, enabled flag), admin key hashes, and each plugin's private kv namespace.
+//! The embedded backend is `sled` ([`SledStore`]).
+
+mod sled_store;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plugins::Manifest;
+use crate::runtime::{KvNamespace, PluginKind};
+
+pub use sled_store::SledStore;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed.
+    #[error("store backend: {0}")]
+    Backend(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt record `{key}`: {detail}")]
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// The decoding error.
+        detail: String,
+    },
+}
+
+/// One uploaded version of a plugin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// sha256 of the component, hex: the version's identity.
+    pub sha256: String,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Component size in bytes.
+    pub size: u64,
+    /// Upload time, Unix milliseconds.
+    pub uploaded_at_ms: u64,
+}
+
+/// One change of a slot's live version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Activation {
+    /// The version made live.
+    pub sha256: String,
+    /// `activate` or `rollback`.
+    pub action: String,
+    /// When, Unix milliseconds.
+    pub at_ms: u64,
+}
+
+/// The persisted state of a plugin slot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlotRecord {
+    /// Plugin id.
+    pub id: String,
+    /// Its kind, fixed by the first upload.
+    pub kind: PluginKind,
+    /// The live version's sha256, if one is live.
+    pub live: Option<String>,
+    /// True when the operator disabled the slot.
+    pub disabled: bool,
+    /// Operator-set config (a JSON object).
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// Every activation and rollback, oldest first.
+    pub history: Vec<Activation>,
+}
+
+/// What the plugin registry needs from storage.
+pub trait PluginStore: Send + Sync {
+    /// Stores a version and its component bytes (idempotent on the sha).
+    fn put_version(&self, plugin: &str, record: &VersionRecord, component: &[u8]) -> Result<(), StoreError>;
+    /// The versions of a plugin, oldest upload first.
+    fn versions(&self, plugin: &str) -> Result<Vec<VersionRecord>, StoreError>;
+    /// The component bytes of a version.
+    fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes a slot record durably.
+    fn put_slot(&self, slot: &SlotRecord) -> Result<(), StoreError>;
+    /// Every slot record.
+    fn slots(&self) -> Result<Vec<SlotRecord>, StoreError>;
+    /// The plugin's private kv namespace.
+    fn kv(&self, plugin: &str) -> Result<Arc<dyn KvNamespace>, StoreError>;
+    /// The sha256 hex of the admin key, if one was set.
+    fn admin_key_hash(&self) -> Result<Option<String>, StoreError>;
+    /// Sets the sha256 hex of the admin key.
+    fn set_admin_key_hash(&self, hash: &str) -> Result<(), StoreError>;
+}

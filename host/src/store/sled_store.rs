@@ -1,0 +1,170 @@
+//! The embedded `sled` backend of [`PluginStore`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{PluginStore, SlotRecord, StoreError, VersionRecord};
+use crate::runtime::KvNamespace;
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Plugin state in a sled database.
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    versions: sled::Tree,
+    components: sled::Tree,
+    slots: sled::Tree,
+    keys: sled::Tree,
+}
+
+impl SledStore {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::open(path).map_err(backend)?;
+        Ok(Self {
+            versions: db.open_tree("plugin_versions").map_err(backend)?,
+            components: db.open_tree("plugin_components").map_err(backend)?,
+            slots: db.open_tree("plugins").map_err(backend)?,
+            keys: db.open_tree("keys").map_err(backend)?,
+            db,
+        })
+    }
+
+    /// Flushes everything to disk (used at shutdown and after admin writes).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(backend)
+    }
+
+    fn put_json<T: Serialize>(&self, tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Backend(e.to_string()))?;
+        tree.insert(key, bytes).map_err(backend)?;
+        self.flush()
+    }
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), detail: e.to_string() })
+}
+
+fn version_key(plugin: &str, sha256: &str) -> Vec<u8> {
+    [plugin.as_bytes(), b"\0", sha256.as_bytes()].concat()
+}
+
+impl PluginStore for SledStore {
+    fn put_version(&self, plugin: &str, record: &VersionRecord, component: &[u8]) -> Result<(), StoreError> {
+        self.components.insert(record.sha256.as_bytes(), component).map_err(backend)?;
+        let key = version_key(plugin, &record.sha256);
+        if self.versions.contains_key(&key).map_err(backend)? {
+            return Ok(());
+        }
+        self.put_json(&self.versions, &key, record)
+    }
+
+    fn versions(&self, plugin: &str) -> Result<Vec<VersionRecord>, StoreError> {
+        let prefix = [plugin.as_bytes(), b"\0"].concat();
+        let mut out = Vec::new();
+        for item in self.versions.scan_prefix(prefix) {
+            let (k, v) = item.map_err(backend)?;
+            out.push(decode::<VersionRecord>(&k, &v)?);
+        }
+        out.sort_by_key(|v| v.uploaded_at_ms);
+        Ok(out)
+    }
+
+    fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.components.get(sha256.as_bytes()).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    fn put_slot(&self, slot: &SlotRecord) -> Result<(), StoreError> {
+        self.put_json(&self.slots, slot.id.as_bytes(), slot)
+    }
+
+    fn slots(&self) -> Result<Vec<SlotRecord>, StoreError> {
+        self.slots.iter().map(|item| {
+            let (k, v) = item.map_err(backend)?;
+            decode(&k, &v)
+        }).collect()
+    }
+
+    fn kv(&self, plugin: &str) -> Result<Arc<dyn KvNamespace>, StoreError> {
+        let tree = self.db.open_tree(format!("plugin_kv/{plugin}")).map_err(backend)?;
+        Ok(Arc::new(SledKv { tree }))
+    }
+
+    fn admin_key_hash(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.keys.get("admin").map_err(backend)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn set_admin_key_hash(&self, hash: &str) -> Result<(), StoreError> {
+        self.keys.insert("admin", hash.as_bytes()).map_err(backend)?;
+        self.flush()
+    }
+}
+
+/// One plugin's kv namespace: a sled tree of its own.
+struct SledKv {
+    tree: sled::Tree,
+}
+
+impl KvNamespace for SledKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        self.tree.get(key).map(|v| v.map(|v| v.to_vec())).map_err(|e| e.to_string())
+    }
+
+    fn set(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        self.tree.insert(key, value).map(drop).map_err(|e| e.to_string())
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<(), String> {
+        self.tree.remove(key).map(drop).map_err(|e| e.to_string())
+    }
+
+    fn len(&self) -> usize {
+        self.tree.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::Manifest;
+    use crate::store::Activation;
+
+    fn manifest() -> Manifest {
+        Manifest::parse("id = \"p\"\nkind = \"connector\"\nversion = \"1.0.0\"\ncontract = \"0.1\"\n").unwrap()
+    }
+
+    #[test]
+    fn slots_versions_and_kv_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let v = VersionRecord { sha256: "ab".into(), manifest: manifest(), size: 3, uploaded_at_ms: 1 };
+            store.put_version("p", &v, b"wasm").unwrap();
+            let slot = SlotRecord {
+                id: "p".into(),
+                kind: crate::runtime::PluginKind::Connector,
+                live: Some("ab".into()),
+                disabled: false,
+                config: serde_json::Map::new(),
+                history: vec![Activation { sha256: "ab".into(), action: "activate".into(), at_ms: 2 }],
+            };
+            store.put_slot(&slot).unwrap();
+            store.kv("p").unwrap().set(b"cursor", b"42").unwrap();
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.slots().unwrap()[0].live.as_deref(), Some("ab"));
+        assert_eq!(store.versions("p").unwrap().len(), 1);
+        assert_eq!(store.component("ab").unwrap().unwrap(), b"wasm");
+        assert_eq!(store.kv("p").unwrap().get(b"cursor").unwrap().unwrap(), b"42");
+        assert!(store.kv("other").unwrap().is_empty(), "namespaces are private");
+    }
+}
