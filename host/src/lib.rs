@@ -1,6 +1,18 @@
 //! Tessera's host: a self-hosted orchestration layer whose vendor-specific blocks are
-//! sandboxed WebAssembly components that can be swapped at runtime.
+//! sandboxed WebAssembly components that an operator can swap at runtime.
+//!
+//! # Layout
+//! - [`http`]: the HTTP API (axum); one module per resource, errors mapped to statuses in one file.
+//! - [`plugins`]: manifests, versions, slots (live version behind `arc-swap`), breaker, registry.
+//! - [`runtime`]: everything wasmtime: engine, sandbox, host imports, outbound HTTP policy.
+//! - [`store`]: persistence behind traits; the embedded backend is `sled`.
+//! - [`server`]: assembles the above from a [`server::ServerConfig`] and serves.
+//!
+//! Data flows one way: HTTP -> ingest -> profiles -> segments -> journeys -> outbox ->
+//! channels. Plugins never see the store; they get only what the host hands them.
 
+pub mod http;
 pub mod plugins;
 pub mod runtime;
+pub mod server;
 pub mod store;

@@ -13,7 +13,7 @@ mod slot;
 pub use breaker::{BreakerConfig, BreakerView};
 pub use limits::OperatorLimits;
 pub use manifest::{Capabilities, ConfigSpec, Limits, Manifest, ManifestError, SUPPORTED_CONTRACTS, valid_id};
-pub use registry::{PluginRegistry, PluginView, RegistryConfig, VersionView};
+pub use registry::{PluginRegistry, PluginView, RegistryConfig, VersionView, sha256_hex};
 pub use slot::PluginSlot;
 
 use crate::runtime::{CallError, LoadError, PluginKind};

@@ -13,6 +13,7 @@ pub mod connector {
         world: "tessera:cx/connector@0.1.0",
         imports: { default: trappable },
         exports: { default: async },
+        additional_derives: [serde::Serialize, serde::Deserialize],
     });
 }
 

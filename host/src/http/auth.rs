@@ -1,0 +1,34 @@
+//! Admin authentication: `Authorization: Bearer <key>` (or HTTP Basic with the key as user
+//! name), compared by sha256 in constant time against the stored hash.
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::Engine;
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, AppState};
+use crate::plugins::sha256_hex;
+
+/// The key a request presents, if any.
+fn presented_key(request: &Request) -> Option<String> {
+    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Some(token.trim().to_string());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(value.strip_prefix("Basic ")?.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split_once(':').map_or(text.as_str(), |(user, _)| user).to_string())
+}
+
+/// Middleware: refuses requests without the admin key.
+pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let key = presented_key(&request).ok_or(ApiError::Unauthorized)?;
+    let hash = sha256_hex(key.as_bytes());
+    if bool::from(hash.as_bytes().ct_eq(state.admin_key_hash.as_bytes())) {
+        Ok(next.run(request).await)
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}

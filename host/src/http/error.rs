@@ -1,0 +1,101 @@
+//! The API's one error type: every failure becomes `{"error": {"code", "message"}}` here, and
+//! this is the only place where errors are mapped to HTTP status codes.
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::plugins::PluginError;
+use crate::runtime::LoadError;
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing or wrong credentials.
+    #[error("a valid admin key is required (Authorization: Bearer <key>)")]
+    Unauthorized,
+    /// No such route or resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// The body is over the route's limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A plugin operation or call failed.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// A bug or an I/O failure; details go to the log, not to the client.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        use PluginError as P;
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Plugin(e) => match e {
+                P::UnknownPlugin(_) => (StatusCode::NOT_FOUND, "unknown_plugin"),
+                P::UnknownVersion { .. } => (StatusCode::NOT_FOUND, "unknown_version"),
+                P::Manifest(_) => (StatusCode::BAD_REQUEST, "invalid_manifest"),
+                P::Load { source: LoadError::NotAComponent(_), .. } => (StatusCode::BAD_REQUEST, "invalid_component"),
+                P::Load { source: LoadError::UnsatisfiedImport(_), .. } => (StatusCode::BAD_REQUEST, "unsupported_import"),
+                P::Load { source: LoadError::WorldMismatch { .. }, .. } => (StatusCode::CONFLICT, "world_mismatch"),
+                P::Load { source: LoadError::Cache(_), .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                P::KindConflict { .. } => (StatusCode::CONFLICT, "kind_conflict"),
+                P::WrongKind { .. } => (StatusCode::CONFLICT, "wrong_kind"),
+                P::NothingToRollBack(_) => (StatusCode::CONFLICT, "nothing_to_roll_back"),
+                P::SelfTestFailed { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "self_test_failed"),
+                P::InvalidConfig { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
+                P::NotLive(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_live"),
+                P::Disabled(_) => (StatusCode::SERVICE_UNAVAILABLE, "disabled"),
+                P::BreakerOpen { .. } => (StatusCode::SERVICE_UNAVAILABLE, "breaker_open"),
+                P::Call(_) => (StatusCode::BAD_GATEWAY, "plugin_failed"),
+                P::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(rejection.body_text())
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let message = if status.is_server_error() && !matches!(self, ApiError::Plugin(PluginError::Call(_))) {
+            tracing::error!("{code}: {self:?}");
+            "internal error; see the server log".to_string()
+        } else {
+            self.to_string()
+        };
+        let mut error = json!({ "code": code, "message": message });
+        if let ApiError::Plugin(PluginError::Call(call)) = &self {
+            error["plugin"] = call.plugin.clone().into();
+            error["version"] = call.version.clone().into();
+            error["sha256"] = call.sha256.clone().into();
+            error["cause"] = call.cause.code().into();
+        }
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if let ApiError::Plugin(PluginError::BreakerOpen { retry_in_ms, .. }) = &self {
+            let secs = retry_in_ms.div_ceil(1000).max(1);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

@@ -1,0 +1,46 @@
+//! The HTTP API (axum): one module per resource, each exporting a `router()`, merged here.
+
+mod auth;
+mod body;
+mod error;
+mod health;
+mod plugins;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+pub use error::ApiError;
+
+use crate::plugins::PluginRegistry;
+
+/// Largest plugin upload (component plus manifest), bytes.
+pub const MAX_UPLOAD_BYTES: usize = 32 << 20;
+/// Largest JSON body on other routes, bytes.
+pub const MAX_JSON_BYTES: usize = 1 << 20;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The plugin slots.
+    pub registry: Arc<PluginRegistry>,
+    /// sha256 hex of the admin key.
+    pub admin_key_hash: Arc<str>,
+    /// Set once start-up work (bundled plugins) is done.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let admin = plugins::router()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    Router::new()
+        .merge(health::router())
+        .merge(admin)
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::BadRequest("method not allowed on this route".into()) })
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .with_state(state)
+}
