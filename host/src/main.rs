@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use tessera::server::{Server, ServerConfig};
 
 #[derive(Parser)]
-#[command(name = "tessera", version, about = "A self-hosted orchestration layer for composable CX stacks")]
+#[command(
+    name = "tessera",
+    version,
+    about = "A self-hosted orchestration layer for composable CX stacks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,7 +39,11 @@ struct ServeArgs {
     #[arg(long, env = "TESSERA_PLUGINS_DIR")]
     plugins_dir: Option<PathBuf>,
     /// Internal address (ip or ip:port) plugins may reach; repeatable. Others are refused.
-    #[arg(long = "allow-address", env = "TESSERA_ALLOW_ADDRESSES", value_delimiter = ',')]
+    #[arg(
+        long = "allow-address",
+        env = "TESSERA_ALLOW_ADDRESSES",
+        value_delimiter = ','
+    )]
     allow_addresses: Vec<String>,
     /// Consecutive failed calls that open a plugin's circuit breaker.
     #[arg(long, default_value_t = 5)]
@@ -49,7 +57,8 @@ struct ServeArgs {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
         )
         .init();
     match Cli::parse().command {
@@ -66,11 +75,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.registry.breaker.cool_down = std::time::Duration::from_secs(args.breaker_cool_down_secs);
     let server = Server::start(config).await.context("starting the host")?;
     if let Some(key) = &server.generated_admin_key {
-        println!("Generated admin key (shown once; set TESSERA_ADMIN_KEY to choose your own): {key}");
+        println!(
+            "Generated admin key (shown once; set TESSERA_ADMIN_KEY to choose your own): {key}"
+        );
     }
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    server.run(listener, shutdown_signal()).await.context("serving")?;
+    server
+        .run(listener, shutdown_signal())
+        .await
+        .context("serving")?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -81,7 +97,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

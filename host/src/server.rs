@@ -80,7 +80,11 @@ impl Server {
         let grants = AddressGrants::parse(&config.allow_addresses).map_err(ServerError::Config)?;
         let runtime = Runtime::new(&config.engine, grants, &config.data_dir.join("compiled"))?;
         let first_start = store.slots()?.is_empty();
-        let registry = Arc::new(PluginRegistry::open(runtime, Arc::new(store.clone()), config.registry.clone())?);
+        let registry = Arc::new(PluginRegistry::open(
+            runtime,
+            Arc::new(store.clone()),
+            config.registry.clone(),
+        )?);
 
         let mut generated_admin_key = None;
         let admin_key_hash = match (&config.admin_key, store.admin_key_hash()?) {
@@ -102,9 +106,17 @@ impl Server {
         if let (true, Some(dir)) = (first_start, &config.bundled_plugins) {
             load_bundled(&registry, dir).await?;
         }
-        let state = AppState { registry, admin_key_hash: admin_key_hash.into(), ready: Arc::new(AtomicBool::new(false)) };
+        let state = AppState {
+            registry,
+            admin_key_hash: admin_key_hash.into(),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
         state.ready.store(true, Ordering::Release);
-        Ok(Self { state, store, generated_admin_key })
+        Ok(Self {
+            state,
+            store,
+            generated_admin_key,
+        })
     }
 
     /// The plugin registry.
@@ -118,8 +130,14 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests and flushes the store.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await?;
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await?;
         self.store.flush()?;
         Ok(())
     }
@@ -136,8 +154,13 @@ async fn load_bundled(registry: &Arc<PluginRegistry>, dir: &Path) -> Result<(), 
     entries.sort();
     for wasm in entries {
         let toml = wasm.with_extension("toml");
-        let (Ok(bytes), Ok(manifest)) = (std::fs::read(&wasm), std::fs::read_to_string(&toml)) else {
-            tracing::warn!("skipping {}: needs a readable {} beside it", wasm.display(), toml.display());
+        let (Ok(bytes), Ok(manifest)) = (std::fs::read(&wasm), std::fs::read_to_string(&toml))
+        else {
+            tracing::warn!(
+                "skipping {}: needs a readable {} beside it",
+                wasm.display(),
+                toml.display()
+            );
             continue;
         };
         let reg = registry.clone();
@@ -151,10 +174,16 @@ async fn load_bundled(registry: &Arc<PluginRegistry>, dir: &Path) -> Result<(), 
                 continue;
             }
         };
-        let id = registry.list().into_iter().find(|p| p.versions.iter().any(|v| v.sha256 == version.sha256)).map(|p| p.id);
+        let id = registry
+            .list()
+            .into_iter()
+            .find(|p| p.versions.iter().any(|v| v.sha256 == version.sha256))
+            .map(|p| p.id);
         let Some(id) = id else { continue };
         match registry.activate(&id, &version.sha256).await {
-            Ok(_) => tracing::info!(plugin = %id, version = %version.version, "bundled plugin is live"),
+            Ok(_) => {
+                tracing::info!(plugin = %id, version = %version.version, "bundled plugin is live")
+            }
             Err(e) => tracing::warn!(plugin = %id, "bundled plugin uploaded but not live: {e}"),
         }
     }

@@ -17,13 +17,23 @@ fn presented_key(request: &Request) -> Option<String> {
     if let Some(token) = value.strip_prefix("Bearer ") {
         return Some(token.trim().to_string());
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(value.strip_prefix("Basic ")?.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value.strip_prefix("Basic ")?.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    Some(text.split_once(':').map_or(text.as_str(), |(user, _)| user).to_string())
+    Some(
+        text.split_once(':')
+            .map_or(text.as_str(), |(user, _)| user)
+            .to_string(),
+    )
 }
 
 /// Middleware: refuses requests without the admin key.
-pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let key = presented_key(&request).ok_or(ApiError::Unauthorized)?;
     let hash = sha256_hex(key.as_bytes());
     if bool::from(hash.as_bytes().ct_eq(state.admin_key_hash.as_bytes())) {

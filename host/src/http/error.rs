@@ -46,10 +46,22 @@ impl ApiError {
                 P::UnknownPlugin(_) => (StatusCode::NOT_FOUND, "unknown_plugin"),
                 P::UnknownVersion { .. } => (StatusCode::NOT_FOUND, "unknown_version"),
                 P::Manifest(_) => (StatusCode::BAD_REQUEST, "invalid_manifest"),
-                P::Load { source: LoadError::NotAComponent(_), .. } => (StatusCode::BAD_REQUEST, "invalid_component"),
-                P::Load { source: LoadError::UnsatisfiedImport(_), .. } => (StatusCode::BAD_REQUEST, "unsupported_import"),
-                P::Load { source: LoadError::WorldMismatch { .. }, .. } => (StatusCode::CONFLICT, "world_mismatch"),
-                P::Load { source: LoadError::Cache(_), .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                P::Load {
+                    source: LoadError::NotAComponent(_),
+                    ..
+                } => (StatusCode::BAD_REQUEST, "invalid_component"),
+                P::Load {
+                    source: LoadError::UnsatisfiedImport(_),
+                    ..
+                } => (StatusCode::BAD_REQUEST, "unsupported_import"),
+                P::Load {
+                    source: LoadError::WorldMismatch { .. },
+                    ..
+                } => (StatusCode::CONFLICT, "world_mismatch"),
+                P::Load {
+                    source: LoadError::Cache(_),
+                    ..
+                } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 P::KindConflict { .. } => (StatusCode::CONFLICT, "kind_conflict"),
                 P::WrongKind { .. } => (StatusCode::CONFLICT, "wrong_kind"),
                 P::NothingToRollBack(_) => (StatusCode::CONFLICT, "nothing_to_roll_back"),
@@ -78,7 +90,9 @@ impl From<BytesRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        let message = if status.is_server_error() && !matches!(self, ApiError::Plugin(PluginError::Call(_))) {
+        let message = if status.is_server_error()
+            && !matches!(self, ApiError::Plugin(PluginError::Call(_)))
+        {
             tracing::error!("{code}: {self:?}");
             "internal error; see the server log".to_string()
         } else {
@@ -94,7 +108,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(json!({ "error": error }))).into_response();
         if let ApiError::Plugin(PluginError::BreakerOpen { retry_in_ms, .. }) = &self {
             let secs = retry_in_ms.div_ceil(1000).max(1);
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -13,7 +13,9 @@ use super::AppState;
 
 /// `/healthz` and `/readyz`.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Json<Value> {
@@ -24,6 +26,9 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.ready.load(Ordering::Acquire) {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "starting" })))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "starting" })),
+        )
     }
 }

@@ -34,13 +34,17 @@ pub struct AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    let admin = plugins::router()
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    let admin = plugins::router().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_admin,
+    ));
     Router::new()
         .merge(health::router())
         .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .method_not_allowed_fallback(|| async { ApiError::BadRequest("method not allowed on this route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::BadRequest("method not allowed on this route".into())
+        })
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .with_state(state)
 }

@@ -18,7 +18,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/plugins",
-            get(list).post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+            get(list)
+                .post(upload)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
         )
         .route("/v1/plugins/{id}", get(inspect))
         .route("/v1/plugins/{id}/versions/{sha}", get(inspect_version))
@@ -34,7 +36,10 @@ async fn list(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "plugins": state.registry.list() }))
 }
 
-async fn inspect(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PluginView>, ApiError> {
+async fn inspect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PluginView>, ApiError> {
     Ok(Json(state.registry.inspect(&id)?))
 }
 
@@ -54,17 +59,27 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 }
 
 /// `multipart/form-data` with a `manifest` part (plugin.toml) and a `component` part (.wasm).
-async fn upload(State(state): State<AppState>, mut form: Multipart) -> Result<(axum::http::StatusCode, Json<VersionView>), ApiError> {
+async fn upload(
+    State(state): State<AppState>,
+    mut form: Multipart,
+) -> Result<(axum::http::StatusCode, Json<VersionView>), ApiError> {
     let (mut manifest, mut component) = (None, None);
     while let Some(field) = form.next_field().await.map_err(multipart_error)? {
         match field.name() {
             Some("manifest") => manifest = Some(field.text().await.map_err(multipart_error)?),
             Some("component") => component = Some(field.bytes().await.map_err(multipart_error)?),
-            other => return Err(ApiError::BadRequest(format!("unexpected form part {other:?}; send `manifest` and `component`"))),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unexpected form part {other:?}; send `manifest` and `component`"
+                )));
+            }
         }
     }
-    let manifest = manifest.ok_or_else(|| ApiError::BadRequest("the `manifest` part (plugin.toml) is missing".into()))?;
-    let component = component.ok_or_else(|| ApiError::BadRequest("the `component` part (.wasm) is missing".into()))?;
+    let manifest = manifest.ok_or_else(|| {
+        ApiError::BadRequest("the `manifest` part (plugin.toml) is missing".into())
+    })?;
+    let component = component
+        .ok_or_else(|| ApiError::BadRequest("the `component` part (.wasm) is missing".into()))?;
     let registry = state.registry.clone();
     // Compiling takes milliseconds to seconds of CPU: keep it off the async workers.
     let view = tokio::task::spawn_blocking(move || registry.upload(&manifest, &component))
@@ -87,15 +102,24 @@ async fn activate(
     Ok(Json(state.registry.activate(&id, &body.sha256).await?))
 }
 
-async fn rollback(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PluginView>, ApiError> {
+async fn rollback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PluginView>, ApiError> {
     Ok(Json(state.registry.rollback(&id).await?))
 }
 
-async fn disable(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PluginView>, ApiError> {
+async fn disable(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PluginView>, ApiError> {
     Ok(Json(state.registry.set_enabled(&id, false).await?))
 }
 
-async fn enable(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PluginView>, ApiError> {
+async fn enable(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PluginView>, ApiError> {
     Ok(Json(state.registry.set_enabled(&id, true).await?))
 }
 
@@ -148,16 +172,35 @@ async fn call(
     JsonBody(body): JsonBody<CallBody>,
 ) -> Result<Json<Value>, ApiError> {
     let registry = &state.registry;
-    let missing = |what: &str| ApiError::BadRequest(format!("a {} call needs `{what}`", registry.slot(&id).map(|s| s.kind().to_string()).unwrap_or_default()));
+    let missing = |what: &str| {
+        ApiError::BadRequest(format!(
+            "a {} call needs `{what}`",
+            registry
+                .slot(&id)
+                .map(|s| s.kind().to_string())
+                .unwrap_or_default()
+        ))
+    };
     let out = match registry.slot(&id)?.kind() {
         PluginKind::Connector => {
             let r = body.request.ok_or_else(|| missing("request"))?;
             let headers = r
                 .headers
                 .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                .map(|(k, v)| {
+                    (
+                        k.to_ascii_lowercase(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    )
+                })
                 .collect();
-            let request = HttpRequest { method: r.method, path: r.path, query: r.query, headers, body: r.body.into_bytes() };
+            let request = HttpRequest {
+                method: r.method,
+                path: r.path,
+                query: r.query,
+                headers,
+                body: r.body.into_bytes(),
+            };
             match registry.handle_webhook(&id, &request).await? {
                 Ok(events) => json!({ "ok": { "events": events } }),
                 Err(e) => json!({ "err": e }),

@@ -17,7 +17,10 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        Self { failure_threshold: 5, cool_down: Duration::from_secs(30) }
+        Self {
+            failure_threshold: 5,
+            cool_down: Duration::from_secs(30),
+        }
     }
 }
 
@@ -55,7 +58,10 @@ pub struct Breaker {
 impl Breaker {
     /// A closed breaker.
     pub fn new(config: BreakerConfig) -> Self {
-        Self { config, state: Mutex::new(State::Closed { failures: 0 }) }
+        Self {
+            config,
+            state: Mutex::new(State::Closed { failures: 0 }),
+        }
     }
 
     /// May a call go through now? `Err` carries the time left open.
@@ -85,9 +91,13 @@ impl Breaker {
         *state = match (*state, ok) {
             (_, true) => State::Closed { failures: 0 },
             (State::Closed { failures }, false) if failures + 1 < self.config.failure_threshold => {
-                State::Closed { failures: failures + 1 }
+                State::Closed {
+                    failures: failures + 1,
+                }
             }
-            (_, false) => State::Open { until: Instant::now() + self.config.cool_down },
+            (_, false) => State::Open {
+                until: Instant::now() + self.config.cool_down,
+            },
         };
     }
 
@@ -107,7 +117,9 @@ impl Breaker {
     /// The state for the API.
     pub fn view(&self) -> BreakerView {
         match *self.state.lock().expect("breaker lock") {
-            State::Closed { failures } => BreakerView::Closed { consecutive_failures: failures },
+            State::Closed { failures } => BreakerView::Closed {
+                consecutive_failures: failures,
+            },
             State::Open { until } => BreakerView::Open {
                 retry_in_ms: until.saturating_duration_since(Instant::now()).as_millis() as u64,
             },
@@ -122,7 +134,10 @@ mod tests {
 
     #[test]
     fn opens_after_threshold_and_probes_after_cool_down() {
-        let b = Breaker::new(BreakerConfig { failure_threshold: 3, cool_down: Duration::from_millis(20) });
+        let b = Breaker::new(BreakerConfig {
+            failure_threshold: 3,
+            cool_down: Duration::from_millis(20),
+        });
         for _ in 0..2 {
             b.admit().unwrap();
             b.record(false);
@@ -139,12 +154,20 @@ mod tests {
         b.admit().unwrap();
         b.record(true);
         b.admit().unwrap();
-        assert!(matches!(b.view(), BreakerView::Closed { consecutive_failures: 0 }));
+        assert!(matches!(
+            b.view(),
+            BreakerView::Closed {
+                consecutive_failures: 0
+            }
+        ));
     }
 
     #[test]
     fn a_success_resets_the_count() {
-        let b = Breaker::new(BreakerConfig { failure_threshold: 2, cool_down: Duration::from_secs(60) });
+        let b = Breaker::new(BreakerConfig {
+            failure_threshold: 2,
+            cool_down: Duration::from_secs(60),
+        });
         b.record(false);
         b.record(true);
         b.record(false);

@@ -49,17 +49,33 @@ impl OperatorLimits {
             version: manifest.version.clone(),
             sha256: sha256.to_string(),
             kind: manifest.kind,
-            memory_bytes: (l.memory_mb.unwrap_or(self.default_memory_mb).min(self.max_memory_mb) << 20) as usize,
+            memory_bytes: (l
+                .memory_mb
+                .unwrap_or(self.default_memory_mb)
+                .min(self.max_memory_mb)
+                << 20) as usize,
             table_elements: self.table_elements,
-            timeout: Duration::from_millis(l.timeout_ms.unwrap_or(self.default_timeout_ms).min(self.max_timeout_ms)),
+            timeout: Duration::from_millis(
+                l.timeout_ms
+                    .unwrap_or(self.default_timeout_ms)
+                    .min(self.max_timeout_ms),
+            ),
             // The manifest was validated, so every entry parses.
-            http_allow: caps.http.iter().filter_map(|h| HostPattern::parse(h).ok()).collect(),
+            http_allow: caps
+                .http
+                .iter()
+                .filter_map(|h| HostPattern::parse(h).ok())
+                .collect(),
             http_response_bytes: l
                 .http_response_bytes
                 .unwrap_or(self.default_http_response_bytes)
                 .min(self.max_http_response_bytes),
             tcp_allow: caps.tcp.iter().filter_map(|a| a.parse().ok()).collect(),
-            env: caps.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect(),
+            env: caps
+                .env
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+                .collect(),
         }
     }
 }

@@ -88,7 +88,8 @@ pub struct ManifestError(pub String);
 impl Manifest {
     /// Parses and validates `plugin.toml` text.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError(e.message().to_string()))?;
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| ManifestError(e.message().to_string()))?;
         manifest.validate()?;
         Ok(manifest)
     }
@@ -96,10 +97,16 @@ impl Manifest {
     fn validate(&self) -> Result<(), ManifestError> {
         let bad = |m: String| Err(ManifestError(m));
         if !valid_id(&self.id) {
-            return bad(format!("id `{}` must be 1-64 characters of a-z, 0-9 and -", self.id));
+            return bad(format!(
+                "id `{}` must be 1-64 characters of a-z, 0-9 and -",
+                self.id
+            ));
         }
         if semver::Version::parse(&self.version).is_err() {
-            return bad(format!("version `{}` is not semver (like 1.2.3)", self.version));
+            return bad(format!(
+                "version `{}` is not semver (like 1.2.3)",
+                self.version
+            ));
         }
         if !SUPPORTED_CONTRACTS.contains(&self.contract.as_str()) {
             return bad(format!(
@@ -112,12 +119,13 @@ impl Manifest {
             return bad("capabilities.files: this host grants no filesystem access".into());
         }
         for entry in &self.capabilities.http {
-            HostPattern::parse(entry).map_err(|e| ManifestError(format!("capabilities.http: {e}")))?;
+            HostPattern::parse(entry)
+                .map_err(|e| ManifestError(format!("capabilities.http: {e}")))?;
         }
         for entry in &self.capabilities.tcp {
-            entry
-                .parse::<SocketAddr>()
-                .map_err(|_| ManifestError(format!("capabilities.tcp: `{entry}` is not ip:port")))?;
+            entry.parse::<SocketAddr>().map_err(|_| {
+                ManifestError(format!("capabilities.tcp: `{entry}` is not ip:port"))
+            })?;
         }
         if let Some(0) = self.limits.memory_mb {
             return bad("limits.memory_mb must be at least 1".into());
@@ -134,7 +142,10 @@ impl Manifest {
     }
 
     /// Checks an operator-set config against this manifest: required keys and declared types.
-    pub fn check_config(&self, config: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    pub fn check_config(
+        &self,
+        config: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), String> {
         let missing: Vec<&str> = self
             .config
             .required
@@ -143,13 +154,28 @@ impl Manifest {
             .map(String::as_str)
             .collect();
         if !missing.is_empty() {
-            return Err(format!("config is missing required key(s): {}", missing.join(", ")));
+            return Err(format!(
+                "config is missing required key(s): {}",
+                missing.join(", ")
+            ));
         }
-        let Some(props) = self.config.schema.as_ref().and_then(|s| s.get("properties")).and_then(|p| p.as_table()) else {
+        let Some(props) = self
+            .config
+            .schema
+            .as_ref()
+            .and_then(|s| s.get("properties"))
+            .and_then(|p| p.as_table())
+        else {
             return Ok(());
         };
         for (key, value) in config {
-            let Some(want) = props.get(key).and_then(|p| p.get("type")).and_then(|t| t.as_str()) else { continue };
+            let Some(want) = props
+                .get(key)
+                .and_then(|p| p.get("type"))
+                .and_then(|t| t.as_str())
+            else {
+                continue;
+            };
             let ok = match want {
                 "string" => value.is_string(),
                 "integer" => value.is_i64() || value.is_u64(),
@@ -169,7 +195,10 @@ impl Manifest {
 
 /// True for a valid plugin id.
 pub fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]
@@ -213,8 +242,14 @@ type = "string"
             (GOOD.replace("\"channel\"", "\"mailer\""), "unknown variant"),
             (GOOD.replace("0.1.0", "one"), "semver"),
             (GOOD.replace("\"0.1\"", "\"9.0\""), "not served"),
-            (GOOD.replace("webhook-channel", "Webhook Channel"), "must be 1-64"),
-            (GOOD.replace("hooks.example.com", "http://x"), "capabilities.http"),
+            (
+                GOOD.replace("webhook-channel", "Webhook Channel"),
+                "must be 1-64",
+            ),
+            (
+                GOOD.replace("hooks.example.com", "http://x"),
+                "capabilities.http",
+            ),
         ];
         for (text, want) in cases {
             let err = Manifest::parse(&text).unwrap_err().to_string();

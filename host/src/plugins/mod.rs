@@ -12,7 +12,9 @@ mod slot;
 
 pub use breaker::{BreakerConfig, BreakerView};
 pub use limits::OperatorLimits;
-pub use manifest::{Capabilities, ConfigSpec, Limits, Manifest, ManifestError, SUPPORTED_CONTRACTS, valid_id};
+pub use manifest::{
+    Capabilities, ConfigSpec, Limits, Manifest, ManifestError, SUPPORTED_CONTRACTS, valid_id,
+};
 pub use registry::{PluginRegistry, PluginView, RegistryConfig, VersionView, sha256_hex};
 pub use slot::PluginSlot;
 
@@ -89,7 +91,9 @@ pub enum PluginError {
     #[error("plugin `{0}` is disabled")]
     Disabled(String),
     /// Too many consecutive failures; calls are refused for a while.
-    #[error("plugin `{plugin}` is failing: its circuit breaker is open (retry in {retry_in_ms} ms)")]
+    #[error(
+        "plugin `{plugin}` is failing: its circuit breaker is open (retry in {retry_in_ms} ms)"
+    )]
     BreakerOpen {
         /// Plugin id.
         plugin: String,

@@ -8,14 +8,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::runtime::bindings::types::{ConnectorError, Delivery, Event, HttpRequest, Message, PollPage, RuleInput, SendError};
+use crate::runtime::bindings::types::{
+    ConnectorError, Delivery, Event, HttpRequest, Message, PollPage, RuleInput, SendError,
+};
 use crate::runtime::{CallStatsSnapshot, LoadError, PluginKind, Runtime, SandboxedPlugin};
 use crate::store::{Activation, PluginStore, SlotRecord, VersionRecord};
 
 use super::breaker::{BreakerConfig, BreakerView};
 use super::slot::PluginSlot;
 use super::{Capabilities, Limits, Manifest, OperatorLimits, PluginError};
-
 
 /// Registry settings.
 #[derive(Debug, Clone, Default)]
@@ -75,7 +76,9 @@ pub struct PluginView {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// sha256 of bytes, lower-case hex: a version's identity.
@@ -93,15 +96,26 @@ pub struct PluginRegistry {
 
 impl PluginRegistry {
     /// Opens the registry and restores every slot's live version from the compiled cache.
-    pub fn open(runtime: Runtime, store: Arc<dyn PluginStore>, config: RegistryConfig) -> Result<Self, PluginError> {
-        let registry = Self { runtime, store, config, slots: RwLock::new(BTreeMap::new()) };
+    pub fn open(
+        runtime: Runtime,
+        store: Arc<dyn PluginStore>,
+        config: RegistryConfig,
+    ) -> Result<Self, PluginError> {
+        let registry = Self {
+            runtime,
+            store,
+            config,
+            slots: RwLock::new(BTreeMap::new()),
+        };
         for record in registry.store.slots()? {
             let live = record.live.clone();
             let slot = registry.insert_slot(record)?;
             if let Some(sha) = live {
                 match registry.load_version(&slot, &sha) {
                     Ok(plugin) => slot.live.store(Some(plugin)),
-                    Err(e) => tracing::error!(plugin = %slot.id, "live version {sha} could not be restored: {e}"),
+                    Err(e) => {
+                        tracing::error!(plugin = %slot.id, "live version {sha} could not be restored: {e}")
+                    }
                 }
             }
         }
@@ -116,13 +130,21 @@ impl PluginRegistry {
     fn insert_slot(&self, record: SlotRecord) -> Result<Arc<PluginSlot>, PluginError> {
         let kv = self.store.kv(&record.id)?;
         let slot = Arc::new(PluginSlot::new(record, kv, self.config.breaker));
-        self.slots.write().expect("slots lock").insert(slot.id.clone(), slot.clone());
+        self.slots
+            .write()
+            .expect("slots lock")
+            .insert(slot.id.clone(), slot.clone());
         Ok(slot)
     }
 
     /// The slot of a plugin id.
     pub fn slot(&self, id: &str) -> Result<Arc<PluginSlot>, PluginError> {
-        self.slots.read().expect("slots lock").get(id).cloned().ok_or_else(|| PluginError::UnknownPlugin(id.into()))
+        self.slots
+            .read()
+            .expect("slots lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| PluginError::UnknownPlugin(id.into()))
     }
 
     fn version_record(&self, id: &str, sha: &str) -> Result<VersionRecord, PluginError> {
@@ -130,11 +152,18 @@ impl PluginRegistry {
             .versions(id)?
             .into_iter()
             .find(|v| v.sha256 == sha)
-            .ok_or_else(|| PluginError::UnknownVersion { plugin: id.into(), sha256: sha.into() })
+            .ok_or_else(|| PluginError::UnknownVersion {
+                plugin: id.into(),
+                sha256: sha.into(),
+            })
     }
 
     /// A prepared version: from this process's cache, else from compiled code on disk.
-    fn load_version(&self, slot: &PluginSlot, sha: &str) -> Result<Arc<SandboxedPlugin>, PluginError> {
+    fn load_version(
+        &self,
+        slot: &PluginSlot,
+        sha: &str,
+    ) -> Result<Arc<SandboxedPlugin>, PluginError> {
         if let Some(p) = slot.loaded.lock().expect("loaded lock").get(sha) {
             return Ok(p.clone());
         }
@@ -147,31 +176,55 @@ impl PluginRegistry {
                 store
                     .component(sha)
                     .map_err(|e| LoadError::Cache(e.to_string()))?
-                    .ok_or_else(|| LoadError::Cache(format!("component {sha} is missing from the store")))
+                    .ok_or_else(|| {
+                        LoadError::Cache(format!("component {sha} is missing from the store"))
+                    })
             })
-            .map_err(|source| PluginError::Load { plugin: slot.id.clone(), source })?;
+            .map_err(|source| PluginError::Load {
+                plugin: slot.id.clone(),
+                source,
+            })?;
         let plugin = Arc::new(plugin);
-        slot.loaded.lock().expect("loaded lock").insert(sha.to_string(), plugin.clone());
+        slot.loaded
+            .lock()
+            .expect("loaded lock")
+            .insert(sha.to_string(), plugin.clone());
         Ok(plugin)
     }
 
     /// Stores a new version after checking that it compiles and implements its manifest's
     /// world. Compiles: call it off the async executor.
-    pub fn upload(&self, manifest_text: &str, component: &[u8]) -> Result<VersionView, PluginError> {
+    pub fn upload(
+        &self,
+        manifest_text: &str,
+        component: &[u8],
+    ) -> Result<VersionView, PluginError> {
         let manifest = Manifest::parse(manifest_text)?;
         let sha = sha256_hex(component);
         let id = manifest.id.clone();
         if let Ok(slot) = self.slot(&id)
             && slot.kind != manifest.kind
         {
-            return Err(PluginError::KindConflict { plugin: id, slot: slot.kind, version: manifest.kind });
+            return Err(PluginError::KindConflict {
+                plugin: id,
+                slot: slot.kind,
+                version: manifest.kind,
+            });
         }
         let spec = self.config.limits.sandbox(&manifest, &sha);
         let plugin = self
             .runtime
             .prepare(spec, || Ok(component.to_vec()))
-            .map_err(|source| PluginError::Load { plugin: id.clone(), source })?;
-        let record = VersionRecord { sha256: sha.clone(), manifest, size: component.len() as u64, uploaded_at_ms: now_ms() };
+            .map_err(|source| PluginError::Load {
+                plugin: id.clone(),
+                source,
+            })?;
+        let record = VersionRecord {
+            sha256: sha.clone(),
+            manifest,
+            size: component.len() as u64,
+            uploaded_at_ms: now_ms(),
+        };
         self.store.put_version(&id, &record, component)?;
         let slot = match self.slot(&id) {
             Ok(slot) => slot,
@@ -188,7 +241,11 @@ impl PluginRegistry {
                 self.insert_slot(record)?
             }
         };
-        slot.loaded.lock().expect("loaded lock").entry(sha.clone()).or_insert_with(|| Arc::new(plugin));
+        slot.loaded
+            .lock()
+            .expect("loaded lock")
+            .entry(sha.clone())
+            .or_insert_with(|| Arc::new(plugin));
         tracing::info!(plugin = %id, sha256 = %sha, "version uploaded");
         let stored = self.version_record(&id, &sha)?;
         Ok(self.version_view(&slot, stored))
@@ -217,18 +274,28 @@ impl PluginRegistry {
         self.make_live(id, &target, "rollback").await
     }
 
-    async fn make_live(&self, id: &str, sha: &str, action: &str) -> Result<PluginView, PluginError> {
+    async fn make_live(
+        &self,
+        id: &str,
+        sha: &str,
+        action: &str,
+    ) -> Result<PluginView, PluginError> {
         let slot = self.slot(id)?;
         let _admin = slot.admin.lock().await;
         let plugin = self.load_version(&slot, sha)?;
         let manifest = self.version_record(id, sha)?.manifest;
-        self.validate(&slot, &plugin, &manifest, slot.config.load_full()).await?;
+        self.validate(&slot, &plugin, &manifest, slot.config.load_full())
+            .await?;
         slot.live.store(Some(plugin));
         slot.breaker.reset();
         let record = {
             let mut record = slot.record.lock().expect("record lock");
             record.live = Some(sha.to_string());
-            record.history.push(Activation { sha256: sha.to_string(), action: action.into(), at_ms: now_ms() });
+            record.history.push(Activation {
+                sha256: sha.to_string(),
+                action: action.into(),
+                at_ms: now_ms(),
+            });
             record.clone()
         };
         self.store.put_slot(&record)?;
@@ -250,7 +317,9 @@ impl PluginRegistry {
             reason,
         };
         let empty = serde_json::Map::new();
-        manifest.check_config(config.as_object().unwrap_or(&empty)).map_err(failed)?;
+        manifest
+            .check_config(config.as_object().unwrap_or(&empty))
+            .map_err(failed)?;
         let mut env = slot.env(true);
         env.config = config;
         match plugin.self_test(&env).await {
@@ -287,10 +356,15 @@ impl PluginRegistry {
         let config = Arc::new(serde_json::Value::Object(config));
         if let Some(live) = slot.live() {
             let manifest = self.version_record(id, &live.spec().sha256)?.manifest;
-            self.validate(&slot, &live, &manifest, config.clone()).await.map_err(|e| match e {
-                PluginError::SelfTestFailed { reason, .. } => PluginError::InvalidConfig { plugin: id.into(), reason },
-                other => other,
-            })?;
+            self.validate(&slot, &live, &manifest, config.clone())
+                .await
+                .map_err(|e| match e {
+                    PluginError::SelfTestFailed { reason, .. } => PluginError::InvalidConfig {
+                        plugin: id.into(),
+                        reason,
+                    },
+                    other => other,
+                })?;
         }
         let record = {
             let mut record = slot.record.lock().expect("record lock");
@@ -304,7 +378,13 @@ impl PluginRegistry {
 
     /// Every slot.
     pub fn list(&self) -> Vec<PluginView> {
-        let slots: Vec<_> = self.slots.read().expect("slots lock").values().cloned().collect();
+        let slots: Vec<_> = self
+            .slots
+            .read()
+            .expect("slots lock")
+            .values()
+            .cloned()
+            .collect();
         slots.iter().map(|s| self.view(s)).collect()
     }
 
@@ -321,7 +401,12 @@ impl PluginRegistry {
 
     fn version_view(&self, slot: &PluginSlot, v: VersionRecord) -> VersionView {
         let live = slot.live().is_some_and(|p| p.spec().sha256 == v.sha256);
-        let stats = slot.loaded.lock().expect("loaded lock").get(&v.sha256).map(|p| p.stats());
+        let stats = slot
+            .loaded
+            .lock()
+            .expect("loaded lock")
+            .get(&v.sha256)
+            .map(|p| p.stats());
         VersionView {
             live,
             stats,
@@ -338,12 +423,24 @@ impl PluginRegistry {
 
     fn view(&self, slot: &PluginSlot) -> PluginView {
         let versions = self.store.versions(&slot.id).unwrap_or_default();
-        let secrets: BTreeSet<&String> = versions.iter().flat_map(|v| &v.manifest.config.secrets).collect();
+        let secrets: BTreeSet<&String> = versions
+            .iter()
+            .flat_map(|v| &v.manifest.config.secrets)
+            .collect();
         let record = slot.record.lock().expect("record lock").clone();
         let config = record
             .config
             .iter()
-            .map(|(k, v)| (k.clone(), if secrets.contains(k) { "********".into() } else { v.clone() }))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if secrets.contains(k) {
+                        "********".into()
+                    } else {
+                        v.clone()
+                    },
+                )
+            })
             .collect();
         let live = slot.live();
         let state = if slot.disabled.load(Ordering::Acquire) {
@@ -361,7 +458,10 @@ impl PluginRegistry {
             live_version: live.as_ref().map(|p| p.spec().version.clone()),
             breaker: slot.breaker.view(),
             config,
-            versions: versions.into_iter().map(|v| self.version_view(slot, v)).collect(),
+            versions: versions
+                .into_iter()
+                .map(|v| self.version_view(slot, v))
+                .collect(),
             history: record.history,
         }
     }
@@ -378,7 +478,11 @@ impl PluginRegistry {
     }
 
     /// Calls a connector's `poll` on its live version.
-    pub async fn poll(&self, id: &str, cursor: Option<&str>) -> Result<Result<PollPage, ConnectorError>, PluginError> {
+    pub async fn poll(
+        &self,
+        id: &str,
+        cursor: Option<&str>,
+    ) -> Result<Result<PollPage, ConnectorError>, PluginError> {
         let lease = self.slot(id)?.lease(PluginKind::Connector)?;
         let outcome = lease.plugin.poll(&lease.env, cursor).await;
         lease.finish(outcome)
@@ -397,7 +501,11 @@ impl PluginRegistry {
     }
 
     /// Calls a channel's `send` on its live version.
-    pub async fn send(&self, id: &str, message: &Message) -> Result<Result<Delivery, SendError>, PluginError> {
+    pub async fn send(
+        &self,
+        id: &str,
+        message: &Message,
+    ) -> Result<Result<Delivery, SendError>, PluginError> {
         let lease = self.slot(id)?.lease(PluginKind::Channel)?;
         let outcome = lease.plugin.send(&lease.env, message).await;
         lease.finish(outcome)

@@ -9,8 +9,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crate::runtime::{CallEnv, CallError, KvNamespace, PluginKind, SandboxedPlugin};
 use crate::store::SlotRecord;
 
-use super::breaker::{Breaker, BreakerConfig};
 use super::PluginError;
+use super::breaker::{Breaker, BreakerConfig};
 
 /// One plugin id's slot.
 pub struct PluginSlot {
@@ -59,7 +59,11 @@ impl Lease {
 }
 
 impl PluginSlot {
-    pub(super) fn new(record: SlotRecord, kv: Arc<dyn KvNamespace>, breaker: BreakerConfig) -> Self {
+    pub(super) fn new(
+        record: SlotRecord,
+        kv: Arc<dyn KvNamespace>,
+        breaker: BreakerConfig,
+    ) -> Self {
         Self {
             id: record.id.clone(),
             kind: record.kind,
@@ -90,21 +94,40 @@ impl PluginSlot {
     }
 
     pub(super) fn env(&self, read_only: bool) -> CallEnv {
-        CallEnv { config: self.config.load_full(), kv: self.kv.clone(), read_only }
+        CallEnv {
+            config: self.config.load_full(),
+            kv: self.kv.clone(),
+            read_only,
+        }
     }
 
     /// Takes the live version for one call, or says why no call may be made.
     pub fn lease(self: &Arc<Self>, wanted: PluginKind) -> Result<Lease, PluginError> {
         if self.kind != wanted {
-            return Err(PluginError::WrongKind { plugin: self.id.clone(), actual: self.kind, wanted });
+            return Err(PluginError::WrongKind {
+                plugin: self.id.clone(),
+                actual: self.kind,
+                wanted,
+            });
         }
         if self.disabled.load(Ordering::Acquire) {
             return Err(PluginError::Disabled(self.id.clone()));
         }
-        let plugin = self.live.load_full().ok_or_else(|| PluginError::NotLive(self.id.clone()))?;
+        let plugin = self
+            .live
+            .load_full()
+            .ok_or_else(|| PluginError::NotLive(self.id.clone()))?;
         self.breaker
             .admit()
-            .map_err(|left| PluginError::BreakerOpen { plugin: self.id.clone(), retry_in_ms: left.as_millis() as u64 })?;
-        Ok(Lease { slot: self.clone(), plugin, env: self.env(false), finished: false })
+            .map_err(|left| PluginError::BreakerOpen {
+                plugin: self.id.clone(),
+                retry_in_ms: left.as_millis() as u64,
+            })?;
+        Ok(Lease {
+            slot: self.clone(),
+            plugin,
+            env: self.env(false),
+            finished: false,
+        })
     }
 }

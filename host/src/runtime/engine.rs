@@ -25,7 +25,10 @@ pub struct EngineLimits {
 
 impl Default for EngineLimits {
     fn default() -> Self {
-        Self { max_instances: 512, max_memory_bytes: 256 << 20 }
+        Self {
+            max_instances: 512,
+            max_memory_bytes: 256 << 20,
+        }
     }
 }
 
@@ -93,10 +96,14 @@ pub struct CompileCache {
 impl CompileCache {
     /// A cache in `dir` for `engine`'s compilation settings.
     pub fn new(dir: &Path, engine: &Engine) -> Result<Self, LoadError> {
-        std::fs::create_dir_all(dir).map_err(|e| LoadError::Cache(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LoadError::Cache(format!("{}: {e}", dir.display())))?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(Self { dir: dir.to_path_buf(), compat: format!("{:016x}", hasher.finish()) })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            compat: format!("{:016x}", hasher.finish()),
+        })
     }
 
     fn path(&self, sha256: &str) -> PathBuf {
@@ -127,8 +134,11 @@ impl CompileCache {
             }
         }
         let bytes = bytes()?;
-        let component = Component::new(engine, &bytes).map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
-        let serialized = component.serialize().map_err(|e| LoadError::Cache(format!("{e:#}")))?;
+        let component = Component::new(engine, &bytes)
+            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+        let serialized = component
+            .serialize()
+            .map_err(|e| LoadError::Cache(format!("{e:#}")))?;
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, serialized)
             .and_then(|()| std::fs::rename(&tmp, &path))

@@ -18,7 +18,12 @@ pub const KV_MAX_KEYS: usize = 10_000;
 impl types::Host for PluginState {}
 
 impl log::Host for PluginState {
-    fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+    fn log(
+        &mut self,
+        level: log::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
         if self.logs_left == 0 {
             return Ok(());
         }
@@ -32,11 +37,21 @@ impl log::Host for PluginState {
             .join(" ");
         let plugin = &*self.plugin;
         match level {
-            log::Level::Trace => tracing::trace!(target: "tessera::plugin", plugin, fields, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "tessera::plugin", plugin, fields, "{message}"),
-            log::Level::Info => tracing::info!(target: "tessera::plugin", plugin, fields, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "tessera::plugin", plugin, fields, "{message}"),
-            log::Level::Error => tracing::error!(target: "tessera::plugin", plugin, fields, "{message}"),
+            log::Level::Trace => {
+                tracing::trace!(target: "tessera::plugin", plugin, fields, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "tessera::plugin", plugin, fields, "{message}")
+            }
+            log::Level::Info => {
+                tracing::info!(target: "tessera::plugin", plugin, fields, "{message}")
+            }
+            log::Level::Warn => {
+                tracing::warn!(target: "tessera::plugin", plugin, fields, "{message}")
+            }
+            log::Level::Error => {
+                tracing::error!(target: "tessera::plugin", plugin, fields, "{message}")
+            }
         }
         Ok(())
     }
@@ -57,7 +72,11 @@ impl config::Host for PluginState {
 
 impl kv::Host for PluginState {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::KvError>> {
-        Ok(self.env.kv.get(key.as_bytes()).map_err(kv::KvError::Unavailable))
+        Ok(self
+            .env
+            .kv
+            .get(key.as_bytes())
+            .map_err(kv::KvError::Unavailable))
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), kv::KvError>> {
@@ -65,22 +84,34 @@ impl kv::Host for PluginState {
             return Ok(Err(kv::KvError::ReadOnly));
         }
         if key.len() > KV_MAX_KEY {
-            return Ok(Err(kv::KvError::TooLarge(format!("keys are at most {KV_MAX_KEY} bytes"))));
+            return Ok(Err(kv::KvError::TooLarge(format!(
+                "keys are at most {KV_MAX_KEY} bytes"
+            ))));
         }
         if value.len() > KV_MAX_VALUE {
-            return Ok(Err(kv::KvError::TooLarge(format!("values are at most {KV_MAX_VALUE} bytes"))));
+            return Ok(Err(kv::KvError::TooLarge(format!(
+                "values are at most {KV_MAX_VALUE} bytes"
+            ))));
         }
         let kv = &self.env.kv;
         if kv.len() >= KV_MAX_KEYS && matches!(kv.get(key.as_bytes()), Ok(None)) {
-            return Ok(Err(kv::KvError::QuotaExceeded(format!("at most {KV_MAX_KEYS} keys"))));
+            return Ok(Err(kv::KvError::QuotaExceeded(format!(
+                "at most {KV_MAX_KEYS} keys"
+            ))));
         }
-        Ok(kv.set(key.as_bytes(), &value).map_err(kv::KvError::Unavailable))
+        Ok(kv
+            .set(key.as_bytes(), &value)
+            .map_err(kv::KvError::Unavailable))
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), kv::KvError>> {
         if self.env.read_only {
             return Ok(Err(kv::KvError::ReadOnly));
         }
-        Ok(self.env.kv.delete(key.as_bytes()).map_err(kv::KvError::Unavailable))
+        Ok(self
+            .env
+            .kv
+            .delete(key.as_bytes())
+            .map_err(kv::KvError::Unavailable))
     }
 }

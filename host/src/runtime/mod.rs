@@ -99,7 +99,11 @@ pub struct Runtime {
 
 impl Runtime {
     /// A runtime caching compiled code under `cache_dir`.
-    pub fn new(limits: &EngineLimits, grants: AddressGrants, cache_dir: &Path) -> Result<Self, LoadError> {
+    pub fn new(
+        limits: &EngineLimits,
+        grants: AddressGrants,
+        cache_dir: &Path,
+    ) -> Result<Self, LoadError> {
         let engine = engine::build_engine(limits)?;
         let mut linker = Linker::new(&engine);
         let link = |e: wasmtime::Error| LoadError::Cache(format!("linker: {e:#}"));
@@ -107,7 +111,11 @@ impl Runtime {
         // still instantiate. What it may do is decided by policy in its WasiCtx, per call.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
-        bindings::connector::Connector::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s).map_err(link)?;
+        bindings::connector::Connector::add_to_linker::<_, HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(link)?;
         let cache = CompileCache::new(cache_dir, &engine)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Self {

@@ -24,11 +24,19 @@ impl HostPattern {
         let (host, port) = split_host_port(&entry)?;
         let (host, wildcard) = match host.strip_prefix("*.") {
             Some(rest) if !rest.is_empty() && !rest.contains('*') => (rest.to_string(), true),
-            Some(_) => return Err(format!("`{entry}`: a wildcard needs a suffix like *.example.com")),
+            Some(_) => {
+                return Err(format!(
+                    "`{entry}`: a wildcard needs a suffix like *.example.com"
+                ));
+            }
             None if host.contains('*') => return Err(format!("`{entry}`: `*` only as `*.suffix`")),
             None => (host, false),
         };
-        Ok(Self { host, wildcard, port })
+        Ok(Self {
+            host,
+            wildcard,
+            port,
+        })
     }
 
     /// True when `host` (lower case, no brackets) on `port` matches this entry.
@@ -48,7 +56,9 @@ impl HostPattern {
 
 fn split_host_port(entry: &str) -> Result<(String, Option<u16>), String> {
     if let Some(rest) = entry.strip_prefix('[') {
-        let (ip, tail) = rest.split_once(']').ok_or_else(|| format!("`{entry}`: unclosed ["))?;
+        let (ip, tail) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("`{entry}`: unclosed ["))?;
         let port = match tail.strip_prefix(':') {
             Some(p) => Some(p.parse().map_err(|_| format!("`{entry}`: bad port"))?),
             None if tail.is_empty() => None,
@@ -192,7 +202,15 @@ mod tests {
 
     #[test]
     fn bad_entries_are_refused() {
-        for bad in ["", "http://x.com", "*", "a*.com", "x.com:port", "*.", "x.com/path"] {
+        for bad in [
+            "",
+            "http://x.com",
+            "*",
+            "a*.com",
+            "x.com:port",
+            "*.",
+            "x.com/path",
+        ] {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
     }

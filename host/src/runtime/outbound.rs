@@ -60,11 +60,17 @@ impl OutboundPolicy {
 
     /// Resolves and checks the request's destination; returns the address to connect to.
     async fn admit(&self, scheme: &Scheme, authority: &Authority) -> Result<SocketAddr, HttpError> {
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
         let port = authority.port_u16().unwrap_or(default_port);
         if !self.allow.iter().any(|p| p.matches(&host, port)) {
-            return Err(self.deny(&format!("{host}:{port} is not in the plugin's http allowlist")));
+            return Err(self.deny(&format!(
+                "{host}:{port} is not in the plugin's http allowlist"
+            )));
         }
         let addrs: Vec<SocketAddr> = match tokio::time::timeout(
             self.timeout,
@@ -73,7 +79,12 @@ impl OutboundPolicy {
         .await
         {
             Ok(Ok(addrs)) => addrs.collect(),
-            Ok(Err(_)) => return Err(HttpError::DnsError { rcode: None, info_code: None }),
+            Ok(Err(_)) => {
+                return Err(HttpError::DnsError {
+                    rcode: None,
+                    info_code: None,
+                });
+            }
             Err(_) => return Err(HttpError::DnsTimeout),
         };
         if addrs.is_empty() {
@@ -105,7 +116,10 @@ impl OutboundPolicy {
 type SendFuture = Box<
     dyn Future<
             Output = Result<
-                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
                 HttpError,
             >,
         > + Send,
@@ -123,11 +137,19 @@ impl WasiHttpHooks for OutboundHooks {
         Box::new(async move {
             policy.requests.fetch_add(1, Ordering::Relaxed);
             let scheme = request.uri().scheme().cloned().unwrap_or(Scheme::HTTPS);
-            let authority = request.uri().authority().cloned().ok_or(HttpError::HttpRequestUriInvalid)?;
+            let authority = request
+                .uri()
+                .authority()
+                .cloned()
+                .ok_or(HttpError::HttpRequestUriInvalid)?;
             let addr = policy.admit(&scheme, &authority).await?;
             if scheme == Scheme::HTTP {
                 // Pin the connection to the checked address; the Host header keeps the name.
-                let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+                let path = request
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string();
                 *request.uri_mut() = http::Uri::builder()
                     .scheme(Scheme::HTTP)
                     .authority(addr.to_string())
@@ -136,12 +158,21 @@ impl WasiHttpHooks for OutboundHooks {
                     .map_err(|_| HttpError::HttpRequestUriInvalid)?;
             }
             let options = policy.clamp(options);
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             let limit = policy.max_response_bytes;
             if response.body().size_hint().lower() > limit {
-                return Err(HttpError::HttpResponseBodySize(Some(response.body().size_hint().lower())));
+                return Err(HttpError::HttpResponseBodySize(Some(
+                    response.body().size_hint().lower(),
+                )));
             }
-            let response = response.map(|body| CappedBody { inner: body.boxed_unsync(), left: limit }.boxed_unsync());
+            let response = response.map(|body| {
+                CappedBody {
+                    inner: body.boxed_unsync(),
+                    left: limit,
+                }
+                .boxed_unsync()
+            });
             Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
     }
@@ -157,7 +188,10 @@ impl Body for CappedBody {
     type Data = Bytes;
     type Error = HttpError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let poll = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &poll
             && let Some(data) = frame.data_ref()

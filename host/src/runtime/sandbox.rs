@@ -15,10 +15,12 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use super::bindings::connector::exports::tessera::cx::{self_test, source as connector_api};
 use super::bindings::channel::exports::tessera::cx::sender as channel_api;
+use super::bindings::connector::exports::tessera::cx::{self_test, source as connector_api};
 use super::bindings::segment_rule::exports::tessera::cx::rule as rule_api;
-use super::bindings::types::{ConnectorError, Delivery, Event, HttpRequest, Message, PollPage, RuleInput, SendError};
+use super::bindings::types::{
+    ConnectorError, Delivery, Event, HttpRequest, Message, PollPage, RuleInput, SendError,
+};
 use super::engine::EPOCH_TICK;
 use super::error::{CallError, CallFailure, LoadError};
 use super::net_policy::AddressGrants;
@@ -70,10 +72,16 @@ impl CallStats {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.total_micros.fetch_add(micros, Ordering::Relaxed);
         self.max_micros.fetch_max(micros, Ordering::Relaxed);
-        self.peak_memory.fetch_max(peak_memory as u64, Ordering::Relaxed);
+        self.peak_memory
+            .fetch_max(peak_memory as u64, Ordering::Relaxed);
         if let Some(f) = failure {
             self.failures.fetch_add(1, Ordering::Relaxed);
-            *self.by_cause.lock().expect("stats lock").entry(f.code()).or_default() += 1;
+            *self
+                .by_cause
+                .lock()
+                .expect("stats lock")
+                .entry(f.code())
+                .or_default() += 1;
         }
     }
 
@@ -84,7 +92,11 @@ impl CallStats {
             calls,
             failures: self.failures.load(Ordering::Relaxed),
             failures_by_cause: self.by_cause.lock().expect("stats lock").clone(),
-            mean_micros: self.total_micros.load(Ordering::Relaxed).checked_div(calls).unwrap_or(0),
+            mean_micros: self
+                .total_micros
+                .load(Ordering::Relaxed)
+                .checked_div(calls)
+                .unwrap_or(0),
             max_micros: self.max_micros.load(Ordering::Relaxed),
             peak_memory_bytes: self.peak_memory.load(Ordering::Relaxed),
         }
@@ -121,7 +133,11 @@ impl SandboxedPlugin {
         ]
         .into_iter()
         .find_map(|(k, ok)| ok.then_some(k));
-        let mismatch = |e: wasmtime::Error| LoadError::WorldMismatch { expected: spec.kind, found, detail: format!("{e:#}") };
+        let mismatch = |e: wasmtime::Error| LoadError::WorldMismatch {
+            expected: spec.kind,
+            found,
+            detail: format!("{e:#}"),
+        };
         let exports = match spec.kind {
             PluginKind::Connector => Exports::Connector(connector.map_err(mismatch)?),
             PluginKind::SegmentRule => Exports::SegmentRule(rule.map_err(mismatch)?),
@@ -166,13 +182,18 @@ impl SandboxedPlugin {
 
     /// Outbound HTTP requests attempted and refused by policy.
     pub fn http_counts(&self) -> (u64, u64) {
-        (self.policy.requests.load(Ordering::Relaxed), self.policy.denied.load(Ordering::Relaxed))
+        (
+            self.policy.requests.load(Ordering::Relaxed),
+            self.policy.denied.load(Ordering::Relaxed),
+        )
     }
 
     fn new_store(&self, env: &CallEnv) -> Store<PluginState> {
         let stderr = MemoryOutputPipe::new(16 << 10);
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stderr(stderr.clone()).allow_udp(false).allow_ip_name_lookup(false);
+        wasi.stderr(stderr.clone())
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         for (k, v) in &self.spec.env {
             wasi.env(k, v);
         }
@@ -203,7 +224,12 @@ impl SandboxedPlugin {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        let ticks = self.spec.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
+        let ticks = self
+            .spec
+            .timeout
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis()) as u64
+            + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         store
@@ -220,7 +246,12 @@ impl SandboxedPlugin {
 
     fn classify(&self, err: &wasmtime::Error, state: &PluginState) -> CallFailure {
         match state.limiter.hit {
-            Some(LimitHit::Memory(wanted)) => return CallFailure::MemoryLimit { wanted, limit: self.spec.memory_bytes },
+            Some(LimitHit::Memory(wanted)) => {
+                return CallFailure::MemoryLimit {
+                    wanted,
+                    limit: self.spec.memory_bytes,
+                };
+            }
             Some(LimitHit::Table(_)) => return CallFailure::TableLimit,
             None => {}
         }
@@ -249,13 +280,21 @@ impl SandboxedPlugin {
         let span = tracing::info_span!("plugin_call", plugin = %self.spec.plugin, version = %self.spec.version, op);
         async {
             let started = Instant::now();
-            let _permit = self.slots.acquire().await.map_err(|_| self.fail(CallFailure::Instantiate("runtime shut down".into())))?;
+            let _permit = self
+                .slots
+                .acquire()
+                .await
+                .map_err(|_| self.fail(CallFailure::Instantiate("runtime shut down".into())))?;
             let mut store = self.new_store(env);
             // Epochs do not advance a guest that waits inside a host call (sleep, HTTP), so an
             // outer timeout bounds the whole call too.
             let outer = self.spec.timeout + EPOCH_TICK * 5;
             let result = tokio::time::timeout(outer, async {
-                let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| (true, e))?;
+                let instance = self
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| (true, e))?;
                 call(&mut store, &instance).await.map_err(|e| (false, e))
             })
             .await;
@@ -271,7 +310,8 @@ impl SandboxedPlugin {
                 }
             };
             let failure = outcome.as_ref().err();
-            self.stats.record(started.elapsed(), store.data().limiter.peak_memory, failure);
+            self.stats
+                .record(started.elapsed(), store.data().limiter.peak_memory, failure);
             if let Some(f) = failure {
                 tracing::warn!(cause = f.code(), "plugin call failed: {f}");
             }
@@ -291,7 +331,10 @@ impl SandboxedPlugin {
     }
 
     fn wrong_kind(&self, op: &str) -> CallError {
-        self.fail(CallFailure::MalformedOutput(format!("`{op}` called on a {} plugin", self.spec.kind)))
+        self.fail(CallFailure::MalformedOutput(format!(
+            "`{op}` called on a {} plugin",
+            self.spec.kind
+        )))
     }
 
     /// Connector: verifies and maps one webhook request.
@@ -300,10 +343,14 @@ impl SandboxedPlugin {
         env: &CallEnv,
         request: &HttpRequest,
     ) -> Result<Result<Vec<Event>, ConnectorError>, CallError> {
-        let Exports::Connector(idx) = &self.exports else { return Err(self.wrong_kind("handle-webhook")) };
+        let Exports::Connector(idx) = &self.exports else {
+            return Err(self.wrong_kind("handle-webhook"));
+        };
         let out = self
             .invoke(env, "handle-webhook", async |store, instance| {
-                idx.load(&mut *store, instance)?.call_handle_webhook(&mut *store, request).await
+                idx.load(&mut *store, instance)?
+                    .call_handle_webhook(&mut *store, request)
+                    .await
             })
             .await?;
         if let Ok(events) = &out {
@@ -313,11 +360,19 @@ impl SandboxedPlugin {
     }
 
     /// Connector: pulls the page after `cursor`.
-    pub async fn poll(&self, env: &CallEnv, cursor: Option<&str>) -> Result<Result<PollPage, ConnectorError>, CallError> {
-        let Exports::Connector(idx) = &self.exports else { return Err(self.wrong_kind("poll")) };
+    pub async fn poll(
+        &self,
+        env: &CallEnv,
+        cursor: Option<&str>,
+    ) -> Result<Result<PollPage, ConnectorError>, CallError> {
+        let Exports::Connector(idx) = &self.exports else {
+            return Err(self.wrong_kind("poll"));
+        };
         let out = self
             .invoke(env, "poll", async |store, instance| {
-                idx.load(&mut *store, instance)?.call_poll(&mut *store, cursor).await
+                idx.load(&mut *store, instance)?
+                    .call_poll(&mut *store, cursor)
+                    .await
             })
             .await?;
         if let Ok(page) = &out {
@@ -333,48 +388,74 @@ impl SandboxedPlugin {
         params: &str,
         batch: &[RuleInput],
     ) -> Result<Result<Vec<bool>, String>, CallError> {
-        let Exports::SegmentRule(idx) = &self.exports else { return Err(self.wrong_kind("evaluate")) };
+        let Exports::SegmentRule(idx) = &self.exports else {
+            return Err(self.wrong_kind("evaluate"));
+        };
         let out = self
             .invoke(env, "evaluate", async |store, instance| {
-                idx.load(&mut *store, instance)?.call_evaluate(&mut *store, params, batch).await
+                idx.load(&mut *store, instance)?
+                    .call_evaluate(&mut *store, params, batch)
+                    .await
             })
             .await?;
         if let Ok(decisions) = &out
             && decisions.len() != batch.len()
         {
-            return Err(self.malformed(format!("{} decisions for a batch of {}", decisions.len(), batch.len())));
+            return Err(self.malformed(format!(
+                "{} decisions for a batch of {}",
+                decisions.len(),
+                batch.len()
+            )));
         }
         Ok(out)
     }
 
     /// Channel: sends one message.
-    pub async fn send(&self, env: &CallEnv, message: &Message) -> Result<Result<Delivery, SendError>, CallError> {
-        let Exports::Channel(idx) = &self.exports else { return Err(self.wrong_kind("send")) };
+    pub async fn send(
+        &self,
+        env: &CallEnv,
+        message: &Message,
+    ) -> Result<Result<Delivery, SendError>, CallError> {
+        let Exports::Channel(idx) = &self.exports else {
+            return Err(self.wrong_kind("send"));
+        };
         self.invoke(env, "send", async |store, instance| {
-            idx.load(&mut *store, instance)?.call_send(&mut *store, message).await
+            idx.load(&mut *store, instance)?
+                .call_send(&mut *store, message)
+                .await
         })
         .await
     }
 
     /// Runs the version's `self-test`; a component without one passes.
     pub async fn self_test(&self, env: &CallEnv) -> Result<Result<(), String>, CallError> {
-        let Some(idx) = &self.self_test else { return Ok(Ok(())) };
+        let Some(idx) = &self.self_test else {
+            return Ok(Ok(()));
+        };
         self.invoke(env, "self-test", async |store, instance| {
-            idx.load(&mut *store, instance)?.call_self_test(&mut *store).await
+            idx.load(&mut *store, instance)?
+                .call_self_test(&mut *store)
+                .await
         })
         .await
     }
 
     fn check_events(&self, events: &[Event]) -> Result<(), CallError> {
         if events.len() > MAX_EVENTS_PER_CALL {
-            return Err(self.malformed(format!("{} events, more than {MAX_EVENTS_PER_CALL}", events.len())));
+            return Err(self.malformed(format!(
+                "{} events, more than {MAX_EVENTS_PER_CALL}",
+                events.len()
+            )));
         }
         for (i, e) in events.iter().enumerate() {
             if e.id.is_empty() || e.id.len() > 256 {
                 return Err(self.malformed(format!("event {i}: id must be 1 to 256 bytes")));
             }
             for (field, text) in [("properties", &e.properties), ("traits", &e.traits)] {
-                if !matches!(serde_json::from_str::<serde_json::Value>(text), Ok(serde_json::Value::Object(_))) {
+                if !matches!(
+                    serde_json::from_str::<serde_json::Value>(text),
+                    Ok(serde_json::Value::Object(_))
+                ) {
                     return Err(self.malformed(format!("event {i}: {field} is not a JSON object")));
                 }
             }

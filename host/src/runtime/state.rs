@@ -63,12 +63,22 @@ pub struct CallLimiter {
 impl CallLimiter {
     /// A limiter with these caps.
     pub fn new(memory_bytes: usize, table_elements: usize) -> Self {
-        Self { memory_bytes, table_elements, hit: None, peak_memory: 0 }
+        Self {
+            memory_bytes,
+            table_elements,
+            hit: None,
+            peak_memory: 0,
+        }
     }
 }
 
 impl ResourceLimiter for CallLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.hit = Some(LimitHit::Memory(desired));
             wasmtime::bail!("linear memory limit of {} bytes reached", self.memory_bytes);
@@ -77,7 +87,12 @@ impl ResourceLimiter for CallLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
             self.hit = Some(LimitHit::Table(desired));
             wasmtime::bail!("table limit of {} elements reached", self.table_elements);
@@ -113,13 +128,20 @@ pub struct PluginState {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for PluginState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 
@@ -130,7 +152,9 @@ impl PluginState {
         let text = String::from_utf8_lossy(&bytes);
         let text = text.trim();
         let start = text.len().saturating_sub(600);
-        let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+        let start = (start..text.len())
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(text.len());
         text[start..].to_string()
     }
 }

@@ -75,7 +75,12 @@ pub struct SlotRecord {
 /// What the plugin registry needs from storage.
 pub trait PluginStore: Send + Sync {
     /// Stores a version and its component bytes (idempotent on the sha).
-    fn put_version(&self, plugin: &str, record: &VersionRecord, component: &[u8]) -> Result<(), StoreError>;
+    fn put_version(
+        &self,
+        plugin: &str,
+        record: &VersionRecord,
+        component: &[u8],
+    ) -> Result<(), StoreError>;
     /// The versions of a plugin, oldest upload first.
     fn versions(&self, plugin: &str) -> Result<Vec<VersionRecord>, StoreError>;
     /// The component bytes of a version.

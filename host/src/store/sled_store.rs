@@ -41,7 +41,12 @@ impl SledStore {
         self.db.flush().map(drop).map_err(backend)
     }
 
-    fn put_json<T: Serialize>(&self, tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
+    fn put_json<T: Serialize>(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        value: &T,
+    ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Backend(e.to_string()))?;
         tree.insert(key, bytes).map_err(backend)?;
         self.flush()
@@ -49,8 +54,10 @@ impl SledStore {
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), detail: e.to_string() })
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail: e.to_string(),
+    })
 }
 
 fn version_key(plugin: &str, sha256: &str) -> Vec<u8> {
@@ -58,8 +65,15 @@ fn version_key(plugin: &str, sha256: &str) -> Vec<u8> {
 }
 
 impl PluginStore for SledStore {
-    fn put_version(&self, plugin: &str, record: &VersionRecord, component: &[u8]) -> Result<(), StoreError> {
-        self.components.insert(record.sha256.as_bytes(), component).map_err(backend)?;
+    fn put_version(
+        &self,
+        plugin: &str,
+        record: &VersionRecord,
+        component: &[u8],
+    ) -> Result<(), StoreError> {
+        self.components
+            .insert(record.sha256.as_bytes(), component)
+            .map_err(backend)?;
         let key = version_key(plugin, &record.sha256);
         if self.versions.contains_key(&key).map_err(backend)? {
             return Ok(());
@@ -79,7 +93,11 @@ impl PluginStore for SledStore {
     }
 
     fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.components.get(sha256.as_bytes()).map_err(backend)?.map(|v| v.to_vec()))
+        Ok(self
+            .components
+            .get(sha256.as_bytes())
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
     }
 
     fn put_slot(&self, slot: &SlotRecord) -> Result<(), StoreError> {
@@ -87,23 +105,35 @@ impl PluginStore for SledStore {
     }
 
     fn slots(&self) -> Result<Vec<SlotRecord>, StoreError> {
-        self.slots.iter().map(|item| {
-            let (k, v) = item.map_err(backend)?;
-            decode(&k, &v)
-        }).collect()
+        self.slots
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(backend)?;
+                decode(&k, &v)
+            })
+            .collect()
     }
 
     fn kv(&self, plugin: &str) -> Result<Arc<dyn KvNamespace>, StoreError> {
-        let tree = self.db.open_tree(format!("plugin_kv/{plugin}")).map_err(backend)?;
+        let tree = self
+            .db
+            .open_tree(format!("plugin_kv/{plugin}"))
+            .map_err(backend)?;
         Ok(Arc::new(SledKv { tree }))
     }
 
     fn admin_key_hash(&self) -> Result<Option<String>, StoreError> {
-        Ok(self.keys.get("admin").map_err(backend)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(self
+            .keys
+            .get("admin")
+            .map_err(backend)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     fn set_admin_key_hash(&self, hash: &str) -> Result<(), StoreError> {
-        self.keys.insert("admin", hash.as_bytes()).map_err(backend)?;
+        self.keys
+            .insert("admin", hash.as_bytes())
+            .map_err(backend)?;
         self.flush()
     }
 }
@@ -115,11 +145,17 @@ struct SledKv {
 
 impl KvNamespace for SledKv {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        self.tree.get(key).map(|v| v.map(|v| v.to_vec())).map_err(|e| e.to_string())
+        self.tree
+            .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| e.to_string())
     }
 
     fn set(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
-        self.tree.insert(key, value).map(drop).map_err(|e| e.to_string())
+        self.tree
+            .insert(key, value)
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), String> {
@@ -138,7 +174,10 @@ mod tests {
     use crate::store::Activation;
 
     fn manifest() -> Manifest {
-        Manifest::parse("id = \"p\"\nkind = \"connector\"\nversion = \"1.0.0\"\ncontract = \"0.1\"\n").unwrap()
+        Manifest::parse(
+            "id = \"p\"\nkind = \"connector\"\nversion = \"1.0.0\"\ncontract = \"0.1\"\n",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -146,7 +185,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SledStore::open(dir.path()).unwrap();
-            let v = VersionRecord { sha256: "ab".into(), manifest: manifest(), size: 3, uploaded_at_ms: 1 };
+            let v = VersionRecord {
+                sha256: "ab".into(),
+                manifest: manifest(),
+                size: 3,
+                uploaded_at_ms: 1,
+            };
             store.put_version("p", &v, b"wasm").unwrap();
             let slot = SlotRecord {
                 id: "p".into(),
@@ -154,7 +198,11 @@ mod tests {
                 live: Some("ab".into()),
                 disabled: false,
                 config: serde_json::Map::new(),
-                history: vec![Activation { sha256: "ab".into(), action: "activate".into(), at_ms: 2 }],
+                history: vec![Activation {
+                    sha256: "ab".into(),
+                    action: "activate".into(),
+                    at_ms: 2,
+                }],
             };
             store.put_slot(&slot).unwrap();
             store.kv("p").unwrap().set(b"cursor", b"42").unwrap();
@@ -164,7 +212,13 @@ mod tests {
         assert_eq!(store.slots().unwrap()[0].live.as_deref(), Some("ab"));
         assert_eq!(store.versions("p").unwrap().len(), 1);
         assert_eq!(store.component("ab").unwrap().unwrap(), b"wasm");
-        assert_eq!(store.kv("p").unwrap().get(b"cursor").unwrap().unwrap(), b"42");
-        assert!(store.kv("other").unwrap().is_empty(), "namespaces are private");
+        assert_eq!(
+            store.kv("p").unwrap().get(b"cursor").unwrap().unwrap(),
+            b"42"
+        );
+        assert!(
+            store.kv("other").unwrap().is_empty(),
+            "namespaces are private"
+        );
     }
 }

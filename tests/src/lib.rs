@@ -1,0 +1,230 @@
+//! `TestHost`: the real Tessera host on `127.0.0.1:0` with real plugins, spoken to over HTTP.
+//!
+//! Plugins and test guests are built once for wasm32-wasip2 by `scripts/build-plugins.sh`
+//! (into `target/plugins/` and `target/test-guests/`); tests load those files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tessera::server::{Server, ServerConfig};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The admin key every test host uses.
+pub const ADMIN_KEY: &str = "test-admin-key";
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Path of a built plugin or test guest component, `NAME.wasm`.
+pub fn artifact(name: &str) -> PathBuf {
+    for dir in ["target/plugins", "target/test-guests"] {
+        let path = workspace().join(dir).join(format!("{name}.wasm"));
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("{name}.wasm is not built: run scripts/build-plugins.sh first");
+}
+
+/// The manifest shipped beside a built component.
+pub fn manifest(name: &str) -> String {
+    std::fs::read_to_string(artifact(name).with_extension("toml"))
+        .expect("manifest beside the component")
+}
+
+/// A running host.
+pub struct TestHost {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The data directory (kept across restarts of the same host).
+    pub data_dir: PathBuf,
+    client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestHost {
+    /// A host on a fresh data directory with default settings.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A host on a fresh data directory, with `configure` applied to its config.
+    pub async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut host = Self::start_in(tmp.path(), configure).await;
+        host._tmp = Some(tmp);
+        host
+    }
+
+    /// A host on `data_dir` (which may hold a previous host's state).
+    pub async fn start_in(data_dir: &Path, configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let mut config = ServerConfig::new(data_dir);
+        config.admin_key = Some(ADMIN_KEY.into());
+        config.engine.max_instances = 64;
+        configure(&mut config);
+        let server = Server::start(config).await.expect("host starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("host serves");
+        });
+        Self {
+            base,
+            data_dir: data_dir.to_path_buf(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            stop: Some(stop),
+            task: Some(task),
+            _tmp: None,
+        }
+    }
+
+    /// Stops the host gracefully; returns its temp dir so a restart can reuse it.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("host task");
+        }
+        self._tmp.take()
+    }
+
+    /// A request builder with the admin key.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_KEY)
+    }
+
+    async fn send(&self, rb: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = rb.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("non-JSON answer ({status}): {text}"));
+        (status, value)
+    }
+
+    /// GET with the admin key.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    /// POST JSON with the admin key.
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.request(reqwest::Method::POST, path).json(body))
+            .await
+    }
+
+    /// PUT JSON with the admin key.
+    pub async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.request(reqwest::Method::PUT, path).json(body))
+            .await
+    }
+
+    /// Uploads raw component bytes with a manifest text.
+    pub async fn upload_bytes(&self, component: Vec<u8>, manifest: &str) -> (StatusCode, Value) {
+        let form = reqwest::multipart::Form::new()
+            .text("manifest", manifest.to_string())
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(component).file_name("plugin.wasm"),
+            );
+        self.send(
+            self.request(reqwest::Method::POST, "/v1/plugins")
+                .multipart(form),
+        )
+        .await
+    }
+
+    /// Uploads a built component with a manifest text; panics unless it is accepted.
+    pub async fn upload_with(&self, name: &str, manifest: &str) -> String {
+        let (status, body) = self
+            .upload_bytes(std::fs::read(artifact(name)).expect("component"), manifest)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "upload of {name}: {body}");
+        body["sha256"].as_str().expect("sha256").to_string()
+    }
+
+    /// Uploads a built component with its own manifest; returns its sha256.
+    pub async fn upload(&self, name: &str) -> String {
+        self.upload_with(name, &manifest(name)).await
+    }
+
+    /// Activates a version; panics unless it goes live.
+    pub async fn activate(&self, id: &str, sha: &str) -> Value {
+        let (status, body) = self
+            .post(
+                &format!("/v1/plugins/{id}/activate"),
+                &json!({ "sha256": sha }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "activate {id}: {body}");
+        body
+    }
+
+    /// Uploads and activates a built component with its own manifest; returns its sha256.
+    pub async fn install(&self, name: &str, id: &str) -> String {
+        let sha = self.upload(name).await;
+        self.activate(id, &sha).await;
+        sha
+    }
+
+    /// Runs a plugin's live version through the console route.
+    pub async fn call(&self, id: &str, body: &Value) -> (StatusCode, Value) {
+        self.post(&format!("/v1/plugins/{id}/call"), body).await
+    }
+
+    /// Calls a connector with a request to `path` carrying `body`.
+    pub async fn webhook(&self, id: &str, path: &str, body: &str) -> (StatusCode, Value) {
+        self.call(id, &json!({ "request": { "path": path, "body": body } }))
+            .await
+    }
+}
+
+/// A rule-input batch of `n` contacts whose trait `plan` alternates "pro" / "free".
+pub fn rule_batch(n: usize) -> Value {
+    let batch: Vec<Value> = (0..n)
+        .map(|i| {
+            let plan = if i % 2 == 0 { "pro" } else { "free" };
+            json!({
+                "contact": { "id": format!("c{i}"), "identities": [], "traits": json!({ "plan": plan }).to_string() },
+                "event": null,
+                "counts": [],
+                "member": false,
+            })
+        })
+        .collect();
+    Value::Array(batch)
+}
+
+/// Resident memory of this process, in bytes (Linux).
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
