@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds every plugin (plugins/*) and test guest (tests/guests/*) as a wasm32-wasip2
-# component in one cargo invocation, then puts each next to its manifest in target/plugins:
-#   target/plugins/<crate-dir>.wasm  and  target/plugins/<crate-dir>.toml
+# component in one cargo invocation, then puts each next to its manifest:
+#   target/plugins/<crate-dir>.{wasm,toml}      bundled plugins (what `tessera serve` loads)
+#   target/test-guests/<crate-dir>.{wasm,toml}  guests only the tests use
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
-out_dir="$target_dir/plugins"
+plugins_dir="$target_dir/plugins"
+guests_dir="$target_dir/test-guests"
 wasm_dir="$target_dir/wasm32-wasip2/release"
 
 rustup target add wasm32-wasip2 >/dev/null
@@ -40,15 +42,22 @@ cargo_args=()
 for package in "${packages[@]}"; do
     cargo_args+=(-p "$package")
 done
-cargo build --release --target wasm32-wasip2 "${cargo_args[@]}"
+# Components ship without debug info: a third of the size, and nothing reads it.
+cargo build --release --target wasm32-wasip2 \
+    --config 'profile.release.debug=false' --config 'profile.release.strip=true' \
+    "${cargo_args[@]}"
 
-mkdir -p "$out_dir"
+mkdir -p "$plugins_dir" "$guests_dir"
 # The component-model binary header: magic "\0asm", then version 0x0d and layer 0x01.
 component_header="0061736d0d000100"
 status=0
 for i in "${!dirs[@]}"; do
     dir="${dirs[$i]}"
     name="$(basename "$dir")"
+    case "$dir" in
+        plugins/*) out_dir="$plugins_dir" ;;
+        *) out_dir="$guests_dir" ;;
+    esac
     artifact="$wasm_dir/${packages[$i]//-/_}.wasm"
     if [[ ! -f "$artifact" ]]; then
         echo "error: $artifact was not built" >&2
@@ -68,4 +77,4 @@ done
 if [[ $status -ne 0 ]]; then
     exit "$status"
 fi
-echo "components and manifests are in $out_dir"
+echo "components and manifests are in $plugins_dir and $guests_dir"

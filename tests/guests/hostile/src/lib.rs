@@ -129,8 +129,6 @@ fn allocate_forever() -> ! {
     }
 }
 
-/// Never returns: each frame keeps a buffer alive across the call, so it cannot become a loop.
-#[allow(unconditional_recursion)]
 /// Tiny frames: the engine's stack runs out before the shadow stack in linear memory does.
 fn recurse_deep(depth: u64) -> u64 {
     if depth == u64::MAX {
@@ -139,6 +137,8 @@ fn recurse_deep(depth: u64) -> u64 {
     1 + recurse_deep(black_box(depth + 1))
 }
 
+/// Never returns: each frame keeps a buffer alive across the call, so it cannot become a loop.
+#[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
     let frame = black_box([depth; 32]);
     let below = recurse(black_box(frame[0] + 1));
