@@ -61,6 +61,19 @@ fn build(request: &Request, url: &Url) -> Result<OutgoingRequest, HttpError> {
             .append(name, value.as_bytes())
             .map_err(|e| HttpError::InvalidRequest(format!("header `{name}`: {e:?}")))?;
     }
+    // A known length spares the receiver a chunked body, which some webhook endpoints refuse.
+    let has_length = request
+        .headers()
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-length"));
+    let sends_body =
+        !request.body_bytes().is_empty() || matches!(request.method(), "POST" | "PUT" | "PATCH");
+    if sends_body && !has_length {
+        let length = request.body_bytes().len().to_string();
+        headers
+            .append("content-length", length.as_bytes())
+            .map_err(|e| HttpError::InvalidRequest(format!("header `content-length`: {e:?}")))?;
+    }
     let outgoing = OutgoingRequest::new(headers);
     let method = match request.method() {
         "GET" => Method::Get,
