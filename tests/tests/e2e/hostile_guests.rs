@@ -98,21 +98,12 @@ async fn each_attack_fails_only_its_own_call() {
         outcome(&out).starts_with("vars:0 "),
         "no environment: {out}"
     );
-    let (_, out) = host.webhook("hostile", "/tcp", "127.0.0.1:22").await;
-    assert!(outcome(&out).starts_with("err"), "no sockets: {out}");
     let (_, out) = host
         .webhook("hostile", "/http", "http://example.com/")
         .await;
     assert!(
-        outcome(&out).starts_with("err"),
+        outcome(&out).starts_with("err:denied"),
         "host not on its list: {out}"
-    );
-    let (_, out) = host
-        .webhook("hostile", "/http", "http://localhost:1/")
-        .await;
-    assert!(
-        outcome(&out).starts_with("err"),
-        "allowed name resolving to loopback: {out}"
     );
 
     stop.store(true, Ordering::Relaxed);
@@ -189,4 +180,64 @@ async fn repeated_failures_open_the_breaker_then_a_probe_closes_it() {
     );
     let (_, view) = host.get("/v1/plugins/hostile").await;
     assert_eq!(view["breaker"]["state"], "closed", "{view}");
+}
+
+/// A loopback listener that counts the connections it accepts.
+async fn counting_listener() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            use tokio::io::AsyncWriteExt;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await;
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn inward_addresses_and_sockets_need_an_operator_grant() {
+    let (addr, accepted) = counting_listener().await;
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let allowed_name = format!("localhost:{port}");
+
+    // The manifest allows the name, but it resolves to loopback and the operator granted
+    // nothing: refused before any connection is made. Raw TCP was never granted at all.
+    let host = TestHost::start().await;
+    let sha = host
+        .upload_with("hostile", &hostile_manifest(&[&allowed_name]))
+        .await;
+    host.activate("hostile", &sha).await;
+    let (_, out) = host
+        .webhook("hostile", "/http", &format!("http://{allowed_name}/"))
+        .await;
+    assert!(
+        outcome(&out).starts_with("err:denied"),
+        "loopback behind an allowed name: {out}"
+    );
+    let (_, out) = host.webhook("hostile", "/tcp", &addr).await;
+    assert!(outcome(&out).starts_with("err"), "no sockets: {out}");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "nothing reached the listener"
+    );
+
+    // Once the operator lists that exact address, the same request goes through.
+    let granted = addr.clone();
+    let host = TestHost::start_with(move |c| c.allow_addresses = vec![granted]).await;
+    let sha = host
+        .upload_with("hostile", &hostile_manifest(&[&allowed_name]))
+        .await;
+    host.activate("hostile", &sha).await;
+    let (_, out) = host
+        .webhook("hostile", "/http", &format!("http://{allowed_name}/"))
+        .await;
+    assert_eq!(outcome(&out), "ok:200", "{out}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
