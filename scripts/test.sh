@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build-plugins.sh
+# Segment's official Python library, for the test that speaks to the host with it.
+python3 -m pip install --quiet --disable-pip-version-check segment-analytics-python==2.4.0
 cargo test --release --workspace "$@"

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`http`]: the HTTP API (axum); one module per resource, errors mapped to statuses in one file.
+//! - [`ingest`]: Segment-compatible tracking calls and connector events into the durable log.
+//! - [`profiles`]: identity resolution, merges, traits and counters, derived from the log.
 //! - [`plugins`]: manifests, versions, slots (live version behind `arc-swap`), breaker, registry.
 //! - [`runtime`]: everything wasmtime: engine, sandbox, host imports, outbound HTTP policy.
 //! - [`store`]: persistence behind traits; the embedded backend is `sled`.
@@ -12,7 +14,9 @@
 //! channels. Plugins never see the store; they get only what the host hands them.
 
 pub mod http;
+pub mod ingest;
 pub mod plugins;
+pub mod profiles;
 pub mod runtime;
 pub mod server;
 pub mod store;

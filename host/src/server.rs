@@ -4,14 +4,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::http::{self, AppState};
+use crate::ingest::{Ingest, Sources};
 use crate::plugins::{PluginError, PluginRegistry, RegistryConfig, sha256_hex};
+use crate::profiles::{Profiles, run_applier};
 use crate::runtime::{AddressGrants, EngineLimits, LoadError, Runtime};
-use crate::store::{PluginStore, SledStore, StoreError};
+use crate::store::{EventLog, LogError, PluginStore, SledStore, StoreError};
 
 /// Everything an operator sets.
 #[derive(Debug, Clone)]
@@ -28,6 +31,8 @@ pub struct ServerConfig {
     pub registry: RegistryConfig,
     /// Internal addresses (`ip` or `ip:port`) plugins may reach; all others are refused.
     pub allow_addresses: Vec<String>,
+    /// How long a message id is remembered for deduplication.
+    pub dedupe_window: Duration,
 }
 
 impl ServerConfig {
@@ -40,6 +45,7 @@ impl ServerConfig {
             engine: EngineLimits::default(),
             registry: RegistryConfig::default(),
             allow_addresses: Vec::new(),
+            dedupe_window: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -59,6 +65,9 @@ pub enum ServerError {
     /// Restoring plugin slots failed.
     #[error(transparent)]
     Plugins(#[from] PluginError),
+    /// The event log could not be opened.
+    #[error(transparent)]
+    Log(#[from] LogError),
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
@@ -106,7 +115,12 @@ impl Server {
         if let (true, Some(dir)) = (first_start, &config.bundled_plugins) {
             load_bundled(&registry, dir).await?;
         }
+        let log = Arc::new(EventLog::open(&config.data_dir.join("log"))?);
+        let ingest = Arc::new(Ingest::new(log, store.db(), config.dedupe_window)?);
         let state = AppState {
+            ingest,
+            sources: Sources::open(store.db())?,
+            profiles: Profiles::open(store.db())?,
             registry,
             admin_key_hash: admin_key_hash.into(),
             ready: Arc::new(AtomicBool::new(false)),
@@ -124,6 +138,16 @@ impl Server {
         &self.state.registry
     }
 
+    /// Tracking sources (to create write keys without the API).
+    pub fn sources(&self) -> &Sources {
+        &self.state.sources
+    }
+
+    /// Contact profiles.
+    pub fn profiles(&self) -> &Profiles {
+        &self.state.profiles
+    }
+
     /// The HTTP API.
     pub fn router(&self) -> Router {
         http::router(self.state.clone())
@@ -135,9 +159,17 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let applier = tokio::spawn(run_applier(
+            self.state.ingest.clone(),
+            self.state.profiles.clone(),
+            stopped,
+        ));
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await?;
+        let _ = stop.send(true);
+        let _ = applier.await;
         self.store.flush()?;
         Ok(())
     }

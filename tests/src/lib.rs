@@ -203,6 +203,43 @@ impl TestHost {
     }
 }
 
+impl TestHost {
+    /// Creates a tracking source; returns its write key.
+    pub async fn create_source(&self, name: &str) -> String {
+        let (status, body) = self.post("/v1/sources", &json!({ "name": name })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["write_key"].as_str().expect("write_key").to_string()
+    }
+
+    /// A Segment-style tracking call: HTTP Basic with the write key as user name.
+    pub async fn segment(&self, path: &str, write_key: &str, body: &Value) -> (StatusCode, Value) {
+        let rb = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .basic_auth(write_key, Some(""))
+            .json(body);
+        self.send(rb).await
+    }
+
+    /// Polls until a contact with this identity exists and `check` accepts it.
+    pub async fn wait_contact(&self, identity: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, found) = self.get(&format!("/v1/contacts?identity={identity}")).await;
+            if let Some(c) = found["contacts"].get(0)
+                && check(c)
+            {
+                return c.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no contact {identity} as expected; last answer {found}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// A rule-input batch of `n` contacts whose trait `plan` alternates "pro" / "free".
 pub fn rule_batch(n: usize) -> Value {
     let batch: Vec<Value> = (0..n)

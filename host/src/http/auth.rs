@@ -2,6 +2,7 @@
 //! name), compared by sha256 in constant time against the stored hash.
 
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -11,21 +12,25 @@ use subtle::ConstantTimeEq;
 use super::{ApiError, AppState};
 use crate::plugins::sha256_hex;
 
+/// The user name of an HTTP Basic `Authorization` header (Segment's write-key scheme).
+pub fn basic_user(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?.trim();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let user = text.split_once(':').map_or(text.as_str(), |(user, _)| user);
+    (!user.is_empty()).then(|| user.to_string())
+}
+
 /// The key a request presents, if any.
 fn presented_key(request: &Request) -> Option<String> {
     let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
     if let Some(token) = value.strip_prefix("Bearer ") {
         return Some(token.trim().to_string());
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(value.strip_prefix("Basic ")?.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    Some(
-        text.split_once(':')
-            .map_or(text.as_str(), |(user, _)| user)
-            .to_string(),
-    )
+    basic_user(request.headers())
 }
 
 /// Middleware: refuses requests without the admin key.

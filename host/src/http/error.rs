@@ -7,8 +7,21 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::ingest::IngestError;
+use crate::ingest::segment::SegmentError;
 use crate::plugins::PluginError;
 use crate::runtime::LoadError;
+use crate::runtime::bindings::types::ConnectorError;
+use crate::store::StoreError;
+
+fn connector_message(e: &ConnectorError) -> &str {
+    match e {
+        ConnectorError::Unauthorized(m)
+        | ConnectorError::BadRequest(m)
+        | ConnectorError::Unsupported(m)
+        | ConnectorError::Upstream(m) => m,
+    }
+}
 
 /// An API failure.
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +38,26 @@ pub enum ApiError {
     /// The body is over the route's limit.
     #[error("{0}")]
     TooLarge(String),
+    /// A tracking call without a known write key.
+    #[error(
+        "a valid write key is required (HTTP Basic with the write key as user name, or `writeKey`)"
+    )]
+    UnknownWriteKey,
     /// A plugin operation or call failed.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// A tracking payload was refused.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// A connector refused a webhook.
+    #[error("the connector refused the request: {}", connector_message(.0))]
+    Connector(ConnectorError),
+    /// Events could not be made durable; nothing was acknowledged.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// A bug or an I/O failure; details go to the log, not to the client.
     #[error("internal error")]
     Internal(String),
@@ -41,7 +71,35 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Internal(_) | ApiError::Store(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+            ApiError::UnknownWriteKey => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Segment(SegmentError::BatchTooLarge(_)) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+            }
+            ApiError::Segment(SegmentError::Malformed(_)) => {
+                (StatusCode::BAD_REQUEST, "malformed_json")
+            }
+            ApiError::Segment(SegmentError::Invalid { .. }) => {
+                (StatusCode::BAD_REQUEST, "invalid_event")
+            }
+            ApiError::Connector(ConnectorError::Unauthorized(_)) => {
+                (StatusCode::UNAUTHORIZED, "bad_signature")
+            }
+            ApiError::Connector(ConnectorError::BadRequest(_)) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
+            ApiError::Connector(ConnectorError::Unsupported(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unsupported")
+            }
+            ApiError::Connector(ConnectorError::Upstream(_)) => {
+                (StatusCode::BAD_GATEWAY, "upstream")
+            }
+            ApiError::Ingest(IngestError::Log(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable")
+            }
+            ApiError::Ingest(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Plugin(e) => match e {
                 P::UnknownPlugin(_) => (StatusCode::NOT_FOUND, "unknown_plugin"),
                 P::UnknownVersion { .. } => (StatusCode::NOT_FOUND, "unknown_version"),

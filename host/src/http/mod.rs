@@ -2,9 +2,13 @@
 
 mod auth;
 mod body;
+mod contacts;
 mod error;
 mod health;
 mod plugins;
+mod sources;
+mod tracking;
+mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -14,7 +18,9 @@ use axum::extract::DefaultBodyLimit;
 
 pub use error::ApiError;
 
+use crate::ingest::{Ingest, Sources};
 use crate::plugins::PluginRegistry;
+use crate::profiles::Profiles;
 
 /// Largest plugin upload (component plus manifest), bytes.
 pub const MAX_UPLOAD_BYTES: usize = 32 << 20;
@@ -30,16 +36,27 @@ pub struct AppState {
     pub admin_key_hash: Arc<str>,
     /// Set once start-up work (bundled plugins) is done.
     pub ready: Arc<AtomicBool>,
+    /// The ingest stage.
+    pub ingest: Arc<Ingest>,
+    /// Tracking sources and write keys.
+    pub sources: Sources,
+    /// Contact profiles.
+    pub profiles: Profiles,
 }
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    let admin = plugins::router().layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_admin,
-    ));
+    let admin = plugins::router()
+        .merge(sources::router())
+        .merge(contacts::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ));
     Router::new()
         .merge(health::router())
+        .merge(tracking::router())
+        .merge(webhooks::router())
         .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {

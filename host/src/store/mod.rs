@@ -4,6 +4,7 @@
 //! history, config, enabled flag), admin key hashes, and each plugin's private kv namespace.
 //! The embedded backend is `sled` ([`SledStore`]).
 
+mod event_log;
 mod sled_store;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::plugins::Manifest;
 use crate::runtime::{KvNamespace, PluginKind};
 
+pub use event_log::{EventLog, LogError};
 pub use sled_store::SledStore;
 
 /// A storage failure.

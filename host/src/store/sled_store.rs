@@ -36,6 +36,11 @@ impl SledStore {
         })
     }
 
+    /// The database, for the pipeline stages that keep derived state in it.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// Flushes everything to disk (used at shutdown and after admin writes).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(drop).map_err(backend)

@@ -5,3 +5,4 @@ mod hostile_guests;
 mod plugin_kinds;
 mod restart;
 mod swap;
+mod tracking;

@@ -1,0 +1,100 @@
+//! `/v1/contacts`: read contact profiles, look them up by identity, page their events.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::ingest::{Identity, StoredEvent};
+use crate::profiles::Contact;
+
+/// The contact routes (the caller adds the key check).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/contacts", get(find))
+        .route("/v1/contacts/{id}", get(contact))
+        .route("/v1/contacts/{id}/events", get(events))
+}
+
+fn view(c: Contact) -> Value {
+    json!({ "id": c.id, "identities": c.identities, "traits": c.traits, "counters": c.counters, "last_seq": c.last_seq })
+}
+
+async fn contact(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let c = state
+        .profiles
+        .get(&id)?
+        .ok_or_else(|| ApiError::NotFound(format!("no contact `{id}`")))?;
+    Ok(Json(view(c)))
+}
+
+#[derive(Deserialize)]
+struct FindQuery {
+    identity: Option<String>,
+}
+
+/// `?identity=email:ada@example.com` (kind, a colon, the value).
+async fn find(
+    State(state): State<AppState>,
+    Query(q): Query<FindQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let raw = q
+        .identity
+        .ok_or_else(|| ApiError::BadRequest("give `identity=kind:value`".into()))?;
+    let (kind, value) = raw
+        .rsplit_once(':')
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .ok_or_else(|| ApiError::BadRequest(format!("`{raw}` is not kind:value")))?;
+    let contacts: Vec<Value> = state
+        .profiles
+        .find(&Identity::new(kind, value))?
+        .into_iter()
+        .map(view)
+        .collect();
+    Ok(Json(json!({ "contacts": contacts })))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    let c = state
+        .profiles
+        .get(&id)?
+        .ok_or_else(|| ApiError::NotFound(format!("no contact `{id}`")))?;
+    let limit = page.limit.unwrap_or(100).clamp(1, 1_000);
+    let seqs = state
+        .profiles
+        .event_seqs(&c.id, page.after.unwrap_or(0), limit)?;
+    let mut out = Vec::with_capacity(seqs.len());
+    for seq in &seqs {
+        let records = state
+            .ingest
+            .log()
+            .read(*seq, 1)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        if let Some((_, bytes)) = records.into_iter().find(|(s, _)| s == seq) {
+            let event: StoredEvent =
+                serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+            out.push(json!({ "seq": seq, "event": event }));
+        }
+    }
+    let next = if seqs.len() == limit {
+        seqs.last().copied()
+    } else {
+        None
+    };
+    Ok(Json(json!({ "events": out, "next_after": next })))
+}

@@ -1,0 +1,200 @@
+//! Ingest: validate, deduplicate by message id, append to the durable event log (the
+//! acknowledgement waits for the log's fsync), then hand the log to the profile stage.
+//!
+//! Sources: the Segment-compatible tracking API ([`segment`]) and connector plugins
+//! ([`from_connector`]). Everything downstream reads the log, so a crash at any point
+//! resumes from it.
+
+pub mod event;
+pub mod segment;
+pub mod sources;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+pub use event::{EventType, Identity, StoredEvent};
+pub use sources::{Source, Sources};
+
+use crate::runtime::bindings::types as wit;
+use crate::store::{EventLog, LogError, StoreError};
+
+/// Why events could not be ingested.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The event log refused the append: nothing was acknowledged.
+    #[error("event log: {0}")]
+    Log(#[from] LogError),
+    /// The dedupe index failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An event could not be encoded.
+    #[error("encoding an event: {0}")]
+    Encode(String),
+}
+
+/// What an ingest call did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestReport {
+    /// Events appended to the log.
+    pub accepted: usize,
+    /// Events already seen within the dedupe window (acknowledged, stored once).
+    pub duplicates: usize,
+}
+
+/// The ingest stage.
+pub struct Ingest {
+    log: Arc<EventLog>,
+    seen: sled::Tree,
+    window: Duration,
+    in_flight: Mutex<HashSet<String>>,
+    appended: tokio::sync::Notify,
+}
+
+fn store_err(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn now_ms() -> u64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64
+}
+
+impl Ingest {
+    /// Ingest over `log`, deduplicating on message ids seen within `window`.
+    pub fn new(log: Arc<EventLog>, db: &sled::Db, window: Duration) -> Result<Self, StoreError> {
+        Ok(Self {
+            log,
+            seen: db.open_tree("event_ids").map_err(store_err)?,
+            window,
+            in_flight: Mutex::new(HashSet::new()),
+            appended: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The event log.
+    pub fn log(&self) -> &Arc<EventLog> {
+        &self.log
+    }
+
+    /// Resolves when new events were appended since the last call.
+    pub async fn appended(&self) {
+        self.appended.notified().await
+    }
+
+    fn seen_recently(&self, id: &str, now: u64) -> Result<bool, StoreError> {
+        Ok(match self.seen.get(id.as_bytes()).map_err(store_err)? {
+            Some(v) if v.len() == 8 => {
+                let at = u64::from_be_bytes(v.as_ref().try_into().expect("8 bytes"));
+                now.saturating_sub(at) < self.window.as_millis() as u64
+            }
+            _ => false,
+        })
+    }
+
+    /// Records that a message id was stored (also done when the log is replayed).
+    pub fn remember(&self, id: &str, at_ms: u64) -> Result<(), StoreError> {
+        self.seen
+            .insert(id.as_bytes(), &at_ms.to_be_bytes())
+            .map(drop)
+            .map_err(store_err)
+    }
+
+    /// Appends the events that are new; returns once they are durable.
+    pub async fn ingest(&self, events: Vec<StoredEvent>) -> Result<IngestReport, IngestError> {
+        let now = now_ms();
+        let mut fresh = Vec::with_capacity(events.len());
+        let mut report = IngestReport::default();
+        {
+            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+            for event in events {
+                if in_flight.contains(&event.message_id)
+                    || self.seen_recently(&event.message_id, now)?
+                {
+                    report.duplicates += 1;
+                } else {
+                    in_flight.insert(event.message_id.clone());
+                    fresh.push(event);
+                }
+            }
+        }
+        let result = self.append(&fresh, now).await;
+        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+        for event in &fresh {
+            in_flight.remove(&event.message_id);
+        }
+        result?;
+        report.accepted = fresh.len();
+        Ok(report)
+    }
+
+    async fn append(&self, events: &[StoredEvent], now: u64) -> Result<(), IngestError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let payloads = events
+            .iter()
+            .map(|e| serde_json::to_vec(e).map_err(|e| IngestError::Encode(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.log.append(payloads).await?;
+        for event in events {
+            self.remember(&event.message_id, now)?;
+        }
+        self.appended.notify_waiters();
+        Ok(())
+    }
+}
+
+/// Converts a connector's events into stored events from `connector:<plugin>`.
+pub fn from_connector(
+    plugin: &str,
+    events: Vec<wit::Event>,
+    received_at: OffsetDateTime,
+) -> Vec<StoredEvent> {
+    let received = event::format_rfc3339(received_at);
+    events
+        .into_iter()
+        .map(|e| {
+            let kind = match e.kind {
+                wit::EventKind::Track => EventType::Track,
+                wit::EventKind::Identify => EventType::Identify,
+                wit::EventKind::Page => EventType::Page,
+                wit::EventKind::Screen => EventType::Screen,
+                wit::EventKind::Group => EventType::Group,
+                wit::EventKind::Alias => EventType::Alias,
+            };
+            let timestamp = e
+                .timestamp
+                .as_deref()
+                .and_then(event::parse_time)
+                .map_or_else(|| received.clone(), event::format_rfc3339);
+            // The runtime checked that both are JSON objects.
+            let properties = serde_json::from_str(&e.properties).unwrap_or_default();
+            let traits = serde_json::from_str(&e.traits).unwrap_or_default();
+            StoredEvent {
+                message_id: e.id,
+                kind,
+                event: e.name,
+                user_id: e.contact.user_id,
+                anonymous_id: e.contact.anonymous_id,
+                identities: e
+                    .contact
+                    .identities
+                    .iter()
+                    .map(|i| Identity::new(&i.kind, &i.value))
+                    .collect(),
+                timestamp,
+                received_at: received.clone(),
+                source: format!("connector:{plugin}"),
+                properties,
+                traits,
+                context: serde_json::Value::Null,
+                integrations: serde_json::Value::Null,
+                group_id: None,
+                previous_id: None,
+            }
+        })
+        .collect()
+}

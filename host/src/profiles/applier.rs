@@ -1,0 +1,63 @@
+//! The profile stage's loop: reads the event log from the last applied sequence and applies
+//! each event, so profiles catch up after a restart or a crash.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ingest::{Ingest, StoredEvent};
+
+use super::Profiles;
+
+/// Applies logged events to profiles until `shutdown` fires.
+pub async fn run_applier(
+    ingest: Arc<Ingest>,
+    profiles: Profiles,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let notified = ingest.appended();
+        let applied = match catch_up(&ingest, &profiles) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!("profile stage: {e}; retrying");
+                0
+            }
+        };
+        if applied > 0 {
+            continue;
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Applies one page of pending events; returns how many were read.
+pub fn catch_up(ingest: &Ingest, profiles: &Profiles) -> Result<usize, String> {
+    let from = profiles.applied_seq().map_err(|e| e.to_string())? + 1;
+    let records = ingest.log().read(from, 1_000).map_err(|e| e.to_string())?;
+    for (seq, bytes) in &records {
+        let event: StoredEvent = match serde_json::from_slice(bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(seq, "undecodable event in the log, skipped: {e}");
+                profiles.set_applied_seq(*seq).map_err(|e| e.to_string())?;
+                continue;
+            }
+        };
+        let span = tracing::debug_span!("apply", seq, event_id = %event.message_id);
+        let _enter = span.enter();
+        ingest
+            .remember(&event.message_id, event_ms(&event))
+            .map_err(|e| e.to_string())?;
+        profiles.apply(*seq, &event).map_err(|e| e.to_string())?;
+    }
+    Ok(records.len())
+}
+
+fn event_ms(event: &StoredEvent) -> u64 {
+    crate::ingest::event::parse_time(&event.received_at)
+        .map_or(0, |t| (t.unix_timestamp_nanos() / 1_000_000) as u64)
+}

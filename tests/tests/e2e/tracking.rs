@@ -1,0 +1,255 @@
+//! The Segment-compatible tracking API: auth, validation, durability, dedupe, profiles.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tessera_tests::TestHost;
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn tracked_events_land_on_one_merged_profile() {
+    let host = TestHost::start().await;
+    let key = host.create_source("web").await;
+
+    let (status, body) = host
+        .segment(
+            "/v1/track",
+            &key,
+            &json!({ "anonymousId": "anon-1", "event": "Viewed Pricing", "messageId": "t-1" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body.clone()),
+        (StatusCode::OK, json!({ "success": true }))
+    );
+    host.wait_contact("anonymous_id:anon-1", |c| {
+        c["counters"]["Viewed Pricing"] == 1
+    })
+    .await;
+
+    // A second anonymous visitor, known only by email...
+    host.segment("/v1/identify", &key, &json!({ "anonymousId": "anon-2", "traits": { "email": "Ada@Example.com", "plan": "free" } }))
+        .await;
+    host.wait_contact("email:ada@example.com", |c| c["traits"]["plan"] == "free")
+        .await;
+
+    // ...then the user logs in on the first device with the same email: one person.
+    let (status, _) = host
+        .segment("/v1/batch", &key, &json!({ "batch": [
+            { "type": "identify", "userId": "u-1", "anonymousId": "anon-1",
+              "traits": { "email": "ada@example.com", "plan": "pro" }, "timestamp": "2030-01-01T00:00:00Z" },
+            { "type": "track", "userId": "u-1", "event": "Order Completed", "properties": { "total": 30 } }
+        ]}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let c = host
+        .wait_contact("user_id:u-1", |c| c["counters"]["Order Completed"] == 1)
+        .await;
+    assert_eq!(c["traits"]["plan"], "pro", "the later identify wins: {c}");
+    let by_email = host.wait_contact("email:ada@example.com", |_| true).await;
+    let by_anon2 = host.wait_contact("anonymous_id:anon-2", |_| true).await;
+    assert_eq!(by_email["id"], c["id"]);
+    assert_eq!(
+        by_anon2["id"], c["id"],
+        "the anon-2 profile was merged in: {by_anon2}"
+    );
+    assert_eq!(
+        c["counters"]["Viewed Pricing"], 1,
+        "counters survive the merge"
+    );
+
+    let (_, events) = host
+        .get(&format!(
+            "/v1/contacts/{}/events",
+            c["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(events["events"].as_array().unwrap().len(), 4, "{events}");
+}
+
+#[tokio::test]
+async fn a_duplicate_message_id_is_acknowledged_and_stored_once() {
+    let host = TestHost::start().await;
+    let key = host.create_source("app").await;
+    let call = json!({ "userId": "u-9", "event": "Signed Up", "messageId": "dup-1" });
+    for _ in 0..3 {
+        let (status, _) = host.segment("/v1/track", &key, &call).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    host.segment(
+        "/v1/track",
+        &key,
+        &json!({ "userId": "u-9", "event": "Marker", "messageId": "m-2" }),
+    )
+    .await;
+    let c = host
+        .wait_contact("user_id:u-9", |c| c["counters"]["Marker"] == 1)
+        .await;
+    assert_eq!(c["counters"]["Signed Up"], 1, "{c}");
+}
+
+#[tokio::test]
+async fn bad_tracking_calls_get_the_right_errors() {
+    let host = TestHost::start().await;
+    let key = host.create_source("app").await;
+    let raw = |path: &str, key: Option<&str>, body: Vec<u8>| {
+        let mut rb = reqwest::Client::new()
+            .post(format!("{}{path}", host.base))
+            .body(body);
+        if let Some(k) = key {
+            rb = rb.basic_auth(k, Some(""));
+        }
+        async move {
+            let r = rb.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, b) = raw("/v1/track", Some(&key), b"{nope".to_vec()).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::BAD_REQUEST, "malformed_json"),
+        "{b}"
+    );
+    let (s, b) = host
+        .segment("/v1/track", &key, &json!({ "event": "x" }))
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "invalid_event"));
+    let (s, b) = host
+        .segment("/v1/batch", &key, &json!({ "batch": [{ "type": "track", "event": "x", "userId": "u" }, { "type": "shout", "userId": "u" }] }))
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "invalid_event"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("event 1:"),
+        "{b}"
+    );
+    let (s, b) = host
+        .segment(
+            "/v1/track",
+            "wk_unknown",
+            &json!({ "userId": "u", "event": "x" }),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (s, _) = raw(
+        "/v1/track",
+        None,
+        serde_json::to_vec(&json!({ "userId": "u", "event": "x" })).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = raw(
+        "/v1/track",
+        None,
+        serde_json::to_vec(&json!({ "writeKey": key, "userId": "u", "event": "x" })).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "writeKey in the body works too");
+    let big = "x".repeat(40 * 1024);
+    let items: Vec<Value> = (0..20).map(|i| json!({ "type": "track", "event": "x", "userId": "u", "properties": { "i": i, "pad": &big[..30_000] } })).collect();
+    let (s, b) = host
+        .segment("/v1/batch", &key, &json!({ "batch": items }))
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        "{b}"
+    );
+    let (s, b) = host.segment("/v1/batch", &key, &json!({ "batch": [{ "type": "track", "event": "x", "userId": "u", "properties": { "pad": big } }] })).await;
+    assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "invalid_event"));
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("event 0"),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn signed_webhooks_land_as_events_and_bad_signatures_store_nothing() {
+    let host = TestHost::start().await;
+    let sha = host.upload("webhook-connector").await;
+    host.put(
+        "/v1/plugins/generic-webhook/config",
+        &json!({ "secret": "s3" }),
+    )
+    .await;
+    host.activate("generic-webhook", &sha).await;
+    let body = json!({ "type": "track", "event": "Ticket Opened", "userId": "wh-1", "messageId": "wh-m1" }).to_string();
+    let sig = |secret: &str| {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/connectors/generic-webhook/webhook", host.base);
+    let r = client
+        .post(&url)
+        .header("x-tessera-signature", sig("wrong"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    for _ in 0..2 {
+        let r = client
+            .post(&url)
+            .header("x-tessera-signature", sig("s3"))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let c = host
+        .wait_contact("user_id:wh-1", |c| c["counters"]["Ticket Opened"] == 1)
+        .await;
+    let (_, events) = host
+        .get(&format!(
+            "/v1/contacts/{}/events",
+            c["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        events["events"].as_array().unwrap().len(),
+        1,
+        "redelivery stored once: {events}"
+    );
+    assert_eq!(
+        events["events"][0]["event"]["source"],
+        "connector:generic-webhook"
+    );
+}
+
+#[tokio::test]
+async fn segments_official_python_library_works_unchanged() {
+    let host = TestHost::start().await;
+    let key = host.create_source("python").await;
+    let script = tessera_tests::workspace().join("tests/clients/segment_python.py");
+    let (base, user) = (host.base.clone(), "py-user");
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .args([&base, &key, user])
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "segment-analytics-python failed (scripts/test.sh installs it): {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let c = host
+        .wait_contact("user_id:py-user", |c| c["counters"]["Order Completed"] == 1)
+        .await;
+    assert_eq!(c["traits"]["plan"], "pro", "{c}");
+    let by_email = host
+        .wait_contact("email:py-user@example.com", |_| true)
+        .await;
+    assert_eq!(by_email["id"], c["id"]);
+    let by_alias = host.wait_contact("user_id:py-previous", |_| true).await;
+    assert_eq!(by_alias["id"], c["id"], "alias links the previous id");
+}
