@@ -6,3 +6,4 @@ mod plugin_kinds;
 mod restart;
 mod swap;
 mod tracking;
+mod vendors;
