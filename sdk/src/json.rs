@@ -1,4 +1,4 @@
-//! JSON helpers: parse request bodies with errors a sender can act on, build payload objects.
+//! JSON helpers: parse request bodies with errors a sender can act on, read text fields, build payload objects.
 
 use std::fmt;
 
@@ -54,6 +54,21 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, JsonError> {
     }
 }
 
+/// `value` when it is a string with something besides whitespace, trimmed; `None` for
+/// anything else (a blank string, a number, `null`, ...).
+pub fn text(value: &Value) -> Option<String> {
+    value
+        .as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Field `key` of `fields` read as [`text`]: `None` when it is missing, blank or not a string.
+pub fn text_field(fields: &Map<String, Value>, key: &str) -> Option<String> {
+    fields.get(key).and_then(text)
+}
+
 /// An object from key/value pairs: `json::object([("plan", "pro".into())])`.
 pub fn object<K: Into<String>>(pairs: impl IntoIterator<Item = (K, Value)>) -> Value {
     Value::Object(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
@@ -93,6 +108,21 @@ mod tests {
     fn parse_object_rejects_arrays() {
         let error = parse_object(b"[1]").unwrap_err();
         assert_eq!(error.message(), "body must be a JSON object, not an array");
+    }
+
+    #[test]
+    fn text_is_a_trimmed_non_blank_string() {
+        assert_eq!(text(&json!("  cus_1 ")).as_deref(), Some("cus_1"));
+        assert_eq!(text(&json!("   ")), None);
+        assert_eq!(text(&json!(42)), None);
+        assert_eq!(text(&Value::Null), None);
+        let fields = parse_object(br#"{"email": " a@example.com", "name": ""}"#).unwrap();
+        assert_eq!(
+            text_field(&fields, "email").as_deref(),
+            Some("a@example.com")
+        );
+        assert_eq!(text_field(&fields, "name"), None);
+        assert_eq!(text_field(&fields, "missing"), None);
     }
 
     #[test]

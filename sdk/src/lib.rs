@@ -31,9 +31,10 @@
 //!   (`Event::track`, `ContactRef::user`, `SendError::retryable`, ...).
 //! - Host imports: [`config`] (operator-set config and secrets), [`kv`] (a private
 //!   key-value namespace) and [`log`] (structured logs).
-//! - Helpers: [`json`] (parsing bodies, building payloads), [`hmac`] (constant-time
-//!   signature checks, hex and base64), [`hash`] (SHA-256), [`http`] (an outbound client
-//!   over `wasi:http`).
+//! - Helpers: [`json`] (parsing bodies, reading fields, building payloads), [`hmac`]
+//!   (constant-time signature checks, hex and base64), [`signature`] (timestamped
+//!   `t=...,v1=...` webhook signatures and the `secret`/`tolerance_secs` config they use),
+//!   [`hash`] (SHA-256), [`http`] (an outbound client over `wasi:http`).
 //! - [`testing`] (native builds only): the in-memory host that config, kv, log and http
 //!   talk to outside a component.
 //! - `bindings.rs`: the generated bindings, hidden; plugins never need them.
@@ -52,6 +53,7 @@ pub mod json;
 pub mod kv;
 pub mod log;
 mod plugin;
+pub mod signature;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod types;

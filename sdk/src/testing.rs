@@ -20,12 +20,13 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
 use std::marker::PhantomData;
 
 use serde_json::{Map, Value};
 
 use crate::http::{HttpError, Request, Response, Url};
-use crate::types::{KvError, Level};
+use crate::types::{ConnectorError, KvError, Level};
 
 /// One record a plugin logged.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +88,14 @@ impl Harness {
         Self {
             _thread_bound: PhantomData,
         }
+    }
+
+    /// A fresh host whose config key `secret` is `secret`, as a connector checking
+    /// signatures needs.
+    pub fn with_secret(secret: impl Into<String>) -> Self {
+        let harness = Self::new();
+        harness.set_config("secret", secret.into());
+        harness
     }
 
     /// Sets config key `key`; strings come back from `config::get` without quotes, other
@@ -158,6 +167,15 @@ impl Harness {
     /// Every outbound request sent so far, in order.
     pub fn sent_requests(&self) -> Vec<Request> {
         with(|state| state.http_sent.clone())
+    }
+}
+
+/// The reason of an `Unauthorized` error; panics, showing what came instead, on anything
+/// else. For connector tests: `assert!(expect_unauthorized(result).contains("missing"))`.
+pub fn expect_unauthorized<T: fmt::Debug>(result: Result<T, ConnectorError>) -> String {
+    match result {
+        Err(ConnectorError::Unauthorized(why)) => why,
+        other => panic!("expected unauthorized, got {other:?}"),
     }
 }
 
@@ -244,6 +262,25 @@ mod tests {
         assert_eq!(config::get("retries").as_deref(), Some("3"));
         assert_eq!(config::get("missing"), None);
         assert_eq!(config::get_all()["retries"], 3);
+    }
+
+    #[test]
+    fn with_secret_sets_only_the_secret() {
+        Harness::new().set_config("tolerance_secs", 0);
+        let _harness = Harness::with_secret("whsec_x");
+        assert_eq!(config::get_all(), serde_json::json!({"secret": "whsec_x"}));
+    }
+
+    #[test]
+    fn expect_unauthorized_gives_the_reason() {
+        let result: Result<(), _> = Err(ConnectorError::Unauthorized("no key".into()));
+        assert_eq!(expect_unauthorized(result), "no key");
+    }
+
+    #[test]
+    #[should_panic(expected = "expected unauthorized, got Err(ConnectorError::BadRequest")]
+    fn expect_unauthorized_panics_on_other_errors() {
+        expect_unauthorized::<()>(Err(ConnectorError::BadRequest("bad".into())));
     }
 
     #[test]

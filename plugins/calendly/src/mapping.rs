@@ -13,7 +13,7 @@
 //! event id is `calendly:<invitee uri>:<event>`: one invitee is scheduled once and canceled
 //! at most once, so a redelivery maps to the same id.
 
-use tessera_sdk::json::{self, Map, Value};
+use tessera_sdk::json::{self, Map, Value, text_field};
 use tessera_sdk::types::{ConnectorError, ContactRef, Event};
 
 /// The webhook events this connector maps, with their event names.
@@ -35,7 +35,7 @@ const TRACKING: &[&str] = &[
 pub fn events(body: &[u8]) -> Result<Vec<Event>, ConnectorError> {
     let bad = |why: &str| ConnectorError::BadRequest(why.to_string());
     let envelope = json::parse_object(body).map_err(|e| bad(e.message()))?;
-    let kind = text(&envelope, "event").ok_or_else(|| bad("the webhook has no `event`"))?;
+    let kind = text_field(&envelope, "event").ok_or_else(|| bad("the webhook has no `event`"))?;
     let Some(&(_, name)) = EVENTS.iter().find(|(e, _)| *e == kind) else {
         return Err(ConnectorError::Unsupported(format!(
             "event `{kind}` is not handled (expected invitee.created or invitee.canceled)"
@@ -45,25 +45,25 @@ pub fn events(body: &[u8]) -> Result<Vec<Event>, ConnectorError> {
         .get("payload")
         .and_then(Value::as_object)
         .ok_or_else(|| bad("the webhook has no `payload` object"))?;
-    let uri = text(invitee, "uri").ok_or_else(|| bad("the invitee has no `uri`"))?;
+    let uri = text_field(invitee, "uri").ok_or_else(|| bad("the invitee has no `uri`"))?;
 
     let mut contact = ContactRef::default().with_identity("calendly:invitee", uri.clone());
-    if let Some(email) = text(invitee, "email") {
+    if let Some(email) = text_field(invitee, "email") {
         contact = contact.with_email(email);
     }
-    if let Some(phone) = text(invitee, "text_reminder_number") {
+    if let Some(phone) = text_field(invitee, "text_reminder_number") {
         contact = contact.with_phone(phone);
     }
     let mut event = Event::track(format!("calendly:{uri}:{kind}"), name, contact)
         .with_properties(properties(invitee, &uri))
         .with_traits(traits(invitee));
-    event.timestamp = text(&envelope, "created_at");
+    event.timestamp = text_field(&envelope, "created_at");
     Ok(vec![event])
 }
 
 fn properties(invitee: &Map<String, Value>, uri: &str) -> Value {
     let scheduled = invitee.get("scheduled_event").and_then(Value::as_object);
-    let from_event = |key: &str| scheduled.and_then(|event| text(event, key));
+    let from_event = |key: &str| scheduled.and_then(|event| text_field(event, key));
     let mut properties = Map::new();
     let mut put = |key: &str, value: Option<Value>| {
         if let Some(value) = value {
@@ -77,7 +77,7 @@ fn properties(invitee: &Map<String, Value>, uri: &str) -> Value {
     put(
         "scheduled_event_uri",
         from_event("uri")
-            .or_else(|| text(invitee, "event"))
+            .or_else(|| text_field(invitee, "event"))
             .map(Value::String),
     );
     put("invitee_uri", Some(Value::String(uri.to_string())));
@@ -86,10 +86,13 @@ fn properties(invitee: &Map<String, Value>, uri: &str) -> Value {
         scheduled
             .and_then(|event| event.get("location"))
             .and_then(|location| location.get("type"))
-            .and_then(string)
+            .and_then(json::text)
             .map(Value::String),
     );
-    put("timezone", text(invitee, "timezone").map(Value::String));
+    put(
+        "timezone",
+        text_field(invitee, "timezone").map(Value::String),
+    );
     put(
         "rescheduled",
         invitee
@@ -99,18 +102,18 @@ fn properties(invitee: &Map<String, Value>, uri: &str) -> Value {
     );
     put(
         "old_invitee",
-        text(invitee, "old_invitee").map(Value::String),
+        text_field(invitee, "old_invitee").map(Value::String),
     );
     put(
         "new_invitee",
-        text(invitee, "new_invitee").map(Value::String),
+        text_field(invitee, "new_invitee").map(Value::String),
     );
     // `cancellation` replaced the older top-level `cancel_reason` and `canceled_by`.
     let cancellation = invitee.get("cancellation").and_then(Value::as_object);
     let cancel_field = |key: &str, legacy: &str| {
         cancellation
-            .and_then(|c| text(c, key))
-            .or_else(|| text(invitee, legacy))
+            .and_then(|c| text_field(c, key))
+            .or_else(|| text_field(invitee, legacy))
             .map(Value::String)
     };
     put("cancel_reason", cancel_field("reason", "cancel_reason"));
@@ -121,7 +124,7 @@ fn properties(invitee: &Map<String, Value>, uri: &str) -> Value {
     );
     if let Some(tracking) = invitee.get("tracking").and_then(Value::as_object) {
         for key in TRACKING {
-            put(key, text(tracking, key).map(Value::String));
+            put(key, text_field(tracking, key).map(Value::String));
         }
     }
     Value::Object(properties)
@@ -135,25 +138,11 @@ fn traits(invitee: &Map<String, Value>) -> Value {
         ("firstName", "first_name"),
         ("lastName", "last_name"),
     ] {
-        if let Some(value) = text(invitee, field) {
+        if let Some(value) = text_field(invitee, field) {
             traits.insert(trait_name.to_string(), Value::String(value));
         }
     }
     Value::Object(traits)
-}
-
-/// A non-empty string field.
-fn text(fields: &Map<String, Value>, key: &str) -> Option<String> {
-    fields.get(key).and_then(string)
-}
-
-/// A non-empty string, trimmed.
-fn string(value: &Value) -> Option<String> {
-    value
-        .as_str()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
 }
 
 #[cfg(test)]

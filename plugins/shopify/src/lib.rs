@@ -11,7 +11,7 @@ mod mapping;
 mod samples;
 
 use tessera_sdk::types::{ConnectorError, Event, HttpRequest};
-use tessera_sdk::{Connector, config, hmac, log};
+use tessera_sdk::{Connector, config, hmac, log, signature};
 
 /// The header carrying the base64 HMAC of the body.
 const HMAC_HEADER: &str = "x-shopify-hmac-sha256";
@@ -63,8 +63,7 @@ fn non_empty_header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str>
 /// Checks `X-Shopify-Hmac-Sha256` against the HMAC-SHA256 of the raw body, in constant time.
 fn verify_hmac(request: &HttpRequest) -> Result<(), ConnectorError> {
     let unauthorized = |why: &str| ConnectorError::Unauthorized(why.to_string());
-    let secret = config::require("secret")
-        .map_err(|_| unauthorized("the connector has no `secret` configured"))?;
+    let secret = signature::configured_secret()?;
     let header = request
         .header(HMAC_HEADER)
         .ok_or_else(|| unauthorized("missing X-Shopify-Hmac-Sha256 header"))?;
@@ -83,7 +82,7 @@ fn verify_hmac(request: &HttpRequest) -> Result<(), ConnectorError> {
 mod tests {
     use super::*;
     use tessera_sdk::json::json;
-    use tessera_sdk::testing::Harness;
+    use tessera_sdk::testing::{Harness, expect_unauthorized};
     use tessera_sdk::types::{EventKind, Identity};
 
     const SECRET: &str = "shpss_0123456789abcdef0123456789abcdef";
@@ -101,22 +100,9 @@ mod tests {
             )
     }
 
-    fn harness() -> Harness {
-        let harness = Harness::new();
-        harness.set_config("secret", SECRET);
-        harness
-    }
-
-    fn unauthorized(result: Result<Vec<Event>, ConnectorError>) -> String {
-        match result {
-            Err(ConnectorError::Unauthorized(why)) => why,
-            other => panic!("expected unauthorized, got {other:?}"),
-        }
-    }
-
     #[test]
     fn documented_orders_create_maps_to_order_completed() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let events =
             Shopify::handle_webhook(delivery("orders/create", samples::ORDERS_CREATE)).unwrap();
         assert_eq!(events.len(), 1);
@@ -164,7 +150,7 @@ mod tests {
 
     #[test]
     fn orders_paid_maps_to_order_paid_with_the_same_properties() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let events =
             Shopify::handle_webhook(delivery("orders/paid", samples::ORDERS_CREATE)).unwrap();
         assert_eq!(events[0].name.as_deref(), Some("Order Paid"));
@@ -173,7 +159,7 @@ mod tests {
 
     #[test]
     fn checkouts_create_maps_to_checkout_started() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let events =
             Shopify::handle_webhook(delivery("checkouts/create", samples::CHECKOUTS_CREATE))
                 .unwrap();
@@ -206,7 +192,7 @@ mod tests {
 
     #[test]
     fn documented_customers_create_maps_to_identify() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         for topic in ["customers/create", "customers/update"] {
             let events =
                 Shopify::handle_webhook(delivery(topic, samples::CUSTOMERS_CREATE)).unwrap();
@@ -240,7 +226,7 @@ mod tests {
 
     #[test]
     fn customer_tags_phone_and_marketing_consent_become_traits() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let body = json!({
             "id": 207119551, "email": "ada@example.com", "phone": "+16135551111",
             "first_name": "Ada", "last_name": null, "tags": "vip, wholesale ,",
@@ -274,7 +260,7 @@ mod tests {
         const BODY: &str =
             r#"{"id":820982911946154508,"email":"jon@doe.ca","total_price":"403.00"}"#;
         const LIBRARY_HMAC: &str = "AmR0oYBeDrsIqg3GPd5+tcqdrMxlzH2VCkFyhMZfgQo=";
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         assert_eq!(
             hmac::encode_base64(&hmac::sign_sha256(SECRET.as_bytes(), BODY.as_bytes())),
             LIBRARY_HMAC
@@ -289,30 +275,30 @@ mod tests {
 
     #[test]
     fn wrong_secret_is_unauthorized() {
-        let h = harness();
+        let h = Harness::with_secret(SECRET);
         let request = delivery("orders/create", samples::ORDERS_CREATE);
         h.set_config("secret", "shpss_some_other_secret");
-        let why = unauthorized(Shopify::handle_webhook(request));
+        let why = expect_unauthorized(Shopify::handle_webhook(request));
         assert!(why.contains("does not match"), "{why}");
     }
 
     #[test]
     fn tampered_body_is_unauthorized() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let mut request = delivery("orders/create", samples::ORDERS_CREATE);
         request.body.push(b'\n');
-        assert!(unauthorized(Shopify::handle_webhook(request)).contains("does not match"));
+        assert!(expect_unauthorized(Shopify::handle_webhook(request)).contains("does not match"));
     }
 
     #[test]
     fn missing_or_garbled_hmac_is_unauthorized() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let bare = HttpRequest::post("/", "{}").with_header("X-Shopify-Topic", "orders/create");
-        assert!(unauthorized(Shopify::handle_webhook(bare)).contains("missing"));
+        assert!(expect_unauthorized(Shopify::handle_webhook(bare)).contains("missing"));
         let junk = HttpRequest::post("/", "{}")
             .with_header("X-Shopify-Topic", "orders/create")
             .with_header("X-Shopify-Hmac-Sha256", "***");
-        assert!(unauthorized(Shopify::handle_webhook(junk)).contains("base64"));
+        assert!(expect_unauthorized(Shopify::handle_webhook(junk)).contains("base64"));
     }
 
     #[test]
@@ -322,15 +308,15 @@ mod tests {
             Shopify::self_test(),
             Err("config key `secret` is not set".to_string())
         );
-        let why = unauthorized(Shopify::handle_webhook(delivery("orders/create", "{}")));
+        let why = expect_unauthorized(Shopify::handle_webhook(delivery("orders/create", "{}")));
         assert!(why.contains("no `secret`"), "{why}");
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         assert_eq!(Shopify::self_test(), Ok(()));
     }
 
     #[test]
     fn malformed_json_is_a_bad_request() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         match Shopify::handle_webhook(delivery("orders/create", "{\"id\": 1,")) {
             Err(ConnectorError::BadRequest(why)) => assert!(why.contains("JSON"), "{why}"),
             other => panic!("expected bad-request, got {other:?}"),
@@ -343,7 +329,7 @@ mod tests {
 
     #[test]
     fn unknown_topic_is_unsupported() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         match Shopify::handle_webhook(delivery("products/update", "{\"id\": 1}")) {
             Err(ConnectorError::Unsupported(why)) => {
                 assert!(why.contains("products/update"), "{why}")
@@ -354,7 +340,7 @@ mod tests {
 
     #[test]
     fn missing_topic_is_a_bad_request() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let mut request = delivery("orders/create", "{}");
         request.headers.retain(|(name, _)| name != TOPIC_HEADER);
         assert!(matches!(
@@ -365,7 +351,7 @@ mod tests {
 
     #[test]
     fn order_naming_nobody_is_acknowledged_without_events() {
-        let h = harness();
+        let h = Harness::with_secret(SECRET);
         let body = r#"{"id": 450789469, "email": null, "total_price": "10.00", "currency": "USD"}"#;
         let events = Shopify::handle_webhook(delivery("orders/create", body)).unwrap();
         assert!(events.is_empty());
@@ -374,7 +360,7 @@ mod tests {
 
     #[test]
     fn polling_is_unsupported() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         assert!(matches!(
             Shopify::poll(None),
             Err(ConnectorError::Unsupported(_))

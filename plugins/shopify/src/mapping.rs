@@ -19,7 +19,7 @@
 //! the topic and the resource id (plus `updated_at` for `customers/update`, whose deliveries
 //! are distinct facts about one resource), so a redelivery still maps to the same id.
 
-use tessera_sdk::json::{self, Map, Value};
+use tessera_sdk::json::{self, Map, Value, text_field};
 use tessera_sdk::types::{ConnectorError, ContactRef, Event};
 use tessera_sdk::{hash, log};
 
@@ -108,7 +108,7 @@ pub fn events(delivery: &Delivery<'_>, body: &[u8]) -> Result<Vec<Event>, Connec
     event.timestamp = topic
         .time_fields()
         .iter()
-        .find_map(|field| text(&payload, field));
+        .find_map(|field| text_field(&payload, field));
     Ok(vec![event])
 }
 
@@ -132,7 +132,7 @@ fn event_id(
             );
         }
     };
-    match (topic, text(payload, "updated_at")) {
+    match (topic, text_field(payload, "updated_at")) {
         (Topic::CustomerUpdate, Some(updated_at)) => {
             format!("shopify:{}:{resource}@{updated_at}", delivery.topic)
         }
@@ -153,8 +153,8 @@ fn contact(payload: &Map<String, Value>, topic: Topic) -> ContactRef {
     let from_order_then_customer = |fields: &[&str]| {
         fields
             .iter()
-            .find_map(|field| text(payload, field))
-            .or_else(|| customer.and_then(|c| text(c, fields[0])))
+            .find_map(|field| text_field(payload, field))
+            .or_else(|| customer.and_then(|c| text_field(c, fields[0])))
     };
     if let Some(email) = from_order_then_customer(&["email", "contact_email"]) {
         contact = contact.with_email(email);
@@ -190,8 +190,8 @@ fn order_properties(payload: &Map<String, Value>, topic: Topic, shop: Option<&st
     put("shipping", shipping(payload));
     put(
         "currency",
-        text(payload, "currency")
-            .or_else(|| text(payload, "presentment_currency"))
+        text_field(payload, "currency")
+            .or_else(|| text_field(payload, "presentment_currency"))
             .map(Value::String),
     );
     put("coupon", coupon(payload).map(Value::String));
@@ -252,11 +252,11 @@ fn product(item: &Map<String, Value>, index: usize) -> Value {
         "product_id",
         id_text(item.get("product_id")).map(Value::String),
     );
-    put("sku", text(item, "sku").map(Value::String));
+    put("sku", text_field(item, "sku").map(Value::String));
     put(
         "name",
-        text(item, "name")
-            .or_else(|| text(item, "title"))
+        text_field(item, "name")
+            .or_else(|| text_field(item, "title"))
             .map(Value::String),
     );
     put("price", money(item.get("price")));
@@ -264,12 +264,15 @@ fn product(item: &Map<String, Value>, index: usize) -> Value {
         "quantity",
         item.get("quantity").filter(|q| q.is_number()).cloned(),
     );
-    put("variant", text(item, "variant_title").map(Value::String));
+    put(
+        "variant",
+        text_field(item, "variant_title").map(Value::String),
+    );
     put(
         "variant_id",
         id_text(item.get("variant_id")).map(Value::String),
     );
-    put("brand", text(item, "vendor").map(Value::String));
+    put("brand", text_field(item, "vendor").map(Value::String));
     put("position", Some(Value::from(index + 1)));
     Value::Object(product)
 }
@@ -282,10 +285,16 @@ fn customer_traits(customer: &Map<String, Value>) -> Value {
             traits.insert(key.to_string(), value);
         }
     };
-    put("email", text(customer, "email").map(Value::String));
-    put("phone", text(customer, "phone").map(Value::String));
-    put("firstName", text(customer, "first_name").map(Value::String));
-    put("lastName", text(customer, "last_name").map(Value::String));
+    put("email", text_field(customer, "email").map(Value::String));
+    put("phone", text_field(customer, "phone").map(Value::String));
+    put(
+        "firstName",
+        text_field(customer, "first_name").map(Value::String),
+    );
+    put(
+        "lastName",
+        text_field(customer, "last_name").map(Value::String),
+    );
     // `accepts_marketing` is gone from newer API versions; the email consent replaces it.
     let accepts_marketing = customer
         .get("accepts_marketing")
@@ -296,7 +305,10 @@ fn customer_traits(customer: &Map<String, Value>) -> Value {
         });
     put("accepts_marketing", accepts_marketing.map(Value::Bool));
     put("tags", customer.get("tags").and_then(tags));
-    put("createdAt", text(customer, "created_at").map(Value::String));
+    put(
+        "createdAt",
+        text_field(customer, "created_at").map(Value::String),
+    );
     Value::Object(traits)
 }
 
@@ -311,14 +323,6 @@ fn tags(value: &Value) -> Option<Value> {
                 .collect(),
         )),
         Value::Array(_) => Some(value.clone()),
-        _ => None,
-    }
-}
-
-/// A non-empty string field, trimmed.
-fn text(fields: &Map<String, Value>, key: &str) -> Option<String> {
-    match fields.get(key)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
         _ => None,
     }
 }

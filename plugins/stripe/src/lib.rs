@@ -1,108 +1,63 @@
 //! A Stripe webhook connector: checks `Stripe-Signature`, then maps the event.
 //!
-//! The endpoint's signing secret (`whsec_...`) is config key `secret`. A signature older
-//! than `tolerance_secs` (default 300, Stripe's own; 0 turns the check off to replay old
-//! deliveries) is refused. See [`signature`] for the scheme and [`mapping`] for what each
-//! event type becomes.
+//! The endpoint's signing secret (`whsec_...`; the whole string is the HMAC key) is config
+//! key `secret`. `Stripe-Signature` is the SDK's timestamped scheme
+//! ([`tessera_sdk::signature`]): `t=<unix>,v1=<hex>`, several `v1` while a secret is being
+//! rolled, `v0` (test-mode legacy) ignored, and `t` signed as the integer it reads as, as in
+//! Stripe's libraries. A signature older than `tolerance_secs` (default 300, Stripe's own;
+//! 0 turns the check off to replay old deliveries) is refused. See [`mapping`] for what
+//! each event type becomes.
 
 mod mapping;
 #[cfg(test)]
 mod samples;
-mod signature;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use tessera_sdk::signature::TimestampedScheme;
 use tessera_sdk::types::{ConnectorError, Event, HttpRequest};
-use tessera_sdk::{Connector, config, log};
+use tessera_sdk::{Connector, log};
 
-/// The header carrying the timestamped signatures.
-const SIGNATURE_HEADER: &str = "stripe-signature";
+/// The header carrying the timestamped signatures, and how Stripe signs.
+const SIGNATURE: TimestampedScheme = TimestampedScheme::new("Stripe-Signature");
 
 /// The Stripe connector.
 pub struct Stripe;
 
 impl Connector for Stripe {
     fn handle_webhook(request: HttpRequest) -> Result<Vec<Event>, ConnectorError> {
-        verify(&request)?;
+        SIGNATURE.verify_request(&request)?;
         let events = mapping::events(&request.body)?;
         log::debug("mapped webhook", &[("events", &events.len())]);
         Ok(events)
     }
 
     fn self_test() -> Result<(), String> {
-        config::require("secret")?;
-        tolerance_secs()?;
-        Ok(())
+        SIGNATURE.check_config()
     }
 }
 
 tessera_sdk::export_connector!(Stripe);
 
-/// The configured tolerance, or Stripe's default.
-fn tolerance_secs() -> Result<u64, String> {
-    Ok(config::parse::<u64>("tolerance_secs")?.unwrap_or(signature::DEFAULT_TOLERANCE_SECS))
-}
-
-/// Now, in unix seconds (the guest reads the host's wall clock).
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn verify(request: &HttpRequest) -> Result<(), ConnectorError> {
-    let unauthorized = ConnectorError::Unauthorized;
-    let secret = config::require("secret")
-        .map_err(|_| unauthorized("the connector has no `secret` configured".into()))?;
-    let tolerance = tolerance_secs().map_err(unauthorized)?;
-    let header = request
-        .header(SIGNATURE_HEADER)
-        .ok_or_else(|| unauthorized("missing Stripe-Signature header".into()))?;
-    signature::verify(
-        secret.as_bytes(),
-        header,
-        &request.body,
-        now_unix(),
-        tolerance,
-    )
-    .map_err(unauthorized)
-}
-
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use tessera_sdk::json::json;
-    use tessera_sdk::testing::Harness;
+    use tessera_sdk::signature::{self, now_unix};
+    use tessera_sdk::testing::{Harness, expect_unauthorized};
     use tessera_sdk::types::{EventKind, Identity};
 
     const SECRET: &str = "whsec_test_secret";
 
     fn signed_at(body: &str, timestamp: i64) -> HttpRequest {
-        let v1 = signature::sign(SECRET.as_bytes(), timestamp, body.as_bytes());
-        HttpRequest::post("/", body)
-            .with_header("Stripe-Signature", format!("t={timestamp},v1={v1}"))
+        SIGNATURE.signed_request(SECRET.as_bytes(), timestamp, body)
     }
 
     fn signed(body: &str) -> HttpRequest {
         signed_at(body, now_unix())
     }
 
-    fn harness() -> Harness {
-        let harness = Harness::new();
-        harness.set_config("secret", SECRET);
-        harness
-    }
-
-    fn unauthorized(result: Result<Vec<Event>, ConnectorError>) -> String {
-        match result {
-            Err(ConnectorError::Unauthorized(why)) => why,
-            other => panic!("expected unauthorized, got {other:?}"),
-        }
-    }
-
     #[test]
     fn documented_checkout_session_completed_maps_to_order_completed() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let events = Stripe::handle_webhook(signed(samples::CHECKOUT_SESSION_COMPLETED)).unwrap();
         assert_eq!(events.len(), 1);
         let event = &events[0];
@@ -136,7 +91,7 @@ mod tests {
 
     #[test]
     fn zero_decimal_currencies_are_not_divided() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let body = samples::CHECKOUT_SESSION_COMPLETED
             .replace("\"currency\": \"usd\"", "\"currency\": \"jpy\"")
             .replace("2198", "1500");
@@ -162,7 +117,7 @@ mod tests {
             ),
             LIBRARY_HEADER
         );
-        let h = harness();
+        let h = Harness::with_secret(SECRET);
         // The header is old, so replaying it needs the age check off.
         h.set_config("tolerance_secs", 0);
         let request =
@@ -176,24 +131,24 @@ mod tests {
 
     #[test]
     fn wrong_secret_is_unauthorized() {
-        let h = harness();
+        let h = Harness::with_secret(SECRET);
         let request = signed(samples::CHECKOUT_SESSION_COMPLETED);
         h.set_config("secret", "whsec_another_endpoint");
-        assert!(unauthorized(Stripe::handle_webhook(request)).contains("does not match"));
+        assert!(expect_unauthorized(Stripe::handle_webhook(request)).contains("does not match"));
     }
 
     #[test]
     fn missing_header_is_unauthorized() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let request = HttpRequest::post("/", samples::CHECKOUT_SESSION_COMPLETED);
-        assert!(unauthorized(Stripe::handle_webhook(request)).contains("missing"));
+        assert!(expect_unauthorized(Stripe::handle_webhook(request)).contains("missing"));
     }
 
     #[test]
     fn stale_timestamp_is_unauthorized_unless_the_check_is_off() {
-        let h = harness();
+        let h = Harness::with_secret(SECRET);
         let old = now_unix() - 301;
-        let why = unauthorized(Stripe::handle_webhook(signed_at(
+        let why = expect_unauthorized(Stripe::handle_webhook(signed_at(
             samples::CHECKOUT_SESSION_COMPLETED,
             old,
         )));
@@ -209,7 +164,7 @@ mod tests {
 
     #[test]
     fn second_v1_matching_is_enough() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let body = samples::CHECKOUT_SESSION_COMPLETED;
         let t = now_unix();
         let old = signature::sign(b"whsec_rolled_secret", t, body.as_bytes());
@@ -223,7 +178,7 @@ mod tests {
 
     #[test]
     fn malformed_json_is_a_bad_request() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         match Stripe::handle_webhook(signed("{\"id\": \"evt_1\", \"type\":")) {
             Err(ConnectorError::BadRequest(why)) => assert!(why.contains("JSON"), "{why}"),
             other => panic!("expected bad-request, got {other:?}"),
@@ -232,7 +187,7 @@ mod tests {
 
     #[test]
     fn unknown_type_is_unsupported() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let body = json!({"id": "evt_1", "object": "event", "type": "payment_intent.created",
                           "created": 1, "data": {"object": {"id": "pi_1", "customer": "cus_1"}}});
         match Stripe::handle_webhook(signed(&body.to_string())) {
@@ -250,18 +205,20 @@ mod tests {
             Stripe::self_test(),
             Err("config key `secret` is not set".to_string())
         );
-        let why = unauthorized(Stripe::handle_webhook(signed("{}")));
+        let why = expect_unauthorized(Stripe::handle_webhook(signed("{}")));
         assert!(why.contains("no `secret`"), "{why}");
         h.set_config("secret", SECRET);
         assert_eq!(Stripe::self_test(), Ok(()));
         h.set_config("tolerance_secs", "five minutes");
         assert!(Stripe::self_test().unwrap_err().contains("tolerance_secs"));
-        assert!(unauthorized(Stripe::handle_webhook(signed("{}"))).contains("tolerance_secs"));
+        assert!(
+            expect_unauthorized(Stripe::handle_webhook(signed("{}"))).contains("tolerance_secs")
+        );
     }
 
     #[test]
     fn polling_is_unsupported() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         assert!(matches!(
             Stripe::poll(None),
             Err(ConnectorError::Unsupported(_))

@@ -15,7 +15,7 @@
 //! timestamp the event's `created`, and the contact the Stripe customer
 //! (`stripe:customer`) with whatever email and phone the object carries.
 
-use tessera_sdk::json::{self, Map, Value};
+use tessera_sdk::json::{self, Map, Value, text_field};
 use tessera_sdk::log;
 use tessera_sdk::types::{ConnectorError, ContactRef, Event};
 
@@ -41,7 +41,8 @@ const TYPES: &[(&str, &str)] = &[
 pub fn events(body: &[u8]) -> Result<Vec<Event>, ConnectorError> {
     let bad = |why: String| ConnectorError::BadRequest(why);
     let envelope = json::parse_object(body).map_err(|e| bad(e.to_string()))?;
-    let kind = text(&envelope, "type").ok_or_else(|| bad("the event has no `type`".into()))?;
+    let kind =
+        text_field(&envelope, "type").ok_or_else(|| bad("the event has no `type`".into()))?;
     let Some(&(_, name)) = TYPES.iter().find(|(t, _)| *t == kind) else {
         let handled: Vec<&str> = TYPES.iter().map(|(t, _)| *t).collect();
         return Err(ConnectorError::Unsupported(format!(
@@ -49,7 +50,7 @@ pub fn events(body: &[u8]) -> Result<Vec<Event>, ConnectorError> {
             handled.join(", ")
         )));
     };
-    let id = text(&envelope, "id").ok_or_else(|| bad("the event has no `id`".into()))?;
+    let id = text_field(&envelope, "id").ok_or_else(|| bad("the event has no `id`".into()))?;
     let object = envelope
         .get("data")
         .and_then(|data| data.get("object"))
@@ -90,12 +91,12 @@ fn contact(kind: &str, object: &Map<String, Value>) -> ContactRef {
     }
     .and_then(Value::as_object);
     let email = details
-        .and_then(|d| text(d, "email"))
-        .or_else(|| text(object, "customer_email"))
-        .or_else(|| text(object, "receipt_email"));
+        .and_then(|d| text_field(d, "email"))
+        .or_else(|| text_field(object, "customer_email"))
+        .or_else(|| text_field(object, "receipt_email"));
     let phone = details
-        .and_then(|d| text(d, "phone"))
-        .or_else(|| text(object, "customer_phone"));
+        .and_then(|d| text_field(d, "phone"))
+        .or_else(|| text_field(object, "customer_phone"));
     if let Some(email) = email {
         contact = contact.with_email(email);
     }
@@ -145,7 +146,7 @@ fn checkout_properties(session: &Map<String, Value>) -> Value {
                 .collect()
         });
     Properties::new()
-        .text("order_id", text(session, "id"))
+        .text("order_id", text_field(session, "id"))
         .put(
             "total",
             amount(session.get("amount_total"), currency.as_deref()),
@@ -167,9 +168,12 @@ fn checkout_properties(session: &Map<String, Value>) -> Value {
             "subscription_id",
             session.get("subscription").and_then(object_id),
         )
-        .text("client_reference_id", text(session, "client_reference_id"))
-        .text("mode", text(session, "mode"))
-        .text("payment_status", text(session, "payment_status"))
+        .text(
+            "client_reference_id",
+            text_field(session, "client_reference_id"),
+        )
+        .text("mode", text_field(session, "mode"))
+        .text("payment_status", text_field(session, "payment_status"))
         .done()
 }
 
@@ -181,7 +185,7 @@ fn line_item(item: &Value, index: usize, currency: Option<&str>) -> Value {
             "product_id",
             price.and_then(|p| p.get("product")).and_then(object_id),
         )
-        .text("name", item.get("description").and_then(string))
+        .text("name", item.get("description").and_then(json::text))
         .put(
             "price",
             amount(price.and_then(|p| p.get("unit_amount")), currency),
@@ -190,7 +194,10 @@ fn line_item(item: &Value, index: usize, currency: Option<&str>) -> Value {
             "quantity",
             item.get("quantity").filter(|q| q.is_number()).cloned(),
         )
-        .text("variant", price.and_then(|p| p.get("id")).and_then(string))
+        .text(
+            "variant",
+            price.and_then(|p| p.get("id")).and_then(json::text),
+        )
         .put("position", Some(Value::from(index + 1)))
         .done()
 }
@@ -209,8 +216,8 @@ fn invoice_properties(kind: &str, invoice: &Map<String, Value>) -> Value {
     });
     let mut properties = Properties::new();
     properties
-        .text("invoice_id", text(invoice, "id"))
-        .text("number", text(invoice, "number"))
+        .text("invoice_id", text_field(invoice, "id"))
+        .text("number", text_field(invoice, "number"))
         .put("total", amount(invoice.get(total_key), currency.as_deref()))
         .put(
             "subtotal",
@@ -218,8 +225,8 @@ fn invoice_properties(kind: &str, invoice: &Map<String, Value>) -> Value {
         )
         .text("currency", currency.as_ref().map(|c| c.to_uppercase()))
         .text("subscription_id", subscription)
-        .text("billing_reason", text(invoice, "billing_reason"))
-        .text("status", text(invoice, "status"));
+        .text("billing_reason", text_field(invoice, "billing_reason"))
+        .text("status", text_field(invoice, "status"));
     if !paid {
         properties
             .put(
@@ -262,9 +269,12 @@ fn subscription_properties(subscription: &Map<String, Value>) -> Value {
             let interval = price
                 .and_then(|p| p.get("recurring").or(Some(p)))
                 .and_then(|r| r.get("interval"))
-                .and_then(string);
+                .and_then(json::text);
             Properties::new()
-                .text("price_id", price.and_then(|p| p.get("id")).and_then(string))
+                .text(
+                    "price_id",
+                    price.and_then(|p| p.get("id")).and_then(json::text),
+                )
                 .text(
                     "product_id",
                     price.and_then(|p| p.get("product")).and_then(object_id),
@@ -280,8 +290,8 @@ fn subscription_properties(subscription: &Map<String, Value>) -> Value {
         .collect();
     let cancellation = subscription.get("cancellation_details");
     Properties::new()
-        .text("subscription_id", text(subscription, "id"))
-        .text("status", text(subscription, "status"))
+        .text("subscription_id", text_field(subscription, "id"))
+        .text("status", text_field(subscription, "status"))
         .put(
             "total",
             total
@@ -295,13 +305,15 @@ fn subscription_properties(subscription: &Map<String, Value>) -> Value {
         .text("ended_at", unix_time(subscription.get("ended_at")))
         .text(
             "cancellation_reason",
-            cancellation.and_then(|c| c.get("reason")).and_then(string),
+            cancellation
+                .and_then(|c| c.get("reason"))
+                .and_then(json::text),
         )
         .text(
             "cancellation_feedback",
             cancellation
                 .and_then(|c| c.get("feedback"))
-                .and_then(string),
+                .and_then(json::text),
         )
         .done()
 }
@@ -312,9 +324,9 @@ fn refund_properties(charge: &Map<String, Value>) -> Value {
     Properties::new()
         .text(
             "order_id",
-            payment_intent.clone().or_else(|| text(charge, "id")),
+            payment_intent.clone().or_else(|| text_field(charge, "id")),
         )
-        .text("charge_id", text(charge, "id"))
+        .text("charge_id", text_field(charge, "id"))
         .text("payment_intent", payment_intent)
         .put(
             "total",
@@ -331,7 +343,7 @@ fn refund_properties(charge: &Map<String, Value>) -> Value {
 
 /// The object's currency, lower-case as Stripe sends it.
 fn currency(object: &Map<String, Value>) -> Option<String> {
-    text(object, "currency").map(|c| c.to_ascii_lowercase())
+    text_field(object, "currency").map(|c| c.to_ascii_lowercase())
 }
 
 /// An amount in the currency's smallest unit as a decimal number.
@@ -374,25 +386,11 @@ fn unix_time(value: Option<&Value>) -> Option<String> {
     ))
 }
 
-/// A non-empty string field.
-fn text(fields: &Map<String, Value>, key: &str) -> Option<String> {
-    fields.get(key).and_then(string)
-}
-
-/// A non-empty string.
-fn string(value: &Value) -> Option<String> {
-    value
-        .as_str()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-}
-
 /// A reference to another object: its id, or the `id` of the object when it is expanded.
 fn object_id(value: &Value) -> Option<String> {
     match value {
-        Value::Object(object) => text(object, "id"),
-        other => string(other),
+        Value::Object(object) => text_field(object, "id"),
+        other => json::text(other),
     }
 }
 

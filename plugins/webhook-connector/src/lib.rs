@@ -7,7 +7,7 @@
 mod mapping;
 
 use tessera_sdk::types::{ConnectorError, Event, HttpRequest};
-use tessera_sdk::{Connector, config, hmac, log};
+use tessera_sdk::{Connector, config, hmac, log, signature};
 
 /// The header carrying the body's signature.
 const SIGNATURE_HEADER: &str = "x-tessera-signature";
@@ -33,8 +33,7 @@ tessera_sdk::export_connector!(GenericWebhook);
 /// Checks `X-Tessera-Signature` against the HMAC-SHA256 of the raw body, in constant time.
 fn verify_signature(request: &HttpRequest) -> Result<(), ConnectorError> {
     let unauthorized = |why: &str| ConnectorError::Unauthorized(why.to_string());
-    let secret = config::require("secret")
-        .map_err(|_| unauthorized("the connector has no `secret` configured"))?;
+    let secret = signature::configured_secret()?;
     let header = request
         .header(SIGNATURE_HEADER)
         .ok_or_else(|| unauthorized("missing X-Tessera-Signature header"))?;
@@ -54,7 +53,7 @@ fn verify_signature(request: &HttpRequest) -> Result<(), ConnectorError> {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use tessera_sdk::testing::Harness;
+    use tessera_sdk::testing::{Harness, expect_unauthorized};
     use tessera_sdk::types::EventKind;
 
     const SECRET: &str = "whsec_test";
@@ -65,22 +64,9 @@ mod tests {
             .with_header("X-Tessera-Signature", format!("sha256={signature}"))
     }
 
-    fn harness() -> Harness {
-        let harness = Harness::new();
-        harness.set_config("secret", SECRET);
-        harness
-    }
-
-    fn unauthorized(result: Result<Vec<Event>, ConnectorError>) -> String {
-        match result {
-            Err(ConnectorError::Unauthorized(why)) => why,
-            other => panic!("expected unauthorized, got {other:?}"),
-        }
-    }
-
     #[test]
     fn signed_track_event_is_mapped() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let body = r#"{"type":"track","messageId":"m-1","userId":"u-1","event":"Order Completed","properties":{"total":42}}"#;
         let events = GenericWebhook::handle_webhook(signed(body)).unwrap();
         assert_eq!(events.len(), 1);
@@ -92,27 +78,27 @@ mod tests {
 
     #[test]
     fn missing_signature_is_unauthorized() {
-        let _h = harness();
-        let why = unauthorized(GenericWebhook::handle_webhook(HttpRequest::post("/", "{}")));
+        let _h = Harness::with_secret(SECRET);
+        let why = expect_unauthorized(GenericWebhook::handle_webhook(HttpRequest::post("/", "{}")));
         assert!(why.contains("missing"), "{why}");
     }
 
     #[test]
     fn wrong_signature_is_unauthorized() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let mut request = signed(r#"{"type":"track","userId":"u","event":"x"}"#);
         request.body.push(b' ');
-        let why = unauthorized(GenericWebhook::handle_webhook(request));
+        let why = expect_unauthorized(GenericWebhook::handle_webhook(request));
         assert!(why.contains("does not match"), "{why}");
     }
 
     #[test]
     fn signature_without_prefix_or_hex_is_unauthorized() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         let plain = HttpRequest::post("/", "{}").with_header("x-tessera-signature", "abcd");
-        assert!(unauthorized(GenericWebhook::handle_webhook(plain)).contains("sha256="));
+        assert!(expect_unauthorized(GenericWebhook::handle_webhook(plain)).contains("sha256="));
         let junk = HttpRequest::post("/", "{}").with_header("x-tessera-signature", "sha256=zz");
-        assert!(unauthorized(GenericWebhook::handle_webhook(junk)).contains("hex"));
+        assert!(expect_unauthorized(GenericWebhook::handle_webhook(junk)).contains("hex"));
     }
 
     #[test]
@@ -122,19 +108,19 @@ mod tests {
             GenericWebhook::self_test(),
             Err("config key `secret` is not set".to_string())
         );
-        let why = unauthorized(GenericWebhook::handle_webhook(signed("{}")));
+        let why = expect_unauthorized(GenericWebhook::handle_webhook(signed("{}")));
         assert!(why.contains("no `secret`"), "{why}");
     }
 
     #[test]
     fn set_secret_passes_self_test() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         assert_eq!(GenericWebhook::self_test(), Ok(()));
     }
 
     #[test]
     fn malformed_body_is_a_bad_request_after_a_good_signature() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         match GenericWebhook::handle_webhook(signed("{not json")) {
             Err(ConnectorError::BadRequest(why)) => assert!(why.contains("JSON"), "{why}"),
             other => panic!("expected bad-request, got {other:?}"),
@@ -143,7 +129,7 @@ mod tests {
 
     #[test]
     fn polling_is_unsupported() {
-        let _h = harness();
+        let _h = Harness::with_secret(SECRET);
         assert!(matches!(
             GenericWebhook::poll(None),
             Err(ConnectorError::Unsupported(_))
