@@ -151,6 +151,12 @@ fn fdatasync_per_record(dir: &Path, records: usize, body: &[u8]) -> Row {
     }
 }
 
+/// Writes back every dirty page first: on ext4 an `fdatasync` also waits for other files'
+/// pending data (a build's output, the previous case's files), which would blur the figures.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 fn micros(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
@@ -172,10 +178,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let single = runtime.block_on(log_single_records(&sub("single"), records, &body));
-    let batched = runtime.block_on(log_batches(&sub("batched"), records, &body));
-    let sled = sled_flush_per_batch(&sub("sled"), records, &body);
+    settle();
     let raw = fdatasync_per_record(&sub("raw"), raw_records, &body);
+    settle();
+    let single = runtime.block_on(log_single_records(&sub("single"), records, &body));
+    settle();
+    let batched = runtime.block_on(log_batches(&sub("batched"), records, &body));
+    settle();
+    let sled = sled_flush_per_batch(&sub("sled"), records, &body);
 
     println!(
         "\n{} B JSON payload, {} cores\n",

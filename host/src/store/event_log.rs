@@ -198,7 +198,8 @@ impl EventLog {
     }
 
     /// Appends `payloads` in order and returns their sequence numbers once they are on disk
-    /// (`fdatasync`ed). Nothing of a failed append is acknowledged.
+    /// (`fdatasync`ed). A failed append is not acknowledged, yet its bytes may have reached
+    /// the disk and reappear after a reopen: callers retry and deduplicate, as ingest does.
     pub async fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Range<u64>, LogError> {
         let bytes = payloads.iter().map(|p| HEADER + p.len()).sum();
         if bytes > MAX_GROUP_BYTES {
