@@ -10,7 +10,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::http::{self, AppState};
-use crate::ingest::{Ingest, Sources};
+use crate::ingest::{Ingest, Poller, RawWebhooks, Retention, Sources};
 use crate::plugins::{PluginError, PluginRegistry, RegistryConfig, sha256_hex};
 use crate::profiles::{Profiles, run_applier};
 use crate::runtime::{AddressGrants, EngineLimits, LoadError, Runtime};
@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub allow_addresses: Vec<String>,
     /// How long a message id is remembered for deduplication.
     pub dedupe_window: Duration,
+    /// How many raw webhook requests are kept for replay, and how long.
+    pub webhook_retention: Retention,
 }
 
 impl ServerConfig {
@@ -46,6 +48,7 @@ impl ServerConfig {
             registry: RegistryConfig::default(),
             allow_addresses: Vec::new(),
             dedupe_window: Duration::from_secs(24 * 3600),
+            webhook_retention: Retention::default(),
         }
     }
 }
@@ -117,10 +120,13 @@ impl Server {
         }
         let log = Arc::new(EventLog::open(&config.data_dir.join("log"))?);
         let ingest = Arc::new(Ingest::new(log, store.db(), config.dedupe_window)?);
+        let poller = Arc::new(Poller::open(registry.clone(), ingest.clone(), store.db())?);
         let state = AppState {
+            poller,
             ingest,
             sources: Sources::open(store.db())?,
             profiles: Profiles::open(store.db())?,
+            raw_webhooks: RawWebhooks::open(store.db(), config.webhook_retention)?,
             registry,
             admin_key_hash: admin_key_hash.into(),
             ready: Arc::new(AtomicBool::new(false)),
@@ -153,7 +159,8 @@ impl Server {
         http::router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests and flushes the store.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests, stops the profile
+    /// stage and the poller, and flushes the store.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -163,12 +170,14 @@ impl Server {
         let applier = tokio::spawn(run_applier(
             self.state.ingest.clone(),
             self.state.profiles.clone(),
-            stopped,
+            stopped.clone(),
         ));
+        let poller = tokio::spawn(self.state.poller.clone().run(stopped));
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await?;
         let _ = stop.send(true);
+        let _ = poller.await;
         let _ = applier.await;
         self.store.flush()?;
         Ok(())

@@ -18,7 +18,7 @@ use axum::extract::DefaultBodyLimit;
 
 pub use error::ApiError;
 
-use crate::ingest::{Ingest, Sources};
+use crate::ingest::{Ingest, Poller, RawWebhooks, Sources};
 use crate::plugins::PluginRegistry;
 use crate::profiles::Profiles;
 
@@ -42,6 +42,10 @@ pub struct AppState {
     pub sources: Sources,
     /// Contact profiles.
     pub profiles: Profiles,
+    /// Retained raw webhook requests, for replay.
+    pub raw_webhooks: RawWebhooks,
+    /// Pull connectors' polling (run by `Server::run`).
+    pub poller: Arc<Poller>,
 }
 
 /// The whole API.
@@ -49,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     let admin = plugins::router()
         .merge(sources::router())
         .merge(contacts::router())
+        .merge(webhooks::admin_router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,

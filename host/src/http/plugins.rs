@@ -1,5 +1,6 @@
-//! `/v1/plugins`: upload, list, inspect, activate, roll back, disable, enable, configure, and
-//! a console that runs the live version on an input the operator gives.
+//! `/v1/plugins`: upload, list, inspect, activate, roll back, disable, enable, configure, a
+//! connector's poll state, and a console that runs the live version on an input the operator
+//! gives.
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::routing::{get, post, put};
@@ -9,7 +10,8 @@ use serde_json::{Value, json};
 
 use super::body::JsonBody;
 use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
-use crate::plugins::{PluginView, VersionView};
+use crate::ingest::PollStatus;
+use crate::plugins::{PluginError, PluginView, VersionView};
 use crate::runtime::PluginKind;
 use crate::runtime::bindings::types::{HttpRequest, Message, RuleInput};
 
@@ -30,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/plugins/{id}/enable", post(enable))
         .route("/v1/plugins/{id}/config", put(set_config))
         .route("/v1/plugins/{id}/call", post(call))
+        .route("/v1/plugins/{id}/poll", get(poll_status))
 }
 
 async fn list(State(state): State<AppState>) -> Json<Value> {
@@ -129,6 +132,23 @@ async fn set_config(
     JsonBody(config): JsonBody<serde_json::Map<String, Value>>,
 ) -> Result<Json<PluginView>, ApiError> {
     Ok(Json(state.registry.set_config(&id, config).await?))
+}
+
+/// A connector's polling: cursor, last round, last error, failures and back-off.
+async fn poll_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PollStatus>, ApiError> {
+    let kind = state.registry.slot(&id)?.kind();
+    if kind != PluginKind::Connector {
+        return Err(PluginError::WrongKind {
+            plugin: id,
+            actual: kind,
+            wanted: PluginKind::Connector,
+        }
+        .into());
+    }
+    Ok(Json(state.poller.status(&id)?))
 }
 
 /// A webhook request as the console takes it: text body, headers as an object or pairs.

@@ -1,5 +1,6 @@
 //! `POST /v1/connectors/{id}/webhook`: hands the raw request to the live connector version,
-//! which verifies its signature and maps it; the events are durable before the 200.
+//! which verifies its signature and maps it; the events are durable before the 200. The raw
+//! request is retained so `POST /v1/connectors/{id}/replay` can run a fixed version over it.
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, Uri};
@@ -8,10 +9,14 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::body::RawBody;
+use serde::Deserialize;
+
+use super::body::{JsonBody, RawBody};
 use super::{ApiError, AppState};
+use crate::ingest::event::parse_time;
 use crate::ingest::from_connector;
-use crate::runtime::bindings::types::HttpRequest;
+use crate::plugins::PluginError;
+use crate::runtime::bindings::types::{ConnectorError, HttpRequest};
 
 /// Largest webhook body, bytes.
 pub const MAX_WEBHOOK_BYTES: usize = 2 << 20;
@@ -21,6 +26,26 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/connectors/{id}/webhook", post(webhook))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
+}
+
+/// The replay route (the caller adds the admin-key check).
+pub fn admin_router() -> Router<AppState> {
+    Router::new().route("/v1/connectors/{id}/replay", post(replay))
+}
+
+/// Whether a request is worth keeping for replay: everything the connector saw except what it
+/// refused as unsigned, and what never reached it because the plugin does not exist.
+fn worth_keeping(
+    outcome: &Result<
+        Result<Vec<crate::runtime::bindings::types::Event>, ConnectorError>,
+        PluginError,
+    >,
+) -> bool {
+    !matches!(
+        outcome,
+        Ok(Err(ConnectorError::Unauthorized(_)))
+            | Err(PluginError::UnknownPlugin(_) | PluginError::WrongKind { .. })
+    )
 }
 
 async fn webhook(
@@ -47,11 +72,13 @@ async fn webhook(
             .collect(),
         body: body.to_vec(),
     };
-    let events = state
-        .registry
-        .handle_webhook(&id, &request)
-        .await?
-        .map_err(ApiError::Connector)?;
+    let outcome = state.registry.handle_webhook(&id, &request).await;
+    if worth_keeping(&outcome)
+        && let Err(e) = state.raw_webhooks.retain(&id, &request, received_at)
+    {
+        tracing::error!(plugin = %id, "raw webhook not retained: {e}");
+    }
+    let events = outcome?.map_err(ApiError::Connector)?;
     let report = state
         .ingest
         .ingest(from_connector(&id, events, received_at))
@@ -59,4 +86,56 @@ async fn webhook(
     Ok(Json(
         json!({ "success": true, "accepted": report.accepted, "duplicates": report.duplicates }),
     ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    /// Only requests that arrived at or after this time (RFC 3339).
+    since: Option<String>,
+    /// At most this many requests (default 10,000).
+    limit: Option<usize>,
+}
+
+/// Runs the connector's live version over retained requests, oldest first; events already
+/// stored are deduplicated, so replaying twice stores nothing twice.
+async fn replay(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ReplayBody>,
+) -> Result<Json<Value>, ApiError> {
+    state.registry.slot(&id)?;
+    let since_ms = match &body.since {
+        Some(s) => {
+            let t = parse_time(s).ok_or_else(|| {
+                ApiError::BadRequest(format!("`since` is not an RFC 3339 time: `{s}`"))
+            })?;
+            (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64
+        }
+        None => 0,
+    };
+    let retained = state
+        .raw_webhooks
+        .list(&id, since_ms, body.limit.unwrap_or(10_000))?;
+    let (mut accepted, mut duplicates, mut failures) = (0, 0, Vec::new());
+    for raw in &retained {
+        let outcome = state.registry.handle_webhook(&id, &raw.to_request()).await;
+        match outcome {
+            Ok(Ok(events)) => {
+                let report = state
+                    .ingest
+                    .ingest(from_connector(&id, events, raw.received_at()))
+                    .await?;
+                accepted += report.accepted;
+                duplicates += report.duplicates;
+            }
+            Ok(Err(e)) => failures.push(json!({ "received_ms": raw.received_ms, "error": e })),
+            Err(e) => {
+                failures.push(json!({ "received_ms": raw.received_ms, "error": e.to_string() }))
+            }
+        }
+    }
+    Ok(Json(json!({
+        "replayed": retained.len(), "accepted": accepted, "duplicates": duplicates, "failures": failures
+    })))
 }

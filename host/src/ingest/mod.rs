@@ -2,10 +2,12 @@
 //! acknowledgement waits for the log's fsync), then hand the log to the profile stage.
 //!
 //! Sources: the Segment-compatible tracking API ([`segment`]) and connector plugins
-//! ([`from_connector`]). Everything downstream reads the log, so a crash at any point
+//! ([`from_connector`]), by webhook or polled by [`poller`]. Everything downstream reads the log, so a crash at any point
 //! resumes from it.
 
 pub mod event;
+pub mod poller;
+pub mod raw_webhooks;
 pub mod segment;
 pub mod sources;
 
@@ -17,6 +19,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 pub use event::{EventType, Identity, StoredEvent};
+pub use poller::{PollError, PollStatus, Poller};
+pub use raw_webhooks::{RawWebhooks, Retention};
 pub use sources::{Source, Sources};
 
 use crate::runtime::bindings::types as wit;

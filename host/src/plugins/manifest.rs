@@ -33,6 +33,9 @@ pub struct Manifest {
     /// What its configuration must contain.
     #[serde(default)]
     pub config: ConfigSpec,
+    /// For a pull connector: how often the host calls its `poll`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<PollSpec>,
 }
 
 /// The capabilities section.
@@ -78,6 +81,14 @@ pub struct ConfigSpec {
     /// A JSON-Schema-like description: `properties.<key>.type` is checked when config is set.
     #[serde(default)]
     pub schema: Option<toml::Table>,
+}
+
+/// The poll section: present on connectors the host should poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollSpec {
+    /// Seconds between the end of one poll round and the start of the next (at least 1).
+    pub interval_secs: u64,
 }
 
 /// A manifest that cannot be used, with the reason.
@@ -132,6 +143,17 @@ impl Manifest {
         }
         if let Some(0) = self.limits.timeout_ms {
             return bad("limits.timeout_ms must be at least 1".into());
+        }
+        if let Some(poll) = &self.poll {
+            if self.kind != PluginKind::Connector {
+                return bad(format!(
+                    "[poll] is for connectors; this is a {} plugin",
+                    self.kind
+                ));
+            }
+            if poll.interval_secs == 0 {
+                return bad("poll.interval_secs must be at least 1".into());
+            }
         }
         for key in self.config.secrets.iter().chain(&self.config.required) {
             if key.is_empty() {
@@ -233,6 +255,29 @@ type = "string"
         assert!(m.check_config(&cfg).unwrap_err().contains("type string"));
         cfg.insert("secret".into(), "s3cr3t".into());
         m.check_config(&cfg).unwrap();
+    }
+
+    #[test]
+    fn a_poll_section_is_for_connectors_with_an_interval() {
+        let connector = GOOD.replace("\"channel\"", "\"connector\"");
+        let with_poll = |text: &str, poll: &str| format!("{text}[poll]\n{poll}\n");
+        let m = Manifest::parse(&with_poll(&connector, "interval_secs = 60")).unwrap();
+        assert_eq!(m.poll, Some(PollSpec { interval_secs: 60 }));
+        assert_eq!(Manifest::parse(&connector).unwrap().poll, None);
+        let cases = [
+            (with_poll(GOOD, "interval_secs = 60"), "for connectors"),
+            (with_poll(&connector, "interval_secs = 0"), "at least 1"),
+            (with_poll(&connector, "interval_secs = -5"), "invalid value"),
+            (with_poll(&connector, ""), "missing field `interval_secs`"),
+            (
+                with_poll(&connector, "interval_secs = 5\njitter = true"),
+                "unknown field",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Manifest::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "{err} should mention {want}");
+        }
     }
 
     #[test]

@@ -13,7 +13,8 @@ mod slot;
 pub use breaker::{BreakerConfig, BreakerView};
 pub use limits::OperatorLimits;
 pub use manifest::{
-    Capabilities, ConfigSpec, Limits, Manifest, ManifestError, SUPPORTED_CONTRACTS, valid_id,
+    Capabilities, ConfigSpec, Limits, Manifest, ManifestError, PollSpec, SUPPORTED_CONTRACTS,
+    valid_id,
 };
 pub use registry::{PluginRegistry, PluginView, RegistryConfig, VersionView, sha256_hex};
 pub use slot::PluginSlot;

@@ -147,6 +147,22 @@ impl PluginRegistry {
             .ok_or_else(|| PluginError::UnknownPlugin(id.into()))
     }
 
+    /// Every slot, in id order (a snapshot: slots added later are not in it).
+    pub fn slots(&self) -> Vec<Arc<PluginSlot>> {
+        self.slots
+            .read()
+            .expect("slots lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The manifest of version `sha` of plugin `id`, read from the store. Pass the sha of
+    /// [`PluginSlot::live`] to learn what the live version asks for (its `[poll]` section).
+    pub fn version_manifest(&self, id: &str, sha: &str) -> Result<Manifest, PluginError> {
+        Ok(self.version_record(id, sha)?.manifest)
+    }
+
     fn version_record(&self, id: &str, sha: &str) -> Result<VersionRecord, PluginError> {
         self.store
             .versions(id)?
@@ -378,14 +394,7 @@ impl PluginRegistry {
 
     /// Every slot.
     pub fn list(&self) -> Vec<PluginView> {
-        let slots: Vec<_> = self
-            .slots
-            .read()
-            .expect("slots lock")
-            .values()
-            .cloned()
-            .collect();
-        slots.iter().map(|s| self.view(s)).collect()
+        self.slots().iter().map(|s| self.view(s)).collect()
     }
 
     /// One slot.

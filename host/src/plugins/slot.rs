@@ -88,6 +88,11 @@ impl PluginSlot {
         self.kind
     }
 
+    /// False when the operator disabled the slot.
+    pub fn is_enabled(&self) -> bool {
+        !self.disabled.load(Ordering::Acquire)
+    }
+
     /// The live version, if any.
     pub fn live(&self) -> Option<Arc<SandboxedPlugin>> {
         self.live.load_full()

@@ -3,6 +3,8 @@
 mod admin_api;
 mod hostile_guests;
 mod plugin_kinds;
+mod polling;
+mod replay;
 mod restart;
 mod swap;
 mod tracking;

@@ -1,0 +1,463 @@
+//! Pull connectors: polls live connector versions on their manifest interval, makes each
+//! page's events durable before persisting its cursor, and backs off per plugin on errors.
+//!
+//! One task ([`Poller::run`], started by `Server::run`) looks at the registry's slots every
+//! [`TICK`]. A connector is polled when its slot is enabled, its live version's manifest has
+//! a `[poll]` section and its interval elapsed since the last round ended. A round calls
+//! `poll(cursor)`, ingests the page (durable, deduplicated), then stores the page's cursor
+//! in the `poll_cursors` tree; while the page says `more`, it polls again at once, up to
+//! [`MAX_PAGES_PER_ROUND`] pages. A failed round waits `interval × 2^failures` (capped at
+//! [`MAX_BACKOFF`], with jitter) before the next; a successful one resets that. A version
+//! that answers `unsupported` is not polled again until another version goes live.
+//!
+//! A crash between a page's append and its cursor write re-polls that page after the
+//! restart; the ingest stage's message-id dedupe stores its events once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::{Ingest, IngestError, from_connector};
+use crate::plugins::{PluginError, PluginRegistry};
+use crate::runtime::PluginKind;
+use crate::runtime::bindings::types::ConnectorError;
+use crate::store::StoreError;
+
+/// How often the poller looks for connectors that are due.
+pub const TICK: Duration = Duration::from_secs(1);
+/// Most pages one round pulls while the connector keeps saying `more`.
+pub const MAX_PAGES_PER_ROUND: usize = 100;
+/// The longest wait after failures (unless the interval itself is longer).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Why a poll round failed. The round's message is what the poll status shows.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// The call could not be made or failed inside the sandbox (breaker open, trap, ...).
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// The connector returned an error.
+    #[error("the connector answered {kind}: {message}")]
+    Connector {
+        /// `unauthorized`, `bad-request` or `upstream`.
+        kind: &'static str,
+        /// Its message.
+        message: String,
+    },
+    /// The page's events could not be made durable; the cursor was not moved.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// The cursor could not be read or stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One connector's polling as an operator sees it (`GET /v1/plugins/{id}/poll`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PollStatus {
+    /// Plugin id.
+    pub plugin: String,
+    /// True when the poller polls this plugin: enabled, live, its live version has a
+    /// `[poll]` section and did not answer `unsupported`.
+    pub polling: bool,
+    /// The live version's `[poll] interval_secs`, once the poller has seen that version.
+    pub interval_secs: Option<u64>,
+    /// The persisted cursor: where the next poll starts (`None`: from the beginning).
+    pub cursor: Option<String>,
+    /// When the last round ended, Unix ms (this process).
+    pub last_poll_at_ms: Option<u64>,
+    /// When the last successful round ended, Unix ms (this process).
+    pub last_success_at_ms: Option<u64>,
+    /// The last failed round's error (kept after a recovery).
+    pub last_error: Option<String>,
+    /// Failed rounds since the last successful one.
+    pub consecutive_failures: u32,
+    /// The current wait after failures, ms; `None` when the last round succeeded.
+    pub backoff_ms: Option<u64>,
+    /// Time until the next round, ms (0: at the next tick); `None` when not polling.
+    pub next_poll_in_ms: Option<u64>,
+    /// The live version's answer when it said it does not poll.
+    pub unsupported: Option<String>,
+    /// Events from polls appended to the log (this process).
+    pub events_accepted: u64,
+    /// Events from polls dropped as already seen (this process).
+    pub events_duplicate: u64,
+}
+
+/// In-memory state of one plugin's polling.
+#[derive(Debug, Default)]
+struct PollState {
+    /// The live version this state was set up for.
+    sha: Option<String>,
+    /// That version's interval; `None` when its manifest has no `[poll]`.
+    interval: Option<Duration>,
+    /// Set when that version answered `unsupported`.
+    unsupported: Option<String>,
+    /// When the next round may start; `None`: at once.
+    due: Option<Instant>,
+    in_flight: bool,
+    failures: u32,
+    backoff: Option<Duration>,
+    last_poll_ms: Option<u64>,
+    last_success_ms: Option<u64>,
+    last_error: Option<String>,
+    accepted: u64,
+    duplicates: u64,
+}
+
+/// How a round ended.
+enum End {
+    /// No more pages (or the page bound was hit).
+    Done,
+    /// The slot was disabled or lost its live version meanwhile.
+    Skipped,
+    /// The version does not poll.
+    Unsupported(String),
+    /// An error; pages before it were stored.
+    Failed(PollError),
+}
+
+/// The pull-connector stage.
+pub struct Poller {
+    registry: Arc<PluginRegistry>,
+    ingest: Arc<Ingest>,
+    cursors: sled::Tree,
+    states: Mutex<HashMap<String, PollState>>,
+}
+
+/// Clears a plugin's in-flight mark when its round ends, however it ends.
+struct InFlight {
+    poller: Arc<Poller>,
+    id: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(state) = self.poller.lock().get_mut(&self.id) {
+            state.in_flight = false;
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64
+}
+
+fn store_err(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// The wait after `failures` consecutive failed rounds: `interval × 2^failures`, plus up to
+/// a quarter of that as jitter, never more than [`MAX_BACKOFF`] (or the interval, if longer).
+pub fn backoff(interval: Duration, failures: u32) -> Duration {
+    let cap = MAX_BACKOFF.max(interval);
+    let base = interval.saturating_mul(1u32 << failures.min(31)).min(cap);
+    let jitter = rand::random_range(0..=base.as_millis() as u64 / 4);
+    (base + Duration::from_millis(jitter)).min(cap)
+}
+
+impl Poller {
+    /// The poller over `registry`, feeding `ingest`, with cursors in `db`'s `poll_cursors`.
+    pub fn open(
+        registry: Arc<PluginRegistry>,
+        ingest: Arc<Ingest>,
+        db: &sled::Db,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            registry,
+            ingest,
+            cursors: db.open_tree("poll_cursors").map_err(store_err)?,
+            states: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PollState>> {
+        self.states.lock().expect("poll states lock")
+    }
+
+    /// The persisted cursor of a plugin.
+    pub fn cursor(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.cursors
+            .get(id.as_bytes())
+            .map_err(store_err)?
+            .map(|v| {
+                String::from_utf8(v.to_vec()).map_err(|e| StoreError::Corrupt {
+                    key: format!("poll_cursors/{id}"),
+                    detail: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Stores a plugin's cursor and flushes it to disk.
+    async fn save_cursor(&self, id: &str, cursor: String) -> Result<(), StoreError> {
+        let tree = self.cursors.clone();
+        let key = id.to_string();
+        tokio::task::spawn_blocking(move || {
+            tree.insert(key.as_bytes(), cursor.as_bytes())
+                .map_err(store_err)?;
+            tree.flush().map(drop).map_err(store_err)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("storing a poll cursor: {e}")))?
+    }
+
+    /// Polls due connectors every [`TICK`] until `shutdown` changes; rounds still running
+    /// then are cancelled (a cancelled page is re-polled later and deduplicated).
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut rounds = JoinSet::new();
+        loop {
+            while let Some(done) = rounds.try_join_next() {
+                if let Err(e) = done {
+                    tracing::error!("a poll round failed to finish: {e}");
+                }
+            }
+            for (id, sha, interval) in self.due() {
+                let guard = InFlight {
+                    poller: self.clone(),
+                    id: id.clone(),
+                };
+                let span = tracing::info_span!("poll", plugin = %id);
+                rounds.spawn(self.clone().round(guard, sha, interval).instrument(span));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        rounds.shutdown().await;
+    }
+
+    /// Connectors whose round should start now, marked in flight: `(id, live sha, interval)`.
+    fn due(&self) -> Vec<(String, String, Duration)> {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for slot in self.registry.slots() {
+            if slot.kind() != PluginKind::Connector || !slot.is_enabled() {
+                continue;
+            }
+            let Some(live) = slot.live() else { continue };
+            let sha = &live.spec().sha256;
+            let id = slot.id();
+            let known = self
+                .lock()
+                .get(id)
+                .is_some_and(|s| s.sha.as_deref() == Some(sha));
+            if !known {
+                // A version this poller has not seen: read what its manifest asks.
+                let manifest = match self.registry.version_manifest(id, sha) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(plugin = %id, "cannot read the live manifest: {e}");
+                        continue;
+                    }
+                };
+                let interval = manifest.poll.map(|p| Duration::from_secs(p.interval_secs));
+                let mut states = self.lock();
+                let state = states.entry(id.to_string()).or_default();
+                state.sha = Some(sha.clone());
+                state.interval = interval;
+                state.unsupported = None;
+                state.failures = 0;
+                state.backoff = None;
+                state.due = None;
+                if let Some(interval) = interval {
+                    tracing::info!(plugin = %id, sha256 = %sha, interval_secs = interval.as_secs(), "polling the live version");
+                }
+            }
+            let mut states = self.lock();
+            let Some(state) = states.get_mut(id) else {
+                continue;
+            };
+            let Some(interval) = state.interval else {
+                continue;
+            };
+            if state.in_flight
+                || state.unsupported.is_some()
+                || state.due.is_some_and(|at| at > now)
+            {
+                continue;
+            }
+            state.in_flight = true;
+            due.push((id.to_string(), sha.clone(), interval));
+        }
+        due
+    }
+
+    /// One round for one plugin: pages until none is left, then the state update.
+    async fn round(self: Arc<Self>, guard: InFlight, sha: String, interval: Duration) {
+        let id = guard.id.as_str();
+        let (mut accepted, mut duplicates, mut pages) = (0u64, 0u64, 0usize);
+        let end = loop {
+            let cursor = match self.cursor(id) {
+                Ok(c) => c,
+                Err(e) => break End::Failed(e.into()),
+            };
+            let page = match self.registry.poll(id, cursor.as_deref()).await {
+                Ok(Ok(page)) => page,
+                Ok(Err(ConnectorError::Unsupported(m))) => break End::Unsupported(m),
+                Ok(Err(e)) => {
+                    let (kind, message) = match e {
+                        ConnectorError::Unauthorized(m) => ("unauthorized", m),
+                        ConnectorError::BadRequest(m) => ("bad-request", m),
+                        ConnectorError::Upstream(m) | ConnectorError::Unsupported(m) => {
+                            ("upstream", m)
+                        }
+                    };
+                    break End::Failed(PollError::Connector { kind, message });
+                }
+                Err(PluginError::Disabled(_) | PluginError::NotLive(_)) => break End::Skipped,
+                Err(e) => break End::Failed(e.into()),
+            };
+            let events = from_connector(id, page.events, OffsetDateTime::now_utc());
+            let report = match self.ingest.ingest(events).await {
+                Ok(r) => r,
+                Err(e) => break End::Failed(e.into()),
+            };
+            accepted += report.accepted as u64;
+            duplicates += report.duplicates as u64;
+            pages += 1;
+            // Only now, with the events durable, does the cursor move.
+            if let Some(next) = page.cursor
+                && let Err(e) = self.save_cursor(id, next).await
+            {
+                break End::Failed(e.into());
+            }
+            tracing::debug!(
+                page = pages,
+                accepted = report.accepted,
+                duplicates = report.duplicates,
+                more = page.more,
+                "page ingested"
+            );
+            if !page.more {
+                break End::Done;
+            }
+            if pages >= MAX_PAGES_PER_ROUND {
+                tracing::info!("{pages} pages in one round; the rest waits for the next");
+                break End::Done;
+            }
+        };
+
+        let now = Instant::now();
+        let mut states = self.lock();
+        let state = states.entry(id.to_string()).or_default();
+        state.last_poll_ms = Some(now_ms());
+        state.accepted += accepted;
+        state.duplicates += duplicates;
+        match end {
+            End::Done => {
+                if state.failures > 0 {
+                    tracing::info!(after_failures = state.failures, "polling recovered");
+                }
+                state.failures = 0;
+                state.backoff = None;
+                state.last_success_ms = state.last_poll_ms;
+                state.due = Some(now + interval);
+                if pages > 0 {
+                    tracing::debug!(pages, accepted, duplicates, "poll round done");
+                }
+            }
+            End::Skipped => state.due = Some(now + interval),
+            End::Unsupported(message) => {
+                tracing::info!(sha256 = %sha, "this version does not poll: {message}");
+                if state.sha.as_deref() == Some(sha.as_str()) {
+                    state.unsupported = Some(message);
+                }
+                state.due = Some(now + interval);
+            }
+            End::Failed(error) => {
+                state.failures = state.failures.saturating_add(1);
+                let wait = backoff(interval, state.failures);
+                state.backoff = Some(wait);
+                state.due = Some(now + wait);
+                tracing::warn!(
+                    failures = state.failures,
+                    retry_in_ms = wait.as_millis() as u64,
+                    pages_stored = pages,
+                    "poll failed: {error}"
+                );
+                state.last_error = Some(error.to_string());
+            }
+        }
+        drop(states);
+        drop(guard);
+    }
+
+    /// The polling state of plugin `id` (which need not be a polling connector).
+    pub fn status(&self, id: &str) -> Result<PollStatus, StoreError> {
+        let cursor = self.cursor(id)?;
+        let slot = self.registry.slot(id).ok();
+        let live_sha = slot
+            .as_ref()
+            .filter(|s| s.is_enabled() && s.kind() == PluginKind::Connector)
+            .and_then(|s| s.live())
+            .map(|p| p.spec().sha256.clone());
+        let states = self.lock();
+        let state = states.get(id);
+        let polling = state.is_some_and(|s| {
+            s.interval.is_some() && s.unsupported.is_none() && s.sha.is_some() && s.sha == live_sha
+        });
+        let now = Instant::now();
+        Ok(PollStatus {
+            plugin: id.to_string(),
+            polling,
+            interval_secs: state.and_then(|s| s.interval).map(|i| i.as_secs()),
+            cursor,
+            last_poll_at_ms: state.and_then(|s| s.last_poll_ms),
+            last_success_at_ms: state.and_then(|s| s.last_success_ms),
+            last_error: state.and_then(|s| s.last_error.clone()),
+            consecutive_failures: state.map_or(0, |s| s.failures),
+            backoff_ms: state.and_then(|s| s.backoff).map(|b| b.as_millis() as u64),
+            next_poll_in_ms: state.filter(|_| polling).map(|s| {
+                s.due
+                    .map_or(0, |at| at.saturating_duration_since(now).as_millis() as u64)
+            }),
+            unsupported: state.and_then(|s| s.unsupported.clone()),
+            events_accepted: state.map_or(0, |s| s.accepted),
+            events_duplicate: state.map_or(0, |s| s.duplicates),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stays_under_the_cap() {
+        let interval = Duration::from_secs(60);
+        for failures in 1..=4u32 {
+            let base = interval * 2u32.pow(failures);
+            for _ in 0..50 {
+                let wait = backoff(interval, failures);
+                assert!(
+                    wait >= base && wait <= base + base / 4,
+                    "{failures}: {wait:?}"
+                );
+            }
+        }
+        for failures in [6, 10, 31, 40, u32::MAX] {
+            assert_eq!(backoff(interval, failures), MAX_BACKOFF, "{failures}");
+        }
+        // An interval longer than the cap is never shortened.
+        let daily = Duration::from_secs(86_400);
+        assert_eq!(backoff(daily, 3), daily);
+    }
+
+    #[test]
+    fn each_failure_waits_longer_until_the_cap() {
+        let interval = Duration::from_secs(1);
+        let mut last = Duration::ZERO;
+        for failures in 1..=11 {
+            let wait = backoff(interval, failures);
+            assert!(wait > last, "{failures}: {wait:?} after {last:?}");
+            last = wait;
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Raw webhook retention: every webhook request a connector was handed (bar those it refused
+//! as unsigned) is kept, bounded by age and count, so a fixed connector version can be replayed
+//! over past requests. Deduplication keeps replays idempotent.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::runtime::bindings::types::HttpRequest;
+use crate::store::StoreError;
+
+/// A retained request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RawWebhook {
+    /// When it arrived, Unix milliseconds.
+    pub received_ms: u64,
+    /// Method.
+    pub method: String,
+    /// Query string.
+    pub query: String,
+    /// Headers, lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// Body, base64.
+    pub body: String,
+}
+
+impl RawWebhook {
+    /// The request as a connector receives it.
+    pub fn to_request(&self) -> HttpRequest {
+        HttpRequest {
+            method: self.method.clone(),
+            path: "/".into(),
+            query: self.query.clone(),
+            headers: self.headers.clone(),
+            body: base64::engine::general_purpose::STANDARD
+                .decode(&self.body)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// When it arrived.
+    pub fn received_at(&self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(self.received_ms as i128 * 1_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+/// Retention limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Requests older than this are dropped.
+    pub max_age: Duration,
+    /// At most this many requests per connector; the oldest go first.
+    pub max_per_connector: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_per_connector: 10_000,
+        }
+    }
+}
+
+/// The retained requests, in a sled tree keyed by (plugin, arrival time, counter).
+#[derive(Clone)]
+pub struct RawWebhooks {
+    tree: sled::Tree,
+    db: sled::Db,
+    retention: Retention,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn prefix(plugin: &str) -> Vec<u8> {
+    [plugin.as_bytes(), b"\0"].concat()
+}
+
+impl RawWebhooks {
+    /// Opens the retention tree of `db`.
+    pub fn open(db: &sled::Db, retention: Retention) -> Result<Self, StoreError> {
+        Ok(Self {
+            tree: db.open_tree("raw_webhooks").map_err(backend)?,
+            db: db.clone(),
+            retention,
+        })
+    }
+
+    /// Keeps one request and drops what the limits exclude.
+    pub fn retain(
+        &self,
+        plugin: &str,
+        request: &HttpRequest,
+        received_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let received_ms = (received_at.unix_timestamp_nanos() / 1_000_000) as u64;
+        let raw = RawWebhook {
+            received_ms,
+            method: request.method.clone(),
+            query: request.query.clone(),
+            headers: request.headers.clone(),
+            body: base64::engine::general_purpose::STANDARD.encode(&request.body),
+        };
+        let id = self.db.generate_id().map_err(backend)?;
+        let key = [
+            prefix(plugin).as_slice(),
+            &received_ms.to_be_bytes(),
+            &id.to_be_bytes(),
+        ]
+        .concat();
+        self.tree
+            .insert(key, serde_json::to_vec(&raw).map_err(backend)?)
+            .map_err(backend)?;
+        self.prune(plugin, received_ms)
+    }
+
+    fn prune(&self, plugin: &str, now_ms: u64) -> Result<(), StoreError> {
+        let cutoff = now_ms.saturating_sub(self.retention.max_age.as_millis() as u64);
+        let p = prefix(plugin);
+        let count = self.tree.scan_prefix(&p).count();
+        let mut excess = count.saturating_sub(self.retention.max_per_connector);
+        for item in self.tree.scan_prefix(&p) {
+            let (k, _) = item.map_err(backend)?;
+            let at = u64::from_be_bytes(k[p.len()..p.len() + 8].try_into().map_err(backend)?);
+            if excess == 0 && at >= cutoff {
+                break;
+            }
+            self.tree.remove(&k).map_err(backend)?;
+            excess = excess.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    /// Retained requests of a connector that arrived at or after `since_ms`, oldest first.
+    pub fn list(
+        &self,
+        plugin: &str,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<RawWebhook>, StoreError> {
+        let p = prefix(plugin);
+        let start = [p.as_slice(), &since_ms.to_be_bytes()].concat();
+        let mut out = Vec::new();
+        for item in self.tree.range(start..) {
+            let (k, v) = item.map_err(backend)?;
+            if !k.starts_with(&p) || out.len() >= limit {
+                break;
+            }
+            out.push(serde_json::from_slice(&v).map_err(backend)?);
+        }
+        Ok(out)
+    }
+}
