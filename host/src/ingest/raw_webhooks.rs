@@ -2,6 +2,8 @@
 //! as unsigned) is kept, bounded by age and count, so a fixed connector version can be replayed
 //! over past requests. Deduplication keeps replays idempotent.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -71,6 +73,9 @@ pub struct RawWebhooks {
     tree: sled::Tree,
     db: sled::Db,
     retention: Retention,
+    /// Retained requests per connector, counted once per process and then kept current, so
+    /// pruning does not scan the tree on every webhook.
+    counts: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -88,6 +93,7 @@ impl RawWebhooks {
             tree: db.open_tree("raw_webhooks").map_err(backend)?,
             db: db.clone(),
             retention,
+            counts: Arc::default(),
         })
     }
 
@@ -116,22 +122,32 @@ impl RawWebhooks {
         self.tree
             .insert(key, serde_json::to_vec(&raw).map_err(backend)?)
             .map_err(backend)?;
-        self.prune(plugin, received_ms)
+        let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64;
+        self.prune(plugin, now_ms)
     }
 
+    /// Drops the oldest requests while they are too old or too many. Keys sort by arrival
+    /// time, so this touches only what it removes (plus one key).
     fn prune(&self, plugin: &str, now_ms: u64) -> Result<(), StoreError> {
         let cutoff = now_ms.saturating_sub(self.retention.max_age.as_millis() as u64);
         let p = prefix(plugin);
-        let count = self.tree.scan_prefix(&p).count();
-        let mut excess = count.saturating_sub(self.retention.max_per_connector);
+        let mut counts = self.counts.lock().expect("retention counts");
+        // Called right after an insert: count it, or count the tree once (which includes it).
+        match counts.get_mut(plugin) {
+            Some(count) => *count += 1,
+            None => {
+                counts.insert(plugin.to_string(), self.tree.scan_prefix(&p).count());
+            }
+        }
+        let count = counts.get_mut(plugin).expect("counted above");
         for item in self.tree.scan_prefix(&p) {
             let (k, _) = item.map_err(backend)?;
             let at = u64::from_be_bytes(k[p.len()..p.len() + 8].try_into().map_err(backend)?);
-            if excess == 0 && at >= cutoff {
+            if *count <= self.retention.max_per_connector && at >= cutoff {
                 break;
             }
             self.tree.remove(&k).map_err(backend)?;
-            excess = excess.saturating_sub(1);
+            *count -= 1;
         }
         Ok(())
     }
@@ -154,5 +170,59 @@ impl RawWebhooks {
             out.push(serde_json::from_slice(&v).map_err(backend)?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: &str) -> HttpRequest {
+        HttpRequest {
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: vec![],
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_within_count_and_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let retention = Retention {
+            max_age: Duration::from_secs(3600),
+            max_per_connector: 3,
+        };
+        let raw = RawWebhooks::open(&db, retention).unwrap();
+        let now = OffsetDateTime::now_utc();
+        raw.retain("c", &request("ancient"), now - Duration::from_secs(7200))
+            .unwrap();
+        assert!(
+            raw.list("c", 0, 10).unwrap().is_empty(),
+            "older than max_age: dropped at once"
+        );
+        for i in 0..5 {
+            raw.retain(
+                "c",
+                &request(&format!("r{i}")),
+                now + Duration::from_millis(i),
+            )
+            .unwrap();
+        }
+        raw.retain("other", &request("x"), now).unwrap();
+        let kept: Vec<Vec<u8>> = raw
+            .list("c", 0, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.to_request().body)
+            .collect();
+        assert_eq!(kept, vec![b"r2".to_vec(), b"r3".to_vec(), b"r4".to_vec()]);
+        assert_eq!(
+            raw.list("other", 0, 10).unwrap().len(),
+            1,
+            "limits are per connector"
+        );
     }
 }

@@ -16,7 +16,10 @@ pub async fn run_applier(
 ) {
     loop {
         let notified = ingest.appended();
-        let applied = match catch_up(&ingest, &profiles) {
+        // sled calls block: run a page off the async workers, which serve HTTP.
+        let (i, p) = (ingest.clone(), profiles.clone());
+        let page = tokio::task::spawn_blocking(move || catch_up(&i, &p)).await;
+        let applied = match page.map_err(|e| e.to_string()).and_then(|r| r) {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!("profile stage: {e}; retrying");
