@@ -34,9 +34,10 @@
 //! - Helpers: [`json`] (parsing bodies, reading fields, building payloads), [`hmac`]
 //!   (constant-time signature checks, hex and base64), [`signature`] (timestamped
 //!   `t=...,v1=...` webhook signatures and the `secret`/`tolerance_secs` config they use),
-//!   [`hash`] (SHA-256), [`http`] (an outbound client over `wasi:http`).
+//!   [`hash`] (SHA-256), [`http`] (an outbound client over `wasi:http`), [`segment`]
+//!   (Segment-style event objects read into [`types::Event`]s, for connectors that take them).
 //! - [`testing`] (native builds only): the in-memory host that config, kv, log and http
-//!   talk to outside a component.
+//!   talk to outside a component, and `expect_*` helpers that unwrap an expected error.
 //! - `bindings.rs`: the generated bindings, hidden; plugins never need them.
 #![deny(missing_docs)]
 
@@ -53,6 +54,7 @@ pub mod json;
 pub mod kv;
 pub mod log;
 mod plugin;
+pub mod segment;
 pub mod signature;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

@@ -179,6 +179,15 @@ pub fn expect_unauthorized<T: fmt::Debug>(result: Result<T, ConnectorError>) -> 
     }
 }
 
+/// The reason of a `BadRequest` error; panics, showing what came instead, on anything
+/// else. For connector tests: `assert!(expect_bad_request(result).contains("JSON"))`.
+pub fn expect_bad_request<T: fmt::Debug>(result: Result<T, ConnectorError>) -> String {
+    match result {
+        Err(ConnectorError::BadRequest(why)) => why,
+        other => panic!("expected bad-request, got {other:?}"),
+    }
+}
+
 pub(crate) fn config_get(key: &str) -> Option<String> {
     with(|state| {
         state.config.get(key).map(|value| match value {

@@ -2,23 +2,20 @@
 //!
 //! Each poll GETs `url?cursor=<cursor>&limit=<page_size>` (no `cursor` on the first poll),
 //! with `Authorization: Bearer <token>` when a token is set, and expects
-//! `{"events": [...], "next_cursor": "..." | null, "has_more": bool}`. The events are read
-//! like the generic webhook connector's (see [`mapping`]); `next_cursor` becomes the page's
-//! cursor and `has_more` asks the host for the next page at once. A failed request or a
-//! non-2xx answer is an `upstream` error (the host backs off); an answer that is not such a
-//! page is a `bad-request`. Webhooks are not taken.
-
-/// Segment-style events to canonical events: the generic webhook connector's mapping, built
-/// into this crate too so that both read events the same way.
-#[path = "../../webhook-connector/src/mapping.rs"]
-mod mapping;
+//! `{"events": [...], "next_cursor": "..." | null, "has_more": bool}`. The events are
+//! Segment-style objects read by [`tessera_sdk::segment`]; one without `messageId` gets
+//! `whk-<first 32 hex digits of the SHA-256 of the compact JSON of the page's events>-<index>`,
+//! so a page fetched again gets the same ids. `next_cursor` becomes the page's cursor and
+//! `has_more` asks the host for the next page at once. A failed request or a non-2xx answer
+//! is an `upstream` error (the host backs off); an answer that is not such a page is a
+//! `bad-request`. Webhooks are not taken.
 
 use std::time::Duration;
 
 use tessera_sdk::http::{Request, Url};
 use tessera_sdk::json::{self, Value};
 use tessera_sdk::types::{ConnectorError, Event, HttpRequest, PollPage};
-use tessera_sdk::{Connector, config, log};
+use tessera_sdk::{Connector, config, hash, log, segment};
 
 /// Events asked for per page unless config `page_size` says otherwise.
 const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -182,15 +179,18 @@ fn parse_page(body: &[u8]) -> Result<PollPage, ConnectorError> {
             "the feed says `has_more` but gives no `next_cursor` to ask for the next page",
         ));
     }
-    let events = if events.is_empty() {
-        Vec::new()
-    } else {
-        let items = Value::Array(events).to_string();
-        mapping::events_from_body(items.as_bytes()).map_err(|e| match e {
-            ConnectorError::BadRequest(why) => bad(format!("the feed's page: {why}")),
-            other => other,
-        })?
-    };
+    // Only needed when an event has no messageId; computed at most once.
+    let mut events_digest = None;
+    let events = segment::events(&events, |index| {
+        let digest = events_digest.get_or_insert_with(|| {
+            hash::sha256_hex(Value::Array(events.clone()).to_string().as_bytes())
+        });
+        format!("whk-{}-{index}", &digest[..32])
+    })
+    .map_err(|e| match e {
+        ConnectorError::BadRequest(why) => bad(format!("the feed's page: {why}")),
+        other => other,
+    })?;
     Ok(PollPage {
         events,
         cursor,
@@ -203,7 +203,7 @@ mod tests {
     use super::*;
     use tessera_sdk::http::{HttpError, Response};
     use tessera_sdk::json::json;
-    use tessera_sdk::testing::Harness;
+    use tessera_sdk::testing::{Harness, expect_bad_request};
     use tessera_sdk::types::EventKind;
 
     const FEED: &str = "https://feed.example.com/v1/events";
@@ -232,13 +232,6 @@ mod tests {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
-    }
-
-    fn bad_request(result: Result<PollPage, ConnectorError>) -> String {
-        match result {
-            Err(ConnectorError::BadRequest(why)) => why,
-            other => panic!("expected bad-request, got {other:?}"),
-        }
     }
 
     fn upstream(result: Result<PollPage, ConnectorError>) -> String {
@@ -366,9 +359,30 @@ mod tests {
         ];
         for (body, want) in cases {
             h.respond(Response::new(200).with_body(body));
-            let why = bad_request(JsonFeed::poll(None));
+            let why = expect_bad_request(JsonFeed::poll(None));
             assert!(why.contains(want), "{body}: {why} should mention {want}");
         }
+    }
+
+    #[test]
+    fn missing_message_ids_are_derived_from_the_page_events() {
+        let h = harness();
+        let events = json!([
+            {"type": "track", "userId": "u-1", "event": "A"},
+            track("m-2", "u-1")
+        ]);
+        let digest = hash::sha256_hex(events.to_string().as_bytes());
+        h.respond(page(events.clone(), json!("c-1"), false));
+        let first = JsonFeed::poll(None).unwrap();
+        assert_eq!(first.events[0].id, format!("whk-{}-0", &digest[..32]));
+        assert_eq!(first.events[1].id, "m-2");
+
+        h.respond(page(events, json!("c-2"), true));
+        let again = JsonFeed::poll(None).unwrap();
+        assert_eq!(
+            again.events[0].id, first.events[0].id,
+            "same events, same ids"
+        );
     }
 
     #[test]
@@ -408,6 +422,6 @@ mod tests {
     #[test]
     fn a_missing_url_at_poll_time_is_a_bad_request() {
         let _h = Harness::new();
-        assert!(bad_request(JsonFeed::poll(None)).contains("`url`"));
+        assert!(expect_bad_request(JsonFeed::poll(None)).contains("`url`"));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The sender signs the raw body with the shared `secret` and sends
 //! `X-Tessera-Signature: sha256=<hex HMAC-SHA256>`. The body is one Segment-style event
-//! object, an array of them, or `{"batch": [...]}`; see [`mapping`] for the fields.
+//! object, an array of them, or `{"batch": [...]}`; see [`mapping`] for the body and
+//! [`tessera_sdk::segment`] for the fields of each event.
 
 mod mapping;
 
