@@ -77,13 +77,22 @@ async fn fixed_rate(
     let interval = Duration::from_nanos(1_000_000_000 / rate);
     let start = tokio::time::Instant::now();
     let mut tasks = Vec::with_capacity(total);
+    // At most this many requests in flight (file descriptors are finite); a request waiting
+    // for a slot is still timed from its scheduled send time.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
     for i in 0..total {
         // Open loop: latency counts from the scheduled send time, so a slow server cannot
         // hide its queueing by slowing the sender down.
         let due = start + interval * i as u32;
         tokio::time::sleep_until(due).await;
-        let (client, base, key) = (client.clone(), host.base.clone(), key.to_string());
+        let (client, base, key, in_flight) = (
+            client.clone(),
+            host.base.clone(),
+            key.to_string(),
+            in_flight.clone(),
+        );
         tasks.push(tokio::spawn(async move {
+            let _slot = in_flight.acquire().await.unwrap();
             let r = client
                 .post(format!("{base}/v1/track"))
                 .basic_auth(&key, Some(""))
