@@ -14,7 +14,7 @@ use crate::profiles::Contact;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/contacts", get(find))
-        .route("/v1/contacts/{id}", get(contact))
+        .route("/v1/contacts/{id}", get(contact).delete(erase))
         .route("/v1/contacts/{id}/events", get(events))
 }
 
@@ -97,4 +97,20 @@ async fn events(
         None
     };
     Ok(Json(json!({ "events": out, "next_after": next })))
+}
+
+/// Segment's "delete and suppress": the profile and its event index go, and its identities
+/// are suppressed so later events about them are acknowledged but not stored.
+async fn erase(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let identities = state
+        .profiles
+        .erase(&id)?
+        .ok_or_else(|| ApiError::NotFound(format!("no contact `{id}`")))?;
+    state.ingest.suppress(&identities)?;
+    Ok(Json(
+        json!({ "erased": id, "suppressed_identities": identities }),
+    ))
 }

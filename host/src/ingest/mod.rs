@@ -47,10 +47,16 @@ pub struct IngestReport {
     pub accepted: usize,
     /// Events already seen within the dedupe window (acknowledged, stored once).
     pub duplicates: usize,
+    /// Events about an erased contact's identities (acknowledged, not stored).
+    pub suppressed: usize,
 }
+
+/// The sled tree of suppressed identity keys (`kind:value`), shared with the profile stage.
+pub const SUPPRESSED_TREE: &str = "suppressed_identities";
 
 /// The ingest stage.
 pub struct Ingest {
+    suppressed: sled::Tree,
     log: Arc<EventLog>,
     seen: sled::Tree,
     window: Duration,
@@ -72,6 +78,7 @@ impl Ingest {
         Ok(Self {
             log,
             seen: db.open_tree("event_ids").map_err(store_err)?,
+            suppressed: db.open_tree(SUPPRESSED_TREE).map_err(store_err)?,
             window,
             in_flight: Mutex::new(HashSet::new()),
             appended: tokio::sync::Notify::new(),
@@ -98,6 +105,33 @@ impl Ingest {
         })
     }
 
+    /// Stops storing events that carry any of these identities (Segment's "delete and
+    /// suppress").
+    pub fn suppress(&self, identities: &[Identity]) -> Result<(), StoreError> {
+        for identity in identities {
+            self.suppressed
+                .insert(identity.key().as_bytes(), &[])
+                .map_err(store_err)?;
+        }
+        self.suppressed.flush().map(drop).map_err(store_err)
+    }
+
+    fn is_suppressed(&self, event: &StoredEvent) -> Result<bool, StoreError> {
+        if self.suppressed.is_empty() {
+            return Ok(false);
+        }
+        for identity in event.all_identities() {
+            if self
+                .suppressed
+                .contains_key(identity.key().as_bytes())
+                .map_err(store_err)?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Records that a message id was stored (also done when the log is replayed).
     pub fn remember(&self, id: &str, at_ms: u64) -> Result<(), StoreError> {
         self.seen
@@ -114,7 +148,9 @@ impl Ingest {
         {
             let mut in_flight = self.in_flight.lock().expect("in-flight lock");
             for event in events {
-                if in_flight.contains(&event.message_id)
+                if self.is_suppressed(&event)? {
+                    report.suppressed += 1;
+                } else if in_flight.contains(&event.message_id)
                     || self.seen_recently(&event.message_id, now)?
                 {
                     report.duplicates += 1;

@@ -57,6 +57,7 @@ pub struct Profiles {
     merges: sled::Tree,
     contact_events: sled::Tree,
     meta: sled::Tree,
+    suppressed: sled::Tree,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -77,6 +78,9 @@ impl Profiles {
             merges: db.open_tree("merges").map_err(backend)?,
             contact_events: db.open_tree("contact_events").map_err(backend)?,
             meta: db.open_tree("profiles_meta").map_err(backend)?,
+            suppressed: db
+                .open_tree(crate::ingest::SUPPRESSED_TREE)
+                .map_err(backend)?,
         })
     }
 
@@ -161,6 +165,32 @@ impl Profiles {
         Ok(out)
     }
 
+    /// Erases a contact: its profile, its identity index entries and its event index. Returns
+    /// the erased identities (for suppression), or `None` when there is no such contact.
+    ///
+    /// The events stay in the append-only log (no API serves them any more); dropping their
+    /// bytes needs log compaction.
+    pub fn erase(&self, id: &str) -> Result<Option<Vec<Identity>>, StoreError> {
+        let Some(contact) = self.get(id)? else {
+            return Ok(None);
+        };
+        for identity in &contact.identities {
+            self.identities
+                .remove(identity.key().as_bytes())
+                .map_err(backend)?;
+        }
+        let prefix = [contact.id.as_bytes(), b"\0"].concat();
+        for item in self.contact_events.scan_prefix(&prefix) {
+            let (k, _) = item.map_err(backend)?;
+            self.contact_events.remove(k).map_err(backend)?;
+        }
+        self.contacts
+            .remove(contact.id.as_bytes())
+            .map_err(backend)?;
+        tracing::info!(contact = %contact.id, "contact erased");
+        Ok(Some(contact.identities))
+    }
+
     /// Every merge, oldest first.
     pub fn merges(&self) -> Result<Vec<Merge>, StoreError> {
         self.merges
@@ -178,6 +208,16 @@ impl Profiles {
             return Ok(None);
         }
         let identities = event.all_identities();
+        // Logged before its contact was erased: not applied, so the contact stays gone.
+        let suppressed = identities
+            .iter()
+            .map(|i| self.suppressed.contains_key(i.key().as_bytes()))
+            .collect::<Result<Vec<bool>, _>>()
+            .map_err(backend)?;
+        if suppressed.contains(&true) {
+            self.set_applied_seq(seq)?;
+            return Ok(None);
+        }
         let Some(first) = identities.first() else {
             self.set_applied_seq(seq)?;
             return Ok(None);

@@ -253,3 +253,58 @@ async fn segments_official_python_library_works_unchanged() {
     let by_alias = host.wait_contact("user_id:py-previous", |_| true).await;
     assert_eq!(by_alias["id"], c["id"], "alias links the previous id");
 }
+
+#[tokio::test]
+async fn erasing_a_contact_deletes_it_and_suppresses_its_identities() {
+    let host = TestHost::start().await;
+    let key = host.create_source("app").await;
+    host.segment(
+        "/v1/identify",
+        &key,
+        &json!({ "userId": "gone-1", "traits": { "email": "gone@example.com" } }),
+    )
+    .await;
+    let c = host.wait_contact("user_id:gone-1", |_| true).await;
+    let id = c["id"].as_str().unwrap();
+
+    let response = host
+        .request(reqwest::Method::DELETE, &format!("/v1/contacts/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, _) = host.get(&format!("/v1/contacts/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Later events about the erased person are acknowledged but not stored.
+    let (status, _) = host
+        .segment(
+            "/v1/track",
+            &key,
+            &json!({ "userId": "gone-1", "event": "Came Back" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    host.segment("/v1/track", &key, &json!({ "anonymousId": "x", "traits": {}, "context": { "traits": { "email": "GONE@example.com" } }, "event": "Sneaky" })).await;
+    host.segment(
+        "/v1/track",
+        &key,
+        &json!({ "userId": "marker", "event": "After" }),
+    )
+    .await;
+    host.wait_contact("user_id:marker", |_| true).await;
+    for identity in ["user_id:gone-1", "email:gone@example.com", "anonymous_id:x"] {
+        let (_, found) = host.get(&format!("/v1/contacts?identity={identity}")).await;
+        assert_eq!(
+            found["contacts"],
+            json!([]),
+            "{identity} stays erased: {found}"
+        );
+    }
+    let response = host
+        .request(reqwest::Method::DELETE, &format!("/v1/contacts/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
