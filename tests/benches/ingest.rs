@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tessera_tests::TestHost;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 100;
 
 fn event(i: usize) -> Value {
