@@ -6,12 +6,14 @@
 
 mod breaker;
 mod limits;
+mod local;
 mod manifest;
 mod registry;
 mod slot;
 
 pub use breaker::{BreakerConfig, BreakerView};
 pub use limits::OperatorLimits;
+pub use local::{CallInput, CallReport, LocalSandbox, MemoryKv, WebhookInput, run_input};
 pub use manifest::{
     Capabilities, ConfigSpec, Limits, Manifest, ManifestError, PollSpec, SUPPORTED_CONTRACTS,
     valid_id,

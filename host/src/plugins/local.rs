@@ -1,0 +1,305 @@
+//! One call's input as data ([`CallInput`]), running it on a version ([`run_input`]), and a
+//! sandbox outside any host ([`LocalSandbox`]) for `tessera plugin test` and `replay`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::runtime::bindings::types::{HttpRequest, Message, RuleInput};
+use crate::runtime::{
+    AddressGrants, CallEnv, CallError, EngineLimits, KvNamespace, Runtime, SandboxedPlugin,
+};
+
+use super::{Manifest, OperatorLimits, PluginError, sha256_hex};
+
+/// A webhook request as data: text body, or `body_base64` for bytes that are not UTF-8.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookInput {
+    /// HTTP method.
+    #[serde(default = "post")]
+    pub method: String,
+    /// Path below the connector's webhook route.
+    #[serde(default = "root")]
+    pub path: String,
+    /// Query string, without `?`.
+    #[serde(default)]
+    pub query: String,
+    /// Headers, names lower-case.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// The body when it is UTF-8.
+    #[serde(default)]
+    pub body: String,
+    /// The body, base64, when it is not UTF-8 (then `body` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+}
+
+fn post() -> String {
+    "POST".into()
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+impl WebhookInput {
+    /// The request as the guest receives it.
+    pub fn to_request(&self) -> Result<HttpRequest, String> {
+        let body = match &self.body_base64 {
+            Some(b64) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("body_base64: {e}"))?,
+            None => self.body.clone().into_bytes(),
+        };
+        Ok(HttpRequest {
+            method: self.method.clone(),
+            path: self.path.clone(),
+            query: self.query.clone(),
+            headers: self.headers.clone(),
+            body,
+        })
+    }
+
+    /// The request as data.
+    pub fn from_request(request: &HttpRequest) -> Self {
+        let (body, body_base64) = match std::str::from_utf8(&request.body) {
+            Ok(text) => (text.to_string(), None),
+            Err(_) => (
+                String::new(),
+                Some(base64::engine::general_purpose::STANDARD.encode(&request.body)),
+            ),
+        };
+        Self {
+            method: request.method.clone(),
+            path: request.path.clone(),
+            query: request.query.clone(),
+            headers: request.headers.clone(),
+            body,
+            body_base64,
+        }
+    }
+}
+
+/// The input of one plugin call, as stored with a failure and replayed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CallInput {
+    /// A connector's `handle-webhook`.
+    Webhook {
+        /// The request.
+        request: WebhookInput,
+    },
+    /// A connector's `poll`.
+    Poll {
+        /// The cursor passed in.
+        #[serde(default)]
+        cursor: Option<String>,
+    },
+    /// A segment rule's `evaluate`.
+    Evaluate {
+        /// The segment's parameters (JSON text).
+        params: String,
+        /// The contacts.
+        batch: Vec<RuleInput>,
+    },
+    /// A channel's `send`.
+    Send {
+        /// The message.
+        message: Message,
+    },
+    /// The version's `self-test`.
+    SelfTest,
+}
+
+impl CallInput {
+    /// The call's name, as failures and metrics label it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CallInput::Webhook { .. } => "handle-webhook",
+            CallInput::Poll { .. } => "poll",
+            CallInput::Evaluate { .. } => "evaluate",
+            CallInput::Send { .. } => "send",
+            CallInput::SelfTest => "self-test",
+        }
+    }
+}
+
+/// What one call did and cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallReport {
+    /// True when the call returned `ok`.
+    pub ok: bool,
+    /// `{"ok": ...}`, `{"err": ...}` (the plugin's own error) or `{"failure": {code, message}}`
+    /// (trap, deadline, limit).
+    pub outcome: Value,
+    /// Wall time, microseconds.
+    pub micros: u64,
+    /// Largest linear memory the version has used so far, bytes.
+    pub peak_memory_bytes: u64,
+}
+
+fn outcome<T: Serialize, E: Serialize>(result: Result<Result<T, E>, CallError>) -> (bool, Value) {
+    match result {
+        Ok(Ok(v)) => (true, json!({ "ok": v })),
+        Ok(Err(e)) => (false, json!({ "err": e })),
+        Err(e) => (
+            false,
+            json!({ "failure": { "code": e.cause.code(), "message": e.to_string() } }),
+        ),
+    }
+}
+
+/// Runs `input` on `plugin` with `env` and reports the outcome and its cost.
+pub async fn run_input(plugin: &SandboxedPlugin, env: &CallEnv, input: &CallInput) -> CallReport {
+    let started = Instant::now();
+    let (ok, outcome) = match input {
+        CallInput::Webhook { request } => match request.to_request() {
+            Ok(request) => outcome(plugin.handle_webhook(env, &request).await),
+            Err(e) => (
+                false,
+                json!({ "failure": { "code": "bad_input", "message": e } }),
+            ),
+        },
+        CallInput::Poll { cursor } => outcome(plugin.poll(env, cursor.as_deref()).await),
+        CallInput::Evaluate { params, batch } => outcome(plugin.evaluate(env, params, batch).await),
+        CallInput::Send { message } => outcome(plugin.send(env, message).await),
+        CallInput::SelfTest => outcome(plugin.self_test(env).await),
+    };
+    CallReport {
+        ok,
+        outcome,
+        micros: started.elapsed().as_micros() as u64,
+        peak_memory_bytes: plugin.stats().peak_memory_bytes,
+    }
+}
+
+/// A kv namespace in memory, for sandbox runs outside a host.
+#[derive(Default)]
+pub struct MemoryKv(Mutex<HashMap<Vec<u8>, Vec<u8>>>);
+
+impl KvNamespace for MemoryKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.0.lock().map_err(|e| e.to_string())?.get(key).cloned())
+    }
+
+    fn set(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        self.0
+            .lock()
+            .map_err(|e| e.to_string())?
+            .insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<(), String> {
+        self.0.lock().map_err(|e| e.to_string())?.remove(key);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().map_or(0, |m| m.len())
+    }
+}
+
+/// The host's sandbox without a host: same engine settings, same limits from the manifest,
+/// an in-memory kv, no network grants beyond the manifest's allowlist.
+pub struct LocalSandbox {
+    runtime: Runtime,
+    limits: OperatorLimits,
+    kv: Arc<MemoryKv>,
+}
+
+impl LocalSandbox {
+    /// A sandbox caching compiled code under `cache_dir`.
+    pub fn new(cache_dir: &Path) -> Result<Self, PluginError> {
+        let engine = EngineLimits {
+            max_instances: 4,
+            ..EngineLimits::default()
+        };
+        let runtime =
+            Runtime::new(&engine, AddressGrants::default(), cache_dir).map_err(|source| {
+                PluginError::Load {
+                    plugin: "(local)".into(),
+                    source,
+                }
+            })?;
+        Ok(Self {
+            runtime,
+            limits: OperatorLimits::default(),
+            kv: Arc::new(MemoryKv::default()),
+        })
+    }
+
+    /// Compiles a component and checks it implements its manifest's world.
+    pub fn load(
+        &self,
+        manifest_text: &str,
+        wasm: &[u8],
+    ) -> Result<Arc<SandboxedPlugin>, PluginError> {
+        let manifest = Manifest::parse(manifest_text)?;
+        let spec = self.limits.sandbox(&manifest, &sha256_hex(wasm));
+        let plugin = self
+            .runtime
+            .prepare(spec, || Ok(wasm.to_vec()))
+            .map_err(|source| PluginError::Load {
+                plugin: manifest.id.clone(),
+                source,
+            })?;
+        Ok(Arc::new(plugin))
+    }
+
+    /// Runs one input with `config` and reports outcome and cost.
+    pub async fn run(
+        &self,
+        plugin: &SandboxedPlugin,
+        config: Map<String, Value>,
+        input: &CallInput,
+    ) -> CallReport {
+        let env = CallEnv {
+            config: Arc::new(Value::Object(config)),
+            kv: self.kv.clone(),
+            read_only: false,
+        };
+        run_input(plugin, &env, input).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_round_trip_as_tagged_json() {
+        let text = r#"{"call":"webhook","request":{"headers":[["x-a","1"]],"body":"{}"}}"#;
+        let input: CallInput = serde_json::from_str(text).unwrap();
+        let CallInput::Webhook { request } = &input else {
+            panic!("webhook expected")
+        };
+        assert_eq!(request.method, "POST");
+        let again: CallInput =
+            serde_json::from_value(serde_json::to_value(&input).unwrap()).unwrap();
+        assert_eq!(again.name(), "handle-webhook");
+        let self_test: CallInput = serde_json::from_str(r#"{"call":"self-test"}"#).unwrap();
+        assert_eq!(self_test.name(), "self-test");
+    }
+
+    #[test]
+    fn binary_bodies_survive_as_base64() {
+        let request = HttpRequest {
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: vec![],
+            body: vec![0xff, 0x00, 0x80],
+        };
+        let input = WebhookInput::from_request(&request);
+        assert!(input.body.is_empty());
+        assert_eq!(input.to_request().unwrap().body, request.body);
+    }
+}
