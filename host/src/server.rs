@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::http::{self, AppState};
 use crate::ingest::{Ingest, Poller, RawWebhooks, Retention, Sources};
+use crate::plugins::Actor;
 use crate::plugins::{PluginError, PluginRegistry, RegistryConfig, sha256_hex};
 use crate::profiles::{Profiles, run_applier};
 use crate::runtime::{AddressGrants, EngineLimits, LoadError, Runtime};
@@ -90,6 +91,7 @@ impl Server {
         std::fs::create_dir_all(&config.data_dir)?;
         let store = SledStore::open(&config.data_dir.join("db"))?;
         let grants = AddressGrants::parse(&config.allow_addresses).map_err(ServerError::Config)?;
+        http::metrics::install();
         let runtime = Runtime::new(&config.engine, grants, &config.data_dir.join("compiled"))?;
         let first_start = store.slots()?.is_empty();
         let registry = Arc::new(PluginRegistry::open(
@@ -205,9 +207,11 @@ async fn load_bundled(registry: &Arc<PluginRegistry>, dir: &Path) -> Result<(), 
             continue;
         };
         let reg = registry.clone();
-        let uploaded = tokio::task::spawn_blocking(move || reg.upload(&manifest, &bytes))
-            .await
-            .map_err(|e| ServerError::Config(e.to_string()))?;
+        let uploaded = tokio::task::spawn_blocking(move || {
+            reg.upload(&manifest, &bytes, &Actor::host("bundled plugin"))
+        })
+        .await
+        .map_err(|e| ServerError::Config(e.to_string()))?;
         let version = match uploaded {
             Ok(v) => v,
             Err(e) => {

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tessera::plugins::Actor;
 use tessera::plugins::PluginRegistry;
 use tessera::runtime::bindings::segment_rule::exports::tessera::cx::rule::GuestIndices;
 use tessera::runtime::bindings::types::{Contact, RuleInput};
@@ -146,6 +147,7 @@ async fn main() {
         .upload(
             &manifest("trait-rule"),
             &std::fs::read(artifact("trait-rule")).unwrap(),
+            &Actor::host("bench"),
         )
         .unwrap();
     registry.activate("trait-rule", &rule.sha256).await.unwrap();
@@ -173,12 +175,14 @@ async fn main() {
         .upload(
             &manifest("version-a"),
             &std::fs::read(artifact("version-a")).unwrap(),
+            &Actor::host("bench"),
         )
         .unwrap();
     let b = registry
         .upload(
             &manifest("version-b"),
             &std::fs::read(artifact("version-b")).unwrap(),
+            &Actor::host("bench"),
         )
         .unwrap();
     registry.activate("versioned", &a.sha256).await.unwrap();

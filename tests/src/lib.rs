@@ -12,6 +12,14 @@ use tessera::server::{Server, ServerConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// `X-Tessera-Signature` of `body` for the generic webhook connector: `sha256=<hex HMAC>`.
+pub fn tessera_signature(secret: &str, body: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// The admin key every test host uses.
 pub const ADMIN_KEY: &str = "test-admin-key";
 

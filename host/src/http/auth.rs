@@ -33,15 +33,22 @@ fn presented_key(request: &Request) -> Option<String> {
     basic_user(request.headers())
 }
 
-/// Middleware: refuses requests without the admin key.
+/// Which admin key made a request: the first 12 hex digits of its sha256, for the audit log.
+#[derive(Debug, Clone)]
+pub struct KeyId(pub String);
+
+/// Middleware: refuses requests without the admin key; tags the rest with its [`KeyId`].
 pub async fn require_admin(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let key = presented_key(&request).ok_or(ApiError::Unauthorized)?;
     let hash = sha256_hex(key.as_bytes());
     if bool::from(hash.as_bytes().ct_eq(state.admin_key_hash.as_bytes())) {
+        request
+            .extensions_mut()
+            .insert(KeyId(hash[..12].to_string()));
         Ok(next.run(request).await)
     } else {
         Err(ApiError::Unauthorized)

@@ -130,6 +130,10 @@ impl ApiError {
                 P::BreakerOpen { .. } => (StatusCode::SERVICE_UNAVAILABLE, "breaker_open"),
                 P::Call(_) => (StatusCode::BAD_GATEWAY, "plugin_failed"),
                 P::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                P::ApprovalRequired { .. } => (StatusCode::CONFLICT, "approval_required"),
+                P::InvalidRollout(_) => (StatusCode::CONFLICT, "invalid_rollout"),
+                P::NoRollout(_) => (StatusCode::CONFLICT, "no_rollout"),
+                P::UnknownFailure { .. } => (StatusCode::NOT_FOUND, "unknown_failure"),
             },
         }
     }
@@ -162,6 +166,9 @@ impl IntoResponse for ApiError {
             error["version"] = call.version.clone().into();
             error["sha256"] = call.sha256.clone().into();
             error["cause"] = call.cause.code().into();
+        }
+        if let ApiError::Plugin(PluginError::ApprovalRequired { review, .. }) = &self {
+            error["review"] = json!(review);
         }
         let mut response = (status, Json(json!({ "error": error }))).into_response();
         if let ApiError::Plugin(PluginError::BreakerOpen { retry_in_ms, .. }) = &self {

@@ -5,6 +5,7 @@ mod body;
 mod contacts;
 mod error;
 mod health;
+pub mod metrics;
 mod plugins;
 mod sources;
 mod tracking;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sources::router())
         .merge(contacts::router())
         .merge(webhooks::admin_router())
+        .merge(metrics::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,

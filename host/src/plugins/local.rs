@@ -145,7 +145,10 @@ pub struct CallReport {
     pub peak_memory_bytes: u64,
 }
 
-fn outcome<T: Serialize, E: Serialize>(result: Result<Result<T, E>, CallError>) -> (bool, Value) {
+/// A call's result as `{"ok"}`, `{"err"}` or `{"failure"}` JSON, and whether it was ok.
+pub(super) fn outcome_json<T: Serialize, E: Serialize>(
+    result: &Result<Result<T, E>, CallError>,
+) -> (bool, Value) {
     match result {
         Ok(Ok(v)) => (true, json!({ "ok": v })),
         Ok(Err(e)) => (false, json!({ "err": e })),
@@ -161,16 +164,18 @@ pub async fn run_input(plugin: &SandboxedPlugin, env: &CallEnv, input: &CallInpu
     let started = Instant::now();
     let (ok, outcome) = match input {
         CallInput::Webhook { request } => match request.to_request() {
-            Ok(request) => outcome(plugin.handle_webhook(env, &request).await),
+            Ok(request) => outcome_json(&plugin.handle_webhook(env, &request).await),
             Err(e) => (
                 false,
                 json!({ "failure": { "code": "bad_input", "message": e } }),
             ),
         },
-        CallInput::Poll { cursor } => outcome(plugin.poll(env, cursor.as_deref()).await),
-        CallInput::Evaluate { params, batch } => outcome(plugin.evaluate(env, params, batch).await),
-        CallInput::Send { message } => outcome(plugin.send(env, message).await),
-        CallInput::SelfTest => outcome(plugin.self_test(env).await),
+        CallInput::Poll { cursor } => outcome_json(&plugin.poll(env, cursor.as_deref()).await),
+        CallInput::Evaluate { params, batch } => {
+            outcome_json(&plugin.evaluate(env, params, batch).await)
+        }
+        CallInput::Send { message } => outcome_json(&plugin.send(env, message).await),
+        CallInput::SelfTest => outcome_json(&plugin.self_test(env).await),
     };
     CallReport {
         ok,
@@ -265,6 +270,8 @@ impl LocalSandbox {
             config: Arc::new(Value::Object(config)),
             kv: self.kv.clone(),
             read_only: false,
+            effects: crate::runtime::Effects::Live,
+            logs: None,
         };
         run_input(plugin, &env, input).await
     }

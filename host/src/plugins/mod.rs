@@ -5,20 +5,29 @@
 //! then swaps atomically, so calls in flight finish on the version they started with.
 
 mod breaker;
+mod calls;
 mod limits;
 mod local;
+mod logs;
 mod manifest;
 mod registry;
+mod review;
+mod rollout;
 mod slot;
 
 pub use breaker::{BreakerConfig, BreakerView};
 pub use limits::OperatorLimits;
 pub use local::{CallInput, CallReport, LocalSandbox, MemoryKv, WebhookInput, run_input};
+pub use logs::LogLine;
 pub use manifest::{
     Capabilities, ConfigSpec, Limits, Manifest, ManifestError, PollSpec, SUPPORTED_CONTRACTS,
     valid_id,
 };
-pub use registry::{PluginRegistry, PluginView, RegistryConfig, VersionView, sha256_hex};
+pub use registry::{
+    ActivateOptions, Actor, PluginRegistry, PluginView, RegistryConfig, VersionView, sha256_hex,
+};
+pub use review::CapabilityReview;
+pub use rollout::{CanaryPlan, RolloutMode, RolloutView, ShadowReport};
 pub use slot::PluginSlot;
 
 use crate::runtime::{CallError, LoadError, PluginKind};
@@ -102,6 +111,33 @@ pub enum PluginError {
         plugin: String,
         /// Milliseconds until a probe call is allowed.
         retry_in_ms: u64,
+    },
+    /// The version asks for more than the live one and the activation did not approve it.
+    #[error(
+        "plugin `{plugin}` version {sha256} asks for more than the live version ({}); activate with approval to accept",
+        review.changes.join("; ")
+    )]
+    ApprovalRequired {
+        /// Plugin id.
+        plugin: String,
+        /// The version.
+        sha256: String,
+        /// What it asks for beyond the live version.
+        review: CapabilityReview,
+    },
+    /// A canary or shadow run cannot start as asked.
+    #[error("{0}")]
+    InvalidRollout(String),
+    /// No canary or shadow run is in progress.
+    #[error("plugin `{0}` has no canary or shadow run in progress")]
+    NoRollout(String),
+    /// No kept failure with that id.
+    #[error("plugin `{plugin}` has no kept failure {id}")]
+    UnknownFailure {
+        /// Plugin id.
+        plugin: String,
+        /// The id asked for.
+        id: u64,
     },
     /// There is no earlier version to roll back to.
     #[error("plugin `{0}` has no earlier version to roll back to")]

@@ -8,13 +8,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::runtime::bindings::types::{
-    ConnectorError, Delivery, Event, HttpRequest, Message, PollPage, RuleInput, SendError,
-};
 use crate::runtime::{CallStatsSnapshot, LoadError, PluginKind, Runtime, SandboxedPlugin};
-use crate::store::{Activation, PluginStore, SlotRecord, VersionRecord};
+use crate::store::{Activation, AuditEntry, PluginStore, RolloutRecord, SlotRecord, VersionRecord};
 
 use super::breaker::{BreakerConfig, BreakerView};
+use super::review::{CapabilityReview, review};
+use super::rollout::{CanaryPlan, Rollout, RolloutMode, RolloutView};
 use super::slot::PluginSlot;
 use super::{Capabilities, Limits, Manifest, OperatorLimits, PluginError};
 
@@ -48,8 +47,12 @@ pub struct VersionView {
     pub capabilities: Capabilities,
     /// Limits it asks for.
     pub limits: Limits,
+    /// The interfaces its component imports.
+    pub imports: Vec<String>,
     /// Call counters since this process loaded it.
     pub stats: Option<CallStatsSnapshot>,
+    /// What it asks for beyond the live version.
+    pub review: CapabilityReview,
 }
 
 /// A plugin slot as the API shows it.
@@ -73,9 +76,42 @@ pub struct PluginView {
     pub versions: Vec<VersionView>,
     /// Activations and rollbacks, oldest first.
     pub history: Vec<Activation>,
+    /// A candidate in canary or shadow, if one runs.
+    pub rollout: Option<RolloutView>,
 }
 
-fn now_ms() -> u64 {
+/// Who acts, and why: recorded in the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// A short id of the admin key used, or `host`.
+    pub key_id: String,
+    /// The reason given, if any.
+    pub reason: Option<String>,
+}
+
+impl Actor {
+    /// The host acting on its own (bundled plugins, automatic rollback).
+    pub fn host(reason: impl Into<String>) -> Self {
+        Self {
+            key_id: "host".into(),
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// How to activate a version.
+#[derive(Debug, Clone, Default)]
+pub struct ActivateOptions {
+    /// Accept a version that asks for more than the live one.
+    pub approve: bool,
+    /// Give the version a share of calls instead of all of them.
+    pub canary: Option<CanaryPlan>,
+    /// Run the version on copies of live inputs, without effects, and compare outputs.
+    pub shadow: bool,
+}
+
+/// Current time, Unix milliseconds.
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -89,7 +125,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Every plugin slot, and the operations on them.
 pub struct PluginRegistry {
     runtime: Runtime,
-    store: Arc<dyn PluginStore>,
+    pub(super) store: Arc<dyn PluginStore>,
     config: RegistryConfig,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
 }
@@ -109,12 +145,25 @@ impl PluginRegistry {
         };
         for record in registry.store.slots()? {
             let live = record.live.clone();
+            let rollout = record.rollout.clone();
             let slot = registry.insert_slot(record)?;
             if let Some(sha) = live {
                 match registry.load_version(&slot, &sha) {
                     Ok(plugin) => slot.live.store(Some(plugin)),
                     Err(e) => {
                         tracing::error!(plugin = %slot.id, "live version {sha} could not be restored: {e}")
+                    }
+                }
+            }
+            if let Some(r) = rollout {
+                match registry.load_version(&slot, &r.sha256) {
+                    Ok(candidate) => slot.rollout.store(Some(Arc::new(Rollout::new(
+                        r.mode,
+                        candidate,
+                        r.started_ms,
+                    )))),
+                    Err(e) => {
+                        tracing::error!(plugin = %slot.id, "candidate {} could not be restored: {e}", r.sha256)
                     }
                 }
             }
@@ -163,7 +212,7 @@ impl PluginRegistry {
         Ok(self.version_record(id, sha)?.manifest)
     }
 
-    fn version_record(&self, id: &str, sha: &str) -> Result<VersionRecord, PluginError> {
+    pub(super) fn version_record(&self, id: &str, sha: &str) -> Result<VersionRecord, PluginError> {
         self.store
             .versions(id)?
             .into_iter()
@@ -175,7 +224,7 @@ impl PluginRegistry {
     }
 
     /// A prepared version: from this process's cache, else from compiled code on disk.
-    fn load_version(
+    pub(super) fn load_version(
         &self,
         slot: &PluginSlot,
         sha: &str,
@@ -214,6 +263,7 @@ impl PluginRegistry {
         &self,
         manifest_text: &str,
         component: &[u8],
+        actor: &Actor,
     ) -> Result<VersionView, PluginError> {
         let manifest = Manifest::parse(manifest_text)?;
         let sha = sha256_hex(component);
@@ -240,6 +290,7 @@ impl PluginRegistry {
             manifest,
             size: component.len() as u64,
             uploaded_at_ms: now_ms(),
+            imports: plugin.imports().to_vec(),
         };
         self.store.put_version(&id, &record, component)?;
         let slot = match self.slot(&id) {
@@ -252,6 +303,7 @@ impl PluginRegistry {
                     disabled: false,
                     config: serde_json::Map::new(),
                     history: Vec::new(),
+                    rollout: None,
                 };
                 self.store.put_slot(&record)?;
                 self.insert_slot(record)?
@@ -263,17 +315,176 @@ impl PluginRegistry {
             .entry(sha.clone())
             .or_insert_with(|| Arc::new(plugin));
         tracing::info!(plugin = %id, sha256 = %sha, "version uploaded");
+        self.audit(actor, "upload", &id, Some(&sha));
         let stored = self.version_record(&id, &sha)?;
         Ok(self.version_view(&slot, stored))
     }
 
-    /// Validates a version (config, instantiation, self-test) and makes it live.
+    /// Records an operator action; a failing audit write is logged, not fatal to the action.
+    pub(super) fn audit(&self, actor: &Actor, action: &str, plugin: &str, sha: Option<&str>) {
+        let entry = AuditEntry {
+            seq: 0,
+            at_ms: now_ms(),
+            key_id: actor.key_id.clone(),
+            action: action.into(),
+            plugin: plugin.into(),
+            sha256: sha.map(str::to_string),
+            reason: actor.reason.clone(),
+        };
+        if let Err(e) = self.store.append_audit(&entry) {
+            tracing::error!(plugin, action, "audit entry not written: {e}");
+        }
+    }
+
+    /// The newest `limit` audit entries, of one plugin if given.
+    pub fn audit_log(
+        &self,
+        plugin: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, PluginError> {
+        Ok(self.store.audit(plugin, limit)?)
+    }
+
+    /// What version `sha` asks for beyond the live version of `slot`.
+    fn review_against_live(&self, slot: &PluginSlot, sha: &str) -> CapabilityReview {
+        let candidate = match self.version_record(&slot.id, sha) {
+            Ok(c) => c,
+            Err(_) => return CapabilityReview::default(),
+        };
+        let live = slot
+            .live()
+            .and_then(|p| self.version_record(&slot.id, &p.spec().sha256).ok());
+        review(&self.config.limits, live.as_ref(), &candidate)
+    }
+
+    /// Validates a version and makes it live, trusted (no capability review): bundled
+    /// plugins at start and programs embedding the host.
     pub async fn activate(&self, id: &str, sha: &str) -> Result<PluginView, PluginError> {
-        self.make_live(id, sha, "activate").await
+        let options = ActivateOptions {
+            approve: true,
+            ..ActivateOptions::default()
+        };
+        self.activate_with(id, sha, options, &Actor::host("activate"))
+            .await
+    }
+
+    /// Validates a version (config, instantiation, self-test), reviews what it asks for
+    /// beyond the live version, then makes it live, or starts it as a canary or shadow.
+    pub async fn activate_with(
+        &self,
+        id: &str,
+        sha: &str,
+        options: ActivateOptions,
+        actor: &Actor,
+    ) -> Result<PluginView, PluginError> {
+        let slot = self.slot(id)?;
+        let review = self.review_against_live(&slot, sha);
+        if review.needs_approval && !options.approve {
+            return Err(PluginError::ApprovalRequired {
+                plugin: id.into(),
+                sha256: sha.into(),
+                review,
+            });
+        }
+        let mode = match (options.canary, options.shadow) {
+            (Some(_), true) => {
+                return Err(PluginError::InvalidRollout(
+                    "choose either a canary or a shadow run, not both".into(),
+                ));
+            }
+            (Some(plan), false) => RolloutMode::Canary(plan),
+            (None, true) => RolloutMode::Shadow,
+            (None, false) => return self.make_live(id, sha, "activate", actor).await,
+        };
+        self.start_rollout(&slot, sha, mode, actor).await
+    }
+
+    async fn start_rollout(
+        &self,
+        slot: &Arc<PluginSlot>,
+        sha: &str,
+        mode: RolloutMode,
+        actor: &Actor,
+    ) -> Result<PluginView, PluginError> {
+        if let RolloutMode::Canary(plan) = &mode {
+            plan.validate().map_err(PluginError::InvalidRollout)?;
+        }
+        let _admin = slot.admin.lock().await;
+        let live = slot.live().ok_or_else(|| {
+            PluginError::InvalidRollout(format!(
+                "plugin `{}` has no live version to compare against; activate one first",
+                slot.id
+            ))
+        })?;
+        if live.spec().sha256 == sha {
+            return Err(PluginError::InvalidRollout(format!(
+                "version {sha} is already live"
+            )));
+        }
+        let candidate = self.load_version(slot, sha)?;
+        let manifest = self.version_record(&slot.id, sha)?.manifest;
+        self.validate(slot, &candidate, &manifest, slot.config.load_full())
+            .await?;
+        let started_ms = now_ms();
+        let action = match &mode {
+            RolloutMode::Canary(_) => "canary",
+            RolloutMode::Shadow => "shadow",
+        };
+        let record = RolloutRecord {
+            sha256: sha.into(),
+            mode: mode.clone(),
+            started_ms,
+        };
+        if let Some(old) = slot
+            .rollout
+            .swap(Some(Arc::new(Rollout::new(mode, candidate, started_ms))))
+        {
+            old.end();
+        }
+        self.persist(slot, |r| r.rollout = Some(record))?;
+        self.audit(actor, action, &slot.id, Some(sha));
+        tracing::info!(plugin = %slot.id, sha256 = %sha, "{action} started");
+        Ok(self.view(slot))
+    }
+
+    /// Makes the canary or shadow candidate the live version.
+    pub async fn promote(&self, id: &str, actor: &Actor) -> Result<PluginView, PluginError> {
+        let slot = self.slot(id)?;
+        let rollout = slot
+            .rollout()
+            .ok_or_else(|| PluginError::NoRollout(id.into()))?;
+        let sha = rollout.candidate.spec().sha256.clone();
+        self.make_live(id, &sha, "promote", actor).await
+    }
+
+    /// Ends a canary or shadow run; the live version keeps every call.
+    pub async fn abort(&self, id: &str, actor: &Actor) -> Result<PluginView, PluginError> {
+        self.end_rollout(id, "abort", actor).await
+    }
+
+    /// Ends the rollout of `id` with `action` (`abort`, `auto-rollback`).
+    pub(super) async fn end_rollout(
+        &self,
+        id: &str,
+        action: &str,
+        actor: &Actor,
+    ) -> Result<PluginView, PluginError> {
+        let slot = self.slot(id)?;
+        let _admin = slot.admin.lock().await;
+        let rollout = slot
+            .rollout
+            .swap(None)
+            .ok_or_else(|| PluginError::NoRollout(id.into()))?;
+        rollout.end();
+        self.persist(&slot, |r| r.rollout = None)?;
+        let sha = rollout.candidate.spec().sha256.clone();
+        self.audit(actor, action, id, Some(&sha));
+        tracing::warn!(plugin = %id, sha256 = %sha, reason = ?actor.reason, "{action}: candidate removed");
+        Ok(self.view(&slot))
     }
 
     /// Makes the version that was live before the current one live again.
-    pub async fn rollback(&self, id: &str) -> Result<PluginView, PluginError> {
+    pub async fn rollback(&self, id: &str, actor: &Actor) -> Result<PluginView, PluginError> {
         let slot = self.slot(id)?;
         let target = {
             let record = slot.record.lock().expect("record lock");
@@ -287,7 +498,22 @@ impl PluginRegistry {
                 .cloned()
                 .ok_or_else(|| PluginError::NothingToRollBack(id.into()))?
         };
-        self.make_live(id, &target, "rollback").await
+        self.make_live(id, &target, "rollback", actor).await
+    }
+
+    /// Applies `change` to the slot's record and writes it through.
+    fn persist(
+        &self,
+        slot: &PluginSlot,
+        change: impl FnOnce(&mut SlotRecord),
+    ) -> Result<(), PluginError> {
+        let record = {
+            let mut record = slot.record.lock().expect("record lock");
+            change(&mut record);
+            record.clone()
+        };
+        self.store.put_slot(&record)?;
+        Ok(())
     }
 
     async fn make_live(
@@ -295,6 +521,7 @@ impl PluginRegistry {
         id: &str,
         sha: &str,
         action: &str,
+        actor: &Actor,
     ) -> Result<PluginView, PluginError> {
         let slot = self.slot(id)?;
         let _admin = slot.admin.lock().await;
@@ -303,18 +530,21 @@ impl PluginRegistry {
         self.validate(&slot, &plugin, &manifest, slot.config.load_full())
             .await?;
         slot.live.store(Some(plugin));
+        // A new live version ends any canary or shadow run (promoted or superseded).
+        if let Some(rollout) = slot.rollout.swap(None) {
+            rollout.end();
+        }
         slot.breaker.reset();
-        let record = {
-            let mut record = slot.record.lock().expect("record lock");
+        self.persist(&slot, |record| {
             record.live = Some(sha.to_string());
+            record.rollout = None;
             record.history.push(Activation {
                 sha256: sha.to_string(),
                 action: action.into(),
                 at_ms: now_ms(),
             });
-            record.clone()
-        };
-        self.store.put_slot(&record)?;
+        })?;
+        self.audit(actor, action, id, Some(sha));
         tracing::info!(plugin = %id, sha256 = %sha, version = %manifest.version, "{action}: version is live");
         Ok(self.view(&slot))
     }
@@ -346,16 +576,18 @@ impl PluginRegistry {
     }
 
     /// Enables or disables a slot.
-    pub async fn set_enabled(&self, id: &str, enabled: bool) -> Result<PluginView, PluginError> {
+    pub async fn set_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        actor: &Actor,
+    ) -> Result<PluginView, PluginError> {
         let slot = self.slot(id)?;
         let _admin = slot.admin.lock().await;
         slot.disabled.store(!enabled, Ordering::Release);
-        let record = {
-            let mut record = slot.record.lock().expect("record lock");
-            record.disabled = !enabled;
-            record.clone()
-        };
-        self.store.put_slot(&record)?;
+        self.persist(&slot, |record| record.disabled = !enabled)?;
+        let action = if enabled { "enable" } else { "disable" };
+        self.audit(actor, action, id, None);
         tracing::info!(plugin = %id, enabled, "slot state changed");
         Ok(self.view(&slot))
     }
@@ -366,6 +598,7 @@ impl PluginRegistry {
         &self,
         id: &str,
         config: serde_json::Map<String, serde_json::Value>,
+        actor: &Actor,
     ) -> Result<PluginView, PluginError> {
         let slot = self.slot(id)?;
         let _admin = slot.admin.lock().await;
@@ -382,13 +615,11 @@ impl PluginRegistry {
                     other => other,
                 })?;
         }
-        let record = {
-            let mut record = slot.record.lock().expect("record lock");
+        self.persist(&slot, |record| {
             record.config = config.as_object().cloned().unwrap_or_default();
-            record.clone()
-        };
-        self.store.put_slot(&record)?;
+        })?;
         slot.config.store(config);
+        self.audit(actor, "config", id, None);
         Ok(self.view(&slot))
     }
 
@@ -400,6 +631,23 @@ impl PluginRegistry {
     /// One slot.
     pub fn inspect(&self, id: &str) -> Result<PluginView, PluginError> {
         Ok(self.view(&*self.slot(id)?))
+    }
+
+    /// The component bytes of a version.
+    pub fn component(&self, id: &str, sha: &str) -> Result<Vec<u8>, PluginError> {
+        self.version_record(id, sha)?;
+        self.store
+            .component(sha)?
+            .ok_or_else(|| PluginError::UnknownVersion {
+                plugin: id.into(),
+                sha256: sha.into(),
+            })
+    }
+
+    /// A version's manifest as TOML.
+    pub fn manifest_text(&self, id: &str, sha: &str) -> Result<String, PluginError> {
+        let manifest = self.version_record(id, sha)?.manifest;
+        Ok(toml::to_string(&manifest).unwrap_or_default())
     }
 
     /// One version of a plugin.
@@ -416,9 +664,16 @@ impl PluginRegistry {
             .expect("loaded lock")
             .get(&v.sha256)
             .map(|p| p.stats());
+        let review = if live {
+            CapabilityReview::default()
+        } else {
+            self.review_against_live(slot, &v.sha256)
+        };
         VersionView {
             live,
             stats,
+            review,
+            imports: v.imports,
             sha256: v.sha256,
             version: v.manifest.version,
             contract: v.manifest.contract,
@@ -472,51 +727,7 @@ impl PluginRegistry {
                 .map(|v| self.version_view(slot, v))
                 .collect(),
             history: record.history,
+            rollout: slot.rollout().map(|r| r.view(live.as_deref())),
         }
-    }
-
-    /// Calls a connector's `handle-webhook` on its live version.
-    pub async fn handle_webhook(
-        &self,
-        id: &str,
-        request: &HttpRequest,
-    ) -> Result<Result<Vec<Event>, ConnectorError>, PluginError> {
-        let lease = self.slot(id)?.lease(PluginKind::Connector)?;
-        let outcome = lease.plugin.handle_webhook(&lease.env, request).await;
-        lease.finish(outcome)
-    }
-
-    /// Calls a connector's `poll` on its live version.
-    pub async fn poll(
-        &self,
-        id: &str,
-        cursor: Option<&str>,
-    ) -> Result<Result<PollPage, ConnectorError>, PluginError> {
-        let lease = self.slot(id)?.lease(PluginKind::Connector)?;
-        let outcome = lease.plugin.poll(&lease.env, cursor).await;
-        lease.finish(outcome)
-    }
-
-    /// Calls a segment rule's `evaluate` on its live version.
-    pub async fn evaluate(
-        &self,
-        id: &str,
-        params: &str,
-        batch: &[RuleInput],
-    ) -> Result<Result<Vec<bool>, String>, PluginError> {
-        let lease = self.slot(id)?.lease(PluginKind::SegmentRule)?;
-        let outcome = lease.plugin.evaluate(&lease.env, params, batch).await;
-        lease.finish(outcome)
-    }
-
-    /// Calls a channel's `send` on its live version.
-    pub async fn send(
-        &self,
-        id: &str,
-        message: &Message,
-    ) -> Result<Result<Delivery, SendError>, PluginError> {
-        let lease = self.slot(id)?.lease(PluginKind::Channel)?;
-        let outcome = lease.plugin.send(&lease.env, message).await;
-        lease.finish(outcome)
     }
 }

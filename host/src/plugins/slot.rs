@@ -1,4 +1,5 @@
-//! A plugin slot: the live version behind `arc-swap`, the breaker, config and loaded versions.
+//! A plugin slot: the live version behind `arc-swap`, a candidate in canary or shadow, the
+//! breaker, config, loaded versions and recent logs; and the lease a call holds on it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -6,11 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use crate::runtime::{CallEnv, CallError, KvNamespace, PluginKind, SandboxedPlugin};
+use crate::runtime::{CallEnv, CallError, Effects, KvNamespace, PluginKind, SandboxedPlugin};
 use crate::store::SlotRecord;
 
 use super::PluginError;
 use super::breaker::{Breaker, BreakerConfig};
+use super::logs::LogRing;
+use super::rollout::Rollout;
 
 /// One plugin id's slot.
 pub struct PluginSlot {
@@ -27,6 +30,10 @@ pub struct PluginSlot {
     /// Versions prepared in this process, by sha256 (keeps their call counters).
     pub(super) loaded: Mutex<HashMap<String, Arc<SandboxedPlugin>>>,
     pub(super) kv: Arc<dyn KvNamespace>,
+    /// A candidate in canary or shadow, if one runs.
+    pub(super) rollout: ArcSwapOption<Rollout>,
+    /// Recent log lines of every version.
+    pub(super) logs: Arc<LogRing>,
 }
 
 /// A call's hold on a slot's live version: the call runs on this version to the end even if
@@ -37,6 +44,10 @@ pub struct Lease {
     pub plugin: Arc<SandboxedPlugin>,
     /// The call's config and kv.
     pub env: CallEnv,
+    /// The rollout running when the call started, if any.
+    pub rollout: Option<Arc<Rollout>>,
+    /// True when a canary routed this call to the candidate.
+    pub on_candidate: bool,
     finished: bool,
 }
 
@@ -75,6 +86,8 @@ impl PluginSlot {
             admin: tokio::sync::Mutex::new(()),
             loaded: Mutex::new(HashMap::new()),
             kv,
+            rollout: ArcSwapOption::empty(),
+            logs: Arc::new(LogRing::default()),
         }
     }
 
@@ -103,11 +116,32 @@ impl PluginSlot {
             config: self.config.load_full(),
             kv: self.kv.clone(),
             read_only,
+            effects: Effects::Live,
+            logs: Some(self.logs.clone()),
         }
     }
 
-    /// Takes the live version for one call, or says why no call may be made.
-    pub fn lease(self: &Arc<Self>, wanted: PluginKind) -> Result<Lease, PluginError> {
+    /// The env of a call whose effects must not happen (shadow runs, replays): kv writes
+    /// refused, outbound requests answered by a stub.
+    pub(super) fn shadow_env(&self) -> CallEnv {
+        CallEnv {
+            effects: Effects::stubbed(),
+            ..self.env(true)
+        }
+    }
+
+    /// The candidate running beside the live version, if any.
+    pub fn rollout(&self) -> Option<Arc<Rollout>> {
+        self.rollout.load_full()
+    }
+
+    /// Takes a version for one call, or says why no call may be made. `key` (a contact or
+    /// event id) decides, stably, whether a canary candidate takes the call.
+    pub fn lease(
+        self: &Arc<Self>,
+        wanted: PluginKind,
+        key: Option<&[u8]>,
+    ) -> Result<Lease, PluginError> {
         if self.kind != wanted {
             return Err(PluginError::WrongKind {
                 plugin: self.id.clone(),
@@ -128,10 +162,17 @@ impl PluginSlot {
                 plugin: self.id.clone(),
                 retry_in_ms: left.as_millis() as u64,
             })?;
+        let rollout = self.rollout.load_full();
+        let candidate = rollout
+            .as_ref()
+            .filter(|r| r.routes_to_candidate(key))
+            .map(|r| r.candidate.clone());
         Ok(Lease {
             slot: self.clone(),
-            plugin,
+            on_candidate: candidate.is_some(),
+            plugin: candidate.unwrap_or(plugin),
             env: self.env(false),
+            rollout,
             finished: false,
         })
     }

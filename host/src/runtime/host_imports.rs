@@ -36,6 +36,21 @@ impl log::Host for PluginState {
             .collect::<Vec<_>>()
             .join(" ");
         let plugin = &*self.plugin;
+        if let Some(sink) = &self.env.logs {
+            let name = match level {
+                log::Level::Trace => "trace",
+                log::Level::Debug => "debug",
+                log::Level::Info => "info",
+                log::Level::Warn => "warn",
+                log::Level::Error => "error",
+            };
+            let line = if fields.is_empty() {
+                message.clone()
+            } else {
+                format!("{message} {fields}")
+            };
+            sink.line(name, plugin, &line);
+        }
         match level {
             log::Level::Trace => {
                 tracing::trace!(target: "tessera::plugin", plugin, fields, "{message}")

@@ -12,6 +12,7 @@ pub mod net_policy;
 mod outbound;
 mod sandbox;
 mod state;
+mod stats;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,8 +27,9 @@ pub use engine::{EPOCH_TICK, EngineLimits};
 pub use error::{CallError, CallFailure, LoadError};
 pub use host_imports::{KV_MAX_KEY, KV_MAX_KEYS, KV_MAX_VALUE, LOG_BUDGET};
 pub use net_policy::{AddressGrants, HostPattern};
-pub use sandbox::{CallStats, CallStatsSnapshot, SandboxedPlugin};
-pub use state::{CallEnv, KvNamespace, PluginState};
+pub use sandbox::SandboxedPlugin;
+pub use state::{CallEnv, Effects, KvNamespace, LogSink, PluginState};
+pub use stats::{CallStats, CallStatsSnapshot, LatencyHistogram};
 
 use engine::{CompileCache, EpochTicker};
 

@@ -19,6 +19,7 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::net_policy::{AddressGrants, HostPattern, check_address};
+use super::state::Effects;
 
 /// What one plugin version may do over HTTP; shared by all its calls.
 #[derive(Debug)]
@@ -39,16 +40,41 @@ pub struct OutboundPolicy {
     pub denied: AtomicU64,
 }
 
-/// The per-call hooks: a handle on the version's policy.
+/// The per-call hooks: a handle on the version's policy and the call's effects.
 pub struct OutboundHooks {
     policy: Arc<OutboundPolicy>,
+    effects: Effects,
 }
 
 impl OutboundHooks {
-    /// Hooks enforcing `policy`.
-    pub fn new(policy: Arc<OutboundPolicy>) -> Self {
-        Self { policy }
+    /// Hooks enforcing `policy`; with stubbed effects nothing leaves the host.
+    pub fn new(policy: Arc<OutboundPolicy>, effects: Effects) -> Self {
+        Self { policy, effects }
     }
+}
+
+/// Most stubbed requests one call records.
+const MAX_RECORDED: usize = 50;
+
+/// Records a request a stubbed call made and answers it with `200 {}`.
+fn stub_response(
+    recorder: &std::sync::Mutex<Vec<String>>,
+    request: &http::Request<WasiBody>,
+) -> http::Response<WasiBody> {
+    if let Ok(mut r) = recorder.lock()
+        && r.len() < MAX_RECORDED
+    {
+        r.push(format!("{} {}", request.method(), request.uri()));
+    }
+    let body = http_body_util::Full::new(Bytes::from_static(b"{}"))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = http::Response::new(body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 impl OutboundPolicy {
@@ -133,6 +159,15 @@ impl WasiHttpHooks for OutboundHooks {
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         drop(fut);
+        if let Effects::Stubbed(recorder) = &self.effects {
+            let response = stub_response(recorder, &request);
+            return Box::new(async move {
+                Ok((
+                    response,
+                    Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+                ))
+            });
+        }
         let policy = self.policy.clone();
         Box::new(async move {
             policy.requests.fetch_add(1, Ordering::Relaxed);

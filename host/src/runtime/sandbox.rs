@@ -1,11 +1,9 @@
 //! One prepared plugin version and its calls: fresh instance, limits, deadline, typed outcome.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 use wasmtime::component::{Instance, InstancePre, ResourceTable};
@@ -25,7 +23,8 @@ use super::engine::EPOCH_TICK;
 use super::error::{CallError, CallFailure, LoadError};
 use super::net_policy::AddressGrants;
 use super::outbound::{OutboundHooks, OutboundPolicy};
-use super::state::{CallEnv, CallLimiter, LimitHit, PluginState};
+use super::state::{CallEnv, CallLimiter, Effects, LimitHit, PluginState};
+use super::stats::{CallStats, CallStatsSnapshot};
 use super::{PluginKind, SandboxSpec};
 use crate::runtime::host_imports::LOG_BUDGET;
 
@@ -36,71 +35,6 @@ enum Exports {
     Connector(connector_api::GuestIndices),
     SegmentRule(rule_api::GuestIndices),
     Channel(channel_api::GuestIndices),
-}
-
-/// Per-version call counters, kept while the version is loaded.
-#[derive(Default)]
-pub struct CallStats {
-    calls: AtomicU64,
-    failures: AtomicU64,
-    total_micros: AtomicU64,
-    max_micros: AtomicU64,
-    peak_memory: AtomicU64,
-    by_cause: Mutex<BTreeMap<&'static str, u64>>,
-}
-
-/// A point-in-time copy of [`CallStats`], for the API.
-#[derive(Debug, Clone, Serialize)]
-pub struct CallStatsSnapshot {
-    /// Calls started.
-    pub calls: u64,
-    /// Calls that failed with a [`CallError`].
-    pub failures: u64,
-    /// Failures by cause code.
-    pub failures_by_cause: BTreeMap<&'static str, u64>,
-    /// Mean call latency, microseconds.
-    pub mean_micros: u64,
-    /// Slowest call, microseconds.
-    pub max_micros: u64,
-    /// Largest linear memory seen, bytes.
-    pub peak_memory_bytes: u64,
-}
-
-impl CallStats {
-    fn record(&self, elapsed: Duration, peak_memory: usize, failure: Option<&CallFailure>) {
-        let micros = elapsed.as_micros() as u64;
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.total_micros.fetch_add(micros, Ordering::Relaxed);
-        self.max_micros.fetch_max(micros, Ordering::Relaxed);
-        self.peak_memory
-            .fetch_max(peak_memory as u64, Ordering::Relaxed);
-        if let Some(f) = failure {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-            *self
-                .by_cause
-                .lock()
-                .expect("stats lock")
-                .entry(f.code())
-                .or_default() += 1;
-        }
-    }
-
-    /// Copies the counters.
-    pub fn snapshot(&self) -> CallStatsSnapshot {
-        let calls = self.calls.load(Ordering::Relaxed);
-        CallStatsSnapshot {
-            calls,
-            failures: self.failures.load(Ordering::Relaxed),
-            failures_by_cause: self.by_cause.lock().expect("stats lock").clone(),
-            mean_micros: self
-                .total_micros
-                .load(Ordering::Relaxed)
-                .checked_div(calls)
-                .unwrap_or(0),
-            max_micros: self.max_micros.load(Ordering::Relaxed),
-            peak_memory_bytes: self.peak_memory.load(Ordering::Relaxed),
-        }
-    }
 }
 
 /// A compiled, world-checked plugin version, ready for calls.
@@ -114,6 +48,7 @@ pub struct SandboxedPlugin {
     name: Arc<str>,
     slots: Arc<Semaphore>,
     stats: CallStats,
+    imports: Vec<String>,
 }
 
 impl SandboxedPlugin {
@@ -152,7 +87,15 @@ impl SandboxedPlugin {
             requests: AtomicU64::new(0),
             denied: AtomicU64::new(0),
         });
+        let imports = pre
+            .component()
+            .component_type()
+            .imports(pre.engine())
+            .map(|(name, _)| name.to_string())
+            .collect();
         Ok(Self {
+            stats: CallStats::new(&spec.plugin, &spec.version, &spec.sha256),
+            imports,
             self_test: self_test::GuestIndices::new(&pre).ok(),
             tcp_allow: spec.tcp_allow.clone().into(),
             name: format!("{}@{}", spec.plugin, spec.version).into(),
@@ -161,13 +104,18 @@ impl SandboxedPlugin {
             exports,
             policy,
             slots,
-            stats: CallStats::default(),
         })
     }
 
     /// What this version was granted.
     pub fn spec(&self) -> &SandboxSpec {
         &self.spec
+    }
+
+    /// The interfaces the component imports (`wasi:http/outgoing-handler@0.2.6`, ...), as
+    /// read from the component itself.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
     }
 
     /// True when the component exports `self-test`.
@@ -197,7 +145,7 @@ impl SandboxedPlugin {
         for (k, v) in &self.spec.env {
             wasi.env(k, v);
         }
-        if !self.tcp_allow.is_empty() {
+        if !self.tcp_allow.is_empty() && matches!(env.effects, Effects::Live) {
             let allow = self.tcp_allow.clone();
             wasi.allow_tcp(true).socket_addr_check(move |addr, use_| {
                 let ok = match use_ {
@@ -214,7 +162,7 @@ impl SandboxedPlugin {
         let state = PluginState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundHooks::new(self.policy.clone()),
+            hooks: OutboundHooks::new(self.policy.clone(), env.effects.clone()),
             table: ResourceTable::new(),
             limiter: CallLimiter::new(self.spec.memory_bytes, self.spec.table_elements),
             env: env.clone(),
@@ -324,8 +272,7 @@ impl SandboxedPlugin {
     /// Records a contract violation the host found in the guest's answer.
     fn malformed(&self, msg: String) -> CallError {
         let cause = CallFailure::MalformedOutput(msg);
-        self.stats.record(Duration::ZERO, 0, Some(&cause));
-        self.stats.calls.fetch_sub(1, Ordering::Relaxed);
+        self.stats.record_failure(&cause);
         tracing::warn!(plugin = %self.spec.plugin, version = %self.spec.version, "plugin call failed: {cause}");
         self.fail(cause)
     }

@@ -39,6 +39,42 @@ pub struct CallEnv {
     pub kv: Arc<dyn KvNamespace>,
     /// True for calls whose side effects must not persist (validation runs).
     pub read_only: bool,
+    /// Whether outbound requests really go out.
+    pub effects: Effects,
+    /// Where the guest's log lines are kept besides `tracing` (the slot's recent-log ring).
+    pub logs: Option<Arc<dyn LogSink>>,
+}
+
+/// Whether a call's outbound requests happen.
+#[derive(Clone, Default)]
+pub enum Effects {
+    /// Requests go out under the version's policy.
+    #[default]
+    Live,
+    /// Nothing leaves the host: each HTTP request is recorded here (`METHOD uri`) and answered
+    /// with a stub `200 {}`; TCP is refused. Shadow runs and replays use this.
+    Stubbed(Arc<std::sync::Mutex<Vec<String>>>),
+}
+
+impl Effects {
+    /// A fresh recorder of stubbed requests.
+    pub fn stubbed() -> Self {
+        Effects::Stubbed(Arc::default())
+    }
+
+    /// The requests recorded so far (empty for live effects).
+    pub fn recorded(&self) -> Vec<String> {
+        match self {
+            Effects::Live => Vec::new(),
+            Effects::Stubbed(r) => r.lock().map(|r| r.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Receives a plugin's log lines.
+pub trait LogSink: Send + Sync {
+    /// One line at `level` (`error` .. `trace`) from `source` (`id@version`).
+    fn line(&self, level: &'static str, source: &str, message: &str);
 }
 
 /// Which limit stopped a call, recorded by the limiter so the error can say so.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::plugins::Manifest;
+
 use crate::runtime::{KvNamespace, PluginKind};
 
 pub use event_log::{EventLog, LogError};
@@ -44,6 +45,9 @@ pub struct VersionRecord {
     pub size: u64,
     /// Upload time, Unix milliseconds.
     pub uploaded_at_ms: u64,
+    /// The interfaces the component imports, read from the component at upload.
+    #[serde(default)]
+    pub imports: Vec<String>,
 }
 
 /// One change of a slot's live version.
@@ -72,6 +76,67 @@ pub struct SlotRecord {
     pub config: serde_json::Map<String, serde_json::Value>,
     /// Every activation and rollback, oldest first.
     pub history: Vec<Activation>,
+    /// A canary or shadow run in progress, restored at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutRecord>,
+}
+
+/// A candidate version running beside the live one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutRecord {
+    /// The candidate.
+    pub sha256: String,
+    /// `canary` (with its plan) or `shadow`.
+    pub mode: crate::plugins::RolloutMode,
+    /// When it started, Unix milliseconds.
+    pub started_ms: u64,
+}
+
+/// One operator action, as `GET /v1/audit` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the audit log (assigned by the store).
+    #[serde(default)]
+    pub seq: u64,
+    /// When, Unix milliseconds.
+    pub at_ms: u64,
+    /// Who: a short id of the admin key (its sha256 prefix), or `host` for the host's own acts.
+    pub key_id: String,
+    /// `upload`, `activate`, `canary`, `shadow`, `promote`, `abort`, `auto-rollback`,
+    /// `rollback`, `disable`, `enable`, `config`.
+    pub action: String,
+    /// The plugin.
+    pub plugin: String,
+    /// The version concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Why, as the operator or the host said it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A failed call kept with its exact input, for `replay`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// Id within the plugin (assigned by the store).
+    #[serde(default)]
+    pub id: u64,
+    /// When, Unix milliseconds.
+    pub at_ms: u64,
+    /// The version that failed.
+    pub sha256: String,
+    /// Its manifest version.
+    pub version: String,
+    /// `handle-webhook`, `poll`, `evaluate`, `send`.
+    pub call: String,
+    /// `error` (returned by the plugin) or the failure cause (`deadline`, `trap`, ...).
+    pub code: String,
+    /// What happened.
+    pub message: String,
+    /// Call duration, microseconds.
+    pub micros: u64,
+    /// The input, secrets redacted.
+    pub input: crate::plugins::CallInput,
 }
 
 /// What the plugin registry needs from storage.
@@ -97,4 +162,17 @@ pub trait PluginStore: Send + Sync {
     fn admin_key_hash(&self) -> Result<Option<String>, StoreError>;
     /// Sets the sha256 hex of the admin key.
     fn set_admin_key_hash(&self, hash: &str) -> Result<(), StoreError>;
+    /// Appends an audit entry durably; returns its sequence number.
+    fn append_audit(&self, entry: &AuditEntry) -> Result<u64, StoreError>;
+    /// The newest `limit` audit entries (of one plugin, if given), oldest first.
+    fn audit(&self, plugin: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Keeps a failed call, dropping the plugin's oldest beyond `keep`; returns its id.
+    fn put_failure(
+        &self,
+        plugin: &str,
+        record: &FailureRecord,
+        keep: usize,
+    ) -> Result<u64, StoreError>;
+    /// A plugin's kept failures, newest first.
+    fn failures(&self, plugin: &str) -> Result<Vec<FailureRecord>, StoreError>;
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{PluginStore, SlotRecord, StoreError, VersionRecord};
+use super::{AuditEntry, FailureRecord, PluginStore, SlotRecord, StoreError, VersionRecord};
 use crate::runtime::KvNamespace;
 
 fn backend(e: sled::Error) -> StoreError {
@@ -21,6 +21,8 @@ pub struct SledStore {
     components: sled::Tree,
     slots: sled::Tree,
     keys: sled::Tree,
+    audit: sled::Tree,
+    failures: sled::Tree,
 }
 
 impl SledStore {
@@ -32,6 +34,8 @@ impl SledStore {
             components: db.open_tree("plugin_components").map_err(backend)?,
             slots: db.open_tree("plugins").map_err(backend)?,
             keys: db.open_tree("keys").map_err(backend)?,
+            audit: db.open_tree("audit").map_err(backend)?,
+            failures: db.open_tree("plugin_failures").map_err(backend)?,
             db,
         })
     }
@@ -141,6 +145,73 @@ impl PluginStore for SledStore {
             .map_err(backend)?;
         self.flush()
     }
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
+        let seq = self.db.generate_id().map_err(backend)? + 1;
+        let entry = AuditEntry {
+            seq,
+            ..entry.clone()
+        };
+        self.put_json(&self.audit, &seq.to_be_bytes(), &entry)?;
+        Ok(seq)
+    }
+
+    fn audit(&self, plugin: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.audit.iter().rev() {
+            let (k, v) = item.map_err(backend)?;
+            let entry: AuditEntry = decode(&k, &v)?;
+            if plugin.is_none_or(|p| p == entry.plugin) {
+                out.push(entry);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    fn put_failure(
+        &self,
+        plugin: &str,
+        record: &FailureRecord,
+        keep: usize,
+    ) -> Result<u64, StoreError> {
+        let id = self.db.generate_id().map_err(backend)? + 1;
+        let prefix = [plugin.as_bytes(), b"\0"].concat();
+        let key = [prefix.as_slice(), &id.to_be_bytes()].concat();
+        let record = FailureRecord {
+            id,
+            ..record.clone()
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Backend(e.to_string()))?;
+        // Failures are diagnostics: no flush per failure (a crash may lose the newest few).
+        self.failures.insert(key, bytes).map_err(backend)?;
+        let stale: Vec<_> = self
+            .failures
+            .scan_prefix(&prefix)
+            .rev()
+            .skip(keep)
+            .filter_map(|item| item.ok().map(|(k, _)| k))
+            .collect();
+        for k in stale {
+            self.failures.remove(k).map_err(backend)?;
+        }
+        Ok(id)
+    }
+
+    fn failures(&self, plugin: &str) -> Result<Vec<FailureRecord>, StoreError> {
+        let prefix = [plugin.as_bytes(), b"\0"].concat();
+        self.failures
+            .scan_prefix(prefix)
+            .rev()
+            .map(|item| {
+                let (k, v) = item.map_err(backend)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
 }
 
 /// One plugin's kv namespace: a sled tree of its own.
@@ -195,6 +266,7 @@ mod tests {
                 manifest: manifest(),
                 size: 3,
                 uploaded_at_ms: 1,
+                imports: Vec::new(),
             };
             store.put_version("p", &v, b"wasm").unwrap();
             let slot = SlotRecord {
@@ -208,6 +280,7 @@ mod tests {
                     action: "activate".into(),
                     at_ms: 2,
                 }],
+                rollout: None,
             };
             store.put_slot(&slot).unwrap();
             store.kv("p").unwrap().set(b"cursor", b"42").unwrap();
@@ -225,5 +298,44 @@ mod tests {
             store.kv("other").unwrap().is_empty(),
             "namespaces are private"
         );
+    }
+
+    #[test]
+    fn audit_is_ordered_and_failures_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        for (i, plugin) in ["a", "b", "a"].iter().enumerate() {
+            let entry = AuditEntry {
+                seq: 0,
+                at_ms: i as u64,
+                key_id: "k".into(),
+                action: "activate".into(),
+                plugin: plugin.to_string(),
+                sha256: None,
+                reason: None,
+            };
+            store.append_audit(&entry).unwrap();
+        }
+        let all = store.audit(None, 10).unwrap();
+        assert_eq!(all.iter().map(|e| e.at_ms).collect::<Vec<_>>(), [0, 1, 2]);
+        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert_eq!(store.audit(Some("a"), 1).unwrap()[0].at_ms, 2);
+        let failure = |n: u64| FailureRecord {
+            id: 0,
+            at_ms: n,
+            sha256: "ab".into(),
+            version: "1".into(),
+            call: "poll".into(),
+            code: "trap".into(),
+            message: "boom".into(),
+            micros: 1,
+            input: crate::plugins::CallInput::Poll { cursor: None },
+        };
+        for n in 0..5 {
+            store.put_failure("p", &failure(n), 3).unwrap();
+        }
+        let kept = store.failures("p").unwrap();
+        assert_eq!(kept.iter().map(|f| f.at_ms).collect::<Vec<_>>(), [4, 3, 2]);
+        assert!(store.failures("q").unwrap().is_empty());
     }
 }

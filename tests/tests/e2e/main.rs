@@ -6,6 +6,7 @@ mod plugin_kinds;
 mod polling;
 mod replay;
 mod restart;
+mod rollout;
 mod swap;
 mod tracking;
 mod vendors;

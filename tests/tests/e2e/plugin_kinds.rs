@@ -3,17 +3,11 @@
 use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
-use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tessera_tests::{TestHost, rule_batch};
 
-fn sign(secret: &str, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
+use tessera_tests::tessera_signature as sign;
 
 #[tokio::test]
 async fn trait_rule_decides_a_batch() {

@@ -1,0 +1,325 @@
+//! Typed calls into a slot: canary routing, failure capture with the exact input, shadow runs
+//! of a candidate on a copy of the input, automatic rollback, and replays of kept failures.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::runtime::bindings::types::{
+    ConnectorError, Delivery, Event, HttpRequest, Message, PollPage, RuleInput, SendError,
+};
+use crate::runtime::{CallEnv, CallError, PluginKind, SandboxedPlugin};
+use crate::store::FailureRecord;
+
+use super::local::{CallReport, outcome_json, run_input};
+use super::registry::now_ms;
+use super::rollout::{Rollout, RolloutMode, ShadowSample};
+use super::slot::{Lease, PluginSlot};
+use super::{Actor, CallInput, PluginError, PluginRegistry, WebhookInput};
+
+/// Failures kept per plugin.
+pub const KEPT_FAILURES: usize = 100;
+/// Headers whose values are credentials, never kept.
+const CREDENTIAL_HEADERS: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-tessera-write-key",
+];
+/// What stands in for a redacted value.
+const REDACTED: &str = "********";
+
+impl PluginRegistry {
+    /// Calls a connector's `handle-webhook`. A canary routes by the request body, which is
+    /// the same for every redelivery of one vendor event.
+    pub async fn handle_webhook(
+        &self,
+        id: &str,
+        request: &HttpRequest,
+    ) -> Result<Result<Vec<Event>, ConnectorError>, PluginError> {
+        let input = || CallInput::Webhook {
+            request: WebhookInput::from_request(request),
+        };
+        self.call(
+            id,
+            PluginKind::Connector,
+            Some(&request.body),
+            input,
+            async |p, env| p.handle_webhook(env, request).await,
+        )
+        .await
+    }
+
+    /// Calls a connector's `poll`.
+    pub async fn poll(
+        &self,
+        id: &str,
+        cursor: Option<&str>,
+    ) -> Result<Result<PollPage, ConnectorError>, PluginError> {
+        let input = || CallInput::Poll {
+            cursor: cursor.map(str::to_string),
+        };
+        let key = cursor.map(str::as_bytes);
+        self.call(id, PluginKind::Connector, key, input, async |p, env| {
+            p.poll(env, cursor).await
+        })
+        .await
+    }
+
+    /// Calls a segment rule's `evaluate`. A canary routes by the batch's first contact.
+    pub async fn evaluate(
+        &self,
+        id: &str,
+        params: &str,
+        batch: &[RuleInput],
+    ) -> Result<Result<Vec<bool>, String>, PluginError> {
+        let input = || CallInput::Evaluate {
+            params: params.to_string(),
+            batch: batch.to_vec(),
+        };
+        let key = batch.first().map(|r| r.contact.id.as_bytes());
+        self.call(id, PluginKind::SegmentRule, key, input, async |p, env| {
+            p.evaluate(env, params, batch).await
+        })
+        .await
+    }
+
+    /// Calls a channel's `send`. A canary routes by recipient.
+    pub async fn send(
+        &self,
+        id: &str,
+        message: &Message,
+    ) -> Result<Result<Delivery, SendError>, PluginError> {
+        let input = || CallInput::Send {
+            message: message.clone(),
+        };
+        let key = Some(message.to.as_bytes());
+        self.call(id, PluginKind::Channel, key, input, async |p, env| {
+            p.send(env, message).await
+        })
+        .await
+    }
+
+    /// One call: lease (canary routing), run, keep the input if it failed, account the
+    /// rollout (verdict, shadow run), release the lease.
+    async fn call<T: Serialize, E: Serialize>(
+        &self,
+        id: &str,
+        kind: PluginKind,
+        key: Option<&[u8]>,
+        input: impl Fn() -> CallInput,
+        call: impl AsyncFnOnce(&SandboxedPlugin, &CallEnv) -> Result<Result<T, E>, CallError>,
+    ) -> Result<Result<T, E>, PluginError> {
+        let slot = self.slot(id)?;
+        let lease = slot.lease(kind, key)?;
+        let started = Instant::now();
+        let outcome = call(&lease.plugin, &lease.env).await;
+        let micros = started.elapsed().as_micros() as u64;
+        let failed = !matches!(outcome, Ok(Ok(_)));
+        if failed {
+            self.keep_failure(&slot, &lease.plugin, &outcome, micros, input());
+        }
+        if let Some(rollout) = &lease.rollout {
+            self.account(&slot, rollout, &lease, &outcome, micros, failed, &input)
+                .await;
+        }
+        lease.finish(outcome)
+    }
+
+    /// Canary: counts the call on its arm and rolls back on a bad verdict. Shadow: runs the
+    /// candidate on a copy of the input in the background and compares outcomes.
+    #[allow(clippy::too_many_arguments)]
+    async fn account<T: Serialize, E: Serialize>(
+        &self,
+        slot: &Arc<PluginSlot>,
+        rollout: &Arc<Rollout>,
+        lease: &Lease,
+        outcome: &Result<Result<T, E>, CallError>,
+        micros: u64,
+        failed: bool,
+        input: &impl Fn() -> CallInput,
+    ) {
+        match &rollout.mode {
+            RolloutMode::Canary(_) if lease.on_candidate => {
+                rollout.candidate_arm.record(micros, failed);
+                if let Some(reason) = rollout.verdict() {
+                    let actor = Actor::host(reason);
+                    if let Err(e) = self.end_rollout(&slot.id, "auto-rollback", &actor).await {
+                        tracing::error!(plugin = %slot.id, "automatic rollback failed: {e}");
+                    }
+                }
+            }
+            RolloutMode::Canary(_) => rollout.live_arm.record(micros, failed),
+            RolloutMode::Shadow => {
+                rollout.live_arm.record(micros, failed);
+                if rollout.begin_shadow() {
+                    let live = outcome_json(outcome).1;
+                    let input = self.redacted(slot, &rollout.candidate, input());
+                    spawn_shadow(rollout.clone(), slot.shadow_env(), input, live);
+                }
+            }
+        }
+    }
+
+    /// Keeps a failed call's input, secrets redacted, for `replay`.
+    fn keep_failure<T: Serialize, E: Serialize>(
+        &self,
+        slot: &PluginSlot,
+        plugin: &SandboxedPlugin,
+        outcome: &Result<Result<T, E>, CallError>,
+        micros: u64,
+        input: CallInput,
+    ) {
+        let (code, message) = match outcome {
+            Err(e) => (e.cause.code().to_string(), e.to_string()),
+            Ok(Err(e)) => (
+                "error".to_string(),
+                serde_json::to_string(e).unwrap_or_default(),
+            ),
+            Ok(Ok(_)) => return,
+        };
+        let spec = plugin.spec();
+        let record = FailureRecord {
+            id: 0,
+            at_ms: now_ms(),
+            sha256: spec.sha256.clone(),
+            version: spec.version.clone(),
+            call: input.name().into(),
+            code,
+            message,
+            micros,
+            input: self.redacted(slot, plugin, input),
+        };
+        if let Err(e) = self.store.put_failure(&slot.id, &record, KEPT_FAILURES) {
+            tracing::error!(plugin = %slot.id, "failure not kept: {e}");
+        }
+    }
+
+    /// `input` with credential headers and the slot's secret config values blanked.
+    fn redacted(&self, slot: &PluginSlot, plugin: &SandboxedPlugin, input: CallInput) -> CallInput {
+        let secrets: Vec<String> = self
+            .version_record(&slot.id, &plugin.spec().sha256)
+            .map(|v| v.manifest.config.secrets)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|k| slot.config.load().get(k).map(value_text))
+            .filter(|v| v.len() >= 4)
+            .collect();
+        redact(input, &secrets)
+    }
+
+    /// A plugin's kept failures, newest first.
+    pub fn failures(&self, id: &str) -> Result<Vec<FailureRecord>, PluginError> {
+        self.slot(id)?;
+        Ok(self.store.failures(id)?)
+    }
+
+    /// One kept failure.
+    pub fn failure(&self, id: &str, failure: u64) -> Result<FailureRecord, PluginError> {
+        self.failures(id)?
+            .into_iter()
+            .find(|f| f.id == failure)
+            .ok_or_else(|| PluginError::UnknownFailure {
+                plugin: id.into(),
+                id: failure,
+            })
+    }
+
+    /// Runs a kept failure's input again on version `sha` (default: the version that failed)
+    /// with the slot's config and the version's limits, without effects: kv writes refused,
+    /// outbound HTTP answered by a stub.
+    pub async fn replay_failure(
+        &self,
+        id: &str,
+        failure: u64,
+        sha: Option<&str>,
+    ) -> Result<CallReport, PluginError> {
+        let record = self.failure(id, failure)?;
+        let slot = self.slot(id)?;
+        let plugin = self.load_version(&slot, sha.unwrap_or(&record.sha256))?;
+        Ok(run_input(&plugin, &slot.shadow_env(), &record.input).await)
+    }
+
+    /// The newest `limit` log lines of the plugin's calls.
+    pub fn logs(&self, id: &str, limit: usize) -> Result<Vec<super::LogLine>, PluginError> {
+        Ok(self.slot(id)?.logs.tail(limit))
+    }
+}
+
+/// Runs the candidate on `input` without effects and records the comparison.
+fn spawn_shadow(rollout: Arc<Rollout>, env: CallEnv, input: CallInput, live: Value) {
+    tokio::spawn(async move {
+        let report = run_input(&rollout.candidate, &env, &input).await;
+        rollout.candidate_arm.record(report.micros, !report.ok);
+        rollout.finish_shadow(ShadowSample {
+            at_ms: now_ms(),
+            input: serde_json::to_value(&input).unwrap_or(Value::Null),
+            live,
+            candidate: report.outcome,
+            candidate_requests: env.effects.recorded(),
+        });
+    });
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Blanks credential headers and every occurrence of `secrets` in the input.
+pub fn redact(input: CallInput, secrets: &[String]) -> CallInput {
+    let input = match input {
+        CallInput::Webhook { mut request } => {
+            for (name, value) in &mut request.headers {
+                if CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                    *value = REDACTED.into();
+                }
+            }
+            CallInput::Webhook { request }
+        }
+        other => other,
+    };
+    if secrets.is_empty() {
+        return input;
+    }
+    let Ok(mut text) = serde_json::to_string(&input) else {
+        return input;
+    };
+    for secret in secrets {
+        // Match the secret as it appears inside JSON text.
+        let escaped = serde_json::to_string(secret).unwrap_or_default();
+        let escaped = escaped.trim_matches('"');
+        text = text.replace(escaped, REDACTED);
+    }
+    serde_json::from_str(&text).unwrap_or(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_and_secret_values_are_blanked() {
+        let input = CallInput::Webhook {
+            request: WebhookInput {
+                headers: vec![
+                    ("Authorization".into(), "Bearer tok".into()),
+                    ("x-sig".into(), "abc".into()),
+                ],
+                body: r#"{"token":"s3cret-value","n":1}"#.into(),
+                ..WebhookInput::default()
+            },
+        };
+        let CallInput::Webhook { request } = redact(input, &["s3cret-value".into()]) else {
+            panic!("webhook expected")
+        };
+        assert_eq!(request.headers[0].1, REDACTED);
+        assert_eq!(request.headers[1].1, "abc");
+        assert_eq!(request.body, r#"{"token":"********","n":1}"#);
+    }
+}

@@ -1,0 +1,339 @@
+//! Canary and shadow runs: a candidate version beside the live one, who gets which call,
+//! per-arm counters, the automatic-rollback verdict, and the shadow run's differences.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::runtime::{LatencyHistogram, SandboxedPlugin};
+
+/// Canary settings given on activation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryPlan {
+    /// Share of calls the candidate takes, percent (0 < p <= 100).
+    pub percent: f64,
+    /// Roll back when the candidate's error rate exceeds the live version's (same window)
+    /// by more than this (0..1). Errors are traps, deadlines, limits and errors the plugin
+    /// returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+    /// Roll back when the candidate's p99 latency exceeds this, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_p99_ms: Option<u64>,
+    /// Candidate calls before a verdict is made (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_calls: Option<u64>,
+}
+
+/// Default number of candidate calls before the thresholds are judged.
+pub const DEFAULT_MIN_CALLS: u64 = 20;
+/// Differing outputs a shadow run keeps as samples.
+const MAX_SAMPLES: usize = 20;
+/// Shadow calls in flight at once; more are skipped (counted) rather than queued.
+pub const MAX_SHADOW_IN_FLIGHT: u64 = 64;
+
+impl CanaryPlan {
+    /// Checks the numbers are usable.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.percent > 0.0 && self.percent <= 100.0) {
+            return Err(format!(
+                "canary percent must be in (0, 100], not {}",
+                self.percent
+            ));
+        }
+        if let Some(r) = self.max_error_rate
+            && !(0.0..=1.0).contains(&r)
+        {
+            return Err(format!("max_error_rate must be within 0..1, not {r}"));
+        }
+        Ok(())
+    }
+}
+
+/// How a candidate runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutMode {
+    /// Takes a share of real calls, with effects.
+    Canary(CanaryPlan),
+    /// Runs on copies of live inputs without effects; outputs are compared.
+    Shadow,
+}
+
+/// Calls, errors and latency of one side of a rollout, since it started.
+#[derive(Default)]
+pub struct Arm {
+    calls: AtomicU64,
+    errors: AtomicU64,
+    latency: LatencyHistogram,
+}
+
+/// An [`Arm`] as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArmView {
+    /// Calls.
+    pub calls: u64,
+    /// Calls that failed or returned an error.
+    pub errors: u64,
+    /// errors / calls.
+    pub error_rate: f64,
+    /// Median latency, microseconds.
+    pub p50_micros: u64,
+    /// 99th percentile latency, microseconds.
+    pub p99_micros: u64,
+    /// Largest linear memory the version has used (since it was loaded), bytes.
+    pub peak_memory_bytes: u64,
+}
+
+impl Arm {
+    /// Counts one call.
+    pub fn record(&self, micros: u64, error: bool) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if error {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency.record(micros);
+    }
+
+    fn rate(&self) -> (u64, f64) {
+        let calls = self.calls.load(Ordering::Relaxed);
+        let errors = self.errors.load(Ordering::Relaxed);
+        (calls, errors as f64 / calls.max(1) as f64)
+    }
+
+    fn view(&self, plugin: &SandboxedPlugin) -> ArmView {
+        let (calls, error_rate) = self.rate();
+        ArmView {
+            calls,
+            errors: self.errors.load(Ordering::Relaxed),
+            error_rate,
+            p50_micros: self.latency.quantile(0.5),
+            p99_micros: self.latency.quantile(0.99),
+            peak_memory_bytes: plugin.stats().peak_memory_bytes,
+        }
+    }
+}
+
+/// One input on which live and candidate answered differently.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowSample {
+    /// When, Unix milliseconds.
+    pub at_ms: u64,
+    /// The input, secrets redacted.
+    pub input: Value,
+    /// The live version's outcome.
+    pub live: Value,
+    /// The candidate's outcome.
+    pub candidate: Value,
+    /// HTTP requests the candidate tried (answered by the host's stub, not sent).
+    pub candidate_requests: Vec<String>,
+}
+
+/// What a shadow run found so far.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShadowReport {
+    /// Inputs run on both versions.
+    pub compared: u64,
+    /// Identical outcomes.
+    pub same: u64,
+    /// Different outcomes.
+    pub different: u64,
+    /// Inputs not run on the candidate because too many shadow calls were in flight.
+    pub skipped: u64,
+    /// The newest differing inputs, oldest first.
+    pub samples: VecDeque<ShadowSample>,
+}
+
+/// A candidate running beside the live version.
+pub struct Rollout {
+    /// Canary or shadow.
+    pub mode: RolloutMode,
+    /// The candidate version.
+    pub candidate: Arc<SandboxedPlugin>,
+    /// When it started, Unix milliseconds.
+    pub started_ms: u64,
+    /// Calls on the live version during the rollout.
+    pub live_arm: Arm,
+    /// Calls on the candidate.
+    pub candidate_arm: Arm,
+    shadow: Mutex<ShadowReport>,
+    shadow_in_flight: AtomicU64,
+    ended: AtomicBool,
+    keyless: AtomicU64,
+}
+
+/// A rollout as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutView {
+    /// `canary` or `shadow`.
+    pub mode: &'static str,
+    /// Canary settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryPlan>,
+    /// The candidate's sha256.
+    pub candidate: String,
+    /// The candidate's manifest version.
+    pub candidate_version: String,
+    /// Start, Unix milliseconds.
+    pub started_ms: u64,
+    /// The live version's calls during the rollout.
+    pub live: ArmView,
+    /// The candidate's calls.
+    pub candidate_calls: ArmView,
+    /// Shadow comparisons (shadow mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowReport>,
+}
+
+/// 64-bit FNV-1a: a stable hash (same on every run and build) for canary routing.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl Rollout {
+    /// A rollout of `candidate` in `mode`.
+    pub fn new(mode: RolloutMode, candidate: Arc<SandboxedPlugin>, started_ms: u64) -> Self {
+        Self {
+            mode,
+            candidate,
+            started_ms,
+            live_arm: Arm::default(),
+            candidate_arm: Arm::default(),
+            shadow: Mutex::new(ShadowReport::default()),
+            shadow_in_flight: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
+            keyless: AtomicU64::new(0),
+        }
+    }
+
+    /// For a canary: does the call with routing key `key` go to the candidate? The same key
+    /// always gets the same answer; calls without a key are spread evenly.
+    pub fn routes_to_candidate(&self, key: Option<&[u8]>) -> bool {
+        let RolloutMode::Canary(plan) = &self.mode else {
+            return false;
+        };
+        let bucket = match key {
+            Some(k) => fnv1a(k) % 10_000,
+            None => {
+                self.keyless
+                    .fetch_add(1, Ordering::Relaxed)
+                    .wrapping_mul(7_919)
+                    % 10_000
+            }
+        };
+        (bucket as f64) < plan.percent * 100.0
+    }
+
+    /// For a canary: why the candidate must be rolled back now, if it must. Answers once.
+    pub fn verdict(&self) -> Option<String> {
+        let RolloutMode::Canary(plan) = &self.mode else {
+            return None;
+        };
+        let (calls, rate) = self.candidate_arm.rate();
+        if calls < plan.min_calls.unwrap_or(DEFAULT_MIN_CALLS) {
+            return None;
+        }
+        let (_, live_rate) = self.live_arm.rate();
+        let reason = if let Some(max) = plan.max_error_rate
+            && rate - live_rate > max
+        {
+            format!(
+                "error rate {rate:.3} over {calls} calls exceeds the live version's {live_rate:.3} by more than {max}"
+            )
+        } else if let Some(max_ms) = plan.max_p99_ms
+            && self.candidate_arm.latency.quantile(0.99) > max_ms * 1_000
+        {
+            format!(
+                "p99 latency {} µs over {calls} calls exceeds {max_ms} ms",
+                self.candidate_arm.latency.quantile(0.99)
+            )
+        } else {
+            return None;
+        };
+        (!self.ended.swap(true, Ordering::AcqRel)).then_some(reason)
+    }
+
+    /// Marks the rollout over (promoted or aborted): no further verdicts.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+    }
+
+    /// Reserves a shadow call slot; false when too many are in flight (counted as skipped).
+    pub fn begin_shadow(&self) -> bool {
+        if self.shadow_in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_SHADOW_IN_FLIGHT {
+            self.shadow_in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.shadow.lock().expect("shadow lock").skipped += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Records a shadow comparison and frees its slot.
+    pub fn finish_shadow(&self, sample: ShadowSample) {
+        self.shadow_in_flight.fetch_sub(1, Ordering::AcqRel);
+        let mut report = self.shadow.lock().expect("shadow lock");
+        report.compared += 1;
+        if sample.live == sample.candidate {
+            report.same += 1;
+            return;
+        }
+        report.different += 1;
+        if report.samples.len() == MAX_SAMPLES {
+            report.samples.pop_front();
+        }
+        report.samples.push_back(sample);
+    }
+
+    /// The rollout's state; `live` is the slot's live version.
+    pub fn view(&self, live: Option<&SandboxedPlugin>) -> RolloutView {
+        let (mode, canary) = match &self.mode {
+            RolloutMode::Canary(plan) => ("canary", Some(plan.clone())),
+            RolloutMode::Shadow => ("shadow", None),
+        };
+        RolloutView {
+            mode,
+            canary,
+            candidate: self.candidate.spec().sha256.clone(),
+            candidate_version: self.candidate.spec().version.clone(),
+            started_ms: self.started_ms,
+            live: self.live_arm.view(live.unwrap_or(&self.candidate)),
+            candidate_calls: self.candidate_arm.view(&self.candidate),
+            shadow: matches!(self.mode, RolloutMode::Shadow)
+                .then(|| self.shadow.lock().expect("shadow lock").clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_is_stable_and_spreads() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let share = (0..10_000)
+            .filter(|i| fnv1a(format!("contact-{i}").as_bytes()) % 10_000 < 500)
+            .count();
+        assert!((350..650).contains(&share), "5% of 10,000 keys: {share}");
+    }
+
+    #[test]
+    fn plans_are_checked() {
+        let plan = |percent| CanaryPlan {
+            percent,
+            max_error_rate: None,
+            max_p99_ms: None,
+            min_calls: None,
+        };
+        assert!(plan(5.0).validate().is_ok());
+        assert!(plan(0.0).validate().is_err());
+        assert!(plan(101.0).validate().is_err());
+    }
+}

@@ -1,0 +1,376 @@
+//! Safe swaps: canary routing and promotion, automatic rollback, shadow runs without effects,
+//! capability review, kept failures and their replay, logs, metrics and the audit log.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tessera_tests::{TestHost, artifact, manifest, tessera_signature};
+
+/// The hostile guest's component under the `versioned` id: a candidate that panics on
+/// `/panic` and asks for more than version-a (an HTTP host, more imports).
+async fn upload_hostile_as_versioned(host: &TestHost) -> (StatusCode, Value) {
+    let text = manifest("hostile").replace("id = \"hostile\"", "id = \"versioned\"");
+    host.upload_bytes(std::fs::read(artifact("hostile")).unwrap(), &text)
+        .await
+}
+
+/// Which version answered a console call with this body: `a` or `b`.
+async fn answered_by(host: &TestHost, body: &str) -> String {
+    let (status, out) = host.webhook("versioned", "/", body).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    out["ok"]["events"][0]["name"]
+        .as_str()
+        .expect("an event")
+        .to_string()
+}
+
+async fn rollout(host: &TestHost) -> Value {
+    host.get("/v1/plugins/versioned").await.1["rollout"].clone()
+}
+
+async fn audit_actions(host: &TestHost) -> Vec<String> {
+    let (status, audit) = host.get("/v1/audit?plugin=versioned").await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_canary_takes_a_stable_share_and_is_promoted() {
+    let host = TestHost::start().await;
+    let a = host.install("version-a", "versioned").await;
+    let b = host.upload("version-b").await;
+    let (status, view) = host
+        .post(
+            "/v1/plugins/versioned/activate",
+            &json!({ "sha256": b, "canary": { "percent": 30.0 }, "reason": "try b" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["live"], a.as_str(), "the live version stays");
+    assert_eq!(view["rollout"]["mode"], "canary");
+
+    let mut first = Vec::new();
+    for i in 0..300 {
+        first.push(answered_by(&host, &format!("event-{i}")).await);
+    }
+    let on_b = first.iter().filter(|v| *v == "b").count();
+    assert!((45..=135).contains(&on_b), "30% of 300 calls: {on_b}");
+    for (i, version) in first.iter().enumerate().take(100) {
+        let again = answered_by(&host, &format!("event-{i}")).await;
+        assert_eq!(&again, version, "the same input goes to the same version");
+    }
+    let r = rollout(&host).await;
+    assert_eq!(
+        r["live"]["calls"].as_u64().unwrap() + r["candidate_calls"]["calls"].as_u64().unwrap(),
+        400,
+        "{r}"
+    );
+    assert!(r["candidate_calls"]["p99_micros"].as_u64().unwrap() > 0);
+
+    let (status, view) = host.post("/v1/plugins/versioned/promote", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["live"], b.as_str());
+    assert!(view["rollout"].is_null());
+    assert_eq!(answered_by(&host, "event-0").await, "b");
+    let (status, err) = host.post("/v1/plugins/versioned/promote", &json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert_eq!(err["error"]["code"], "no_rollout");
+
+    let actions = audit_actions(&host).await;
+    for wanted in ["upload", "activate", "canary", "promote"] {
+        assert!(
+            actions.iter().any(|a| a == wanted),
+            "{wanted} in {actions:?}"
+        );
+    }
+    let (_, audit) = host.get("/v1/audit?plugin=versioned").await;
+    let canary = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "canary")
+        .unwrap();
+    assert_eq!(canary["reason"], "try b");
+    assert_eq!(canary["key_id"].as_str().unwrap().len(), 12);
+}
+
+#[tokio::test]
+async fn a_failing_canary_is_rolled_back_by_the_host_and_its_failures_replay() {
+    let host = TestHost::start().await;
+    let a = host.install("version-a", "versioned").await;
+    let (status, uploaded) = upload_hostile_as_versioned(&host).await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    let bad = uploaded["sha256"].as_str().unwrap().to_string();
+    let (status, view) = host
+        .post(
+            "/v1/plugins/versioned/activate",
+            &json!({
+                "sha256": bad, "approve": true,
+                "canary": { "percent": 50.0, "max_error_rate": 0.2, "min_calls": 5 }
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+
+    let mut failed = 0;
+    for i in 0..200 {
+        let (status, _) = host.webhook("versioned", "/panic", &format!("p-{i}")).await;
+        if status != StatusCode::OK {
+            failed += 1;
+        }
+        if rollout(&host).await.is_null() {
+            break;
+        }
+    }
+    assert!(
+        rollout(&host).await.is_null(),
+        "the canary was not rolled back"
+    );
+    assert!(failed >= 5, "the candidate failed {failed} calls");
+    let view = host.get("/v1/plugins/versioned").await.1;
+    assert_eq!(view["live"], a.as_str());
+    let (_, audit) = host.get("/v1/audit?plugin=versioned").await;
+    let auto = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "auto-rollback")
+        .expect("an auto-rollback entry")
+        .clone();
+    assert_eq!(auto["key_id"], "host");
+    assert!(
+        auto["reason"].as_str().unwrap().contains("error rate"),
+        "{auto}"
+    );
+    // After the rollback every call is the live version's again.
+    for i in 0..20 {
+        let (status, out) = host.webhook("versioned", "/panic", &format!("q-{i}")).await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+    }
+
+    // The failures were kept with their exact input, and replay on any version.
+    let (status, list) = host.get("/v1/plugins/versioned/failures").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let first = &list["failures"][0];
+    assert_eq!(first["code"], "panic", "{list}");
+    assert_eq!(first["sha256"], bad.as_str());
+    assert!(first.get("input").is_none(), "the list leaves inputs out");
+    let id = first["id"].as_u64().unwrap();
+    let (status, one) = host
+        .get(&format!("/v1/plugins/versioned/failures/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["input"]["call"], "webhook");
+    assert_eq!(one["input"]["request"]["path"], "/panic");
+    let replay = format!("/v1/plugins/versioned/failures/{id}/replay");
+    let (status, again) = host.post(&replay, &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["ok"], false);
+    assert_eq!(again["outcome"]["failure"]["code"], "panic", "{again}");
+    let (status, fixed) = host.post(&replay, &json!({ "sha256": a })).await;
+    assert_eq!(status, StatusCode::OK, "{fixed}");
+    assert_eq!(fixed["ok"], true, "{fixed}");
+    assert_eq!(fixed["outcome"]["ok"][0]["name"], "a", "{fixed}");
+    let (status, _) = host.get("/v1/plugins/versioned/failures/999999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Per-version cost accounting reaches Prometheus, labelled by plugin and version.
+    let metrics = host
+        .request(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let short = &bad[..12];
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tessera_plugin_failures_total")
+                && l.contains("plugin=\"versioned\"")
+                && l.contains("cause=\"panic\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tessera_plugin_calls_total")
+                && l.contains(&format!("sha=\"{short}\""))),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tessera_plugin_call_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn a_shadow_run_compares_outputs_without_storing_its_events() {
+    let host = TestHost::start().await;
+    host.install("version-a", "versioned").await;
+    let b = host.upload("version-b").await;
+    let (status, view) = host
+        .post(
+            "/v1/plugins/versioned/activate",
+            &json!({ "sha256": b, "shadow": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let client = reqwest::Client::new();
+    for i in 0..10 {
+        let response = client
+            .post(format!("{}/v1/connectors/versioned/webhook", host.base))
+            .body(format!("shadow-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let (status, report) = host.get("/v1/plugins/versioned/shadow").await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        if report["report"]["compared"] == 10 {
+            break report;
+        }
+        assert!(std::time::Instant::now() < deadline, "{report}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(report["report"]["different"], 10, "{report}");
+    let sample = &report["report"]["samples"][0];
+    assert_eq!(sample["live"]["ok"][0]["name"], "a", "{sample}");
+    assert_eq!(sample["candidate"]["ok"][0]["name"], "b", "{sample}");
+
+    // Only the live version's events were stored.
+    let contact = host
+        .wait_contact("user_id:versioned", |c| c["counters"]["a"] == 10)
+        .await;
+    assert!(contact["counters"].get("b").is_none(), "{contact}");
+
+    let (status, view) = host
+        .post(
+            "/v1/plugins/versioned/abort",
+            &json!({ "reason": "seen enough" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert!(view["rollout"].is_null());
+    let (status, _) = host.get("/v1/plugins/versioned/shadow").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(audit_actions(&host).await.contains(&"abort".to_string()));
+}
+
+#[tokio::test]
+async fn a_version_asking_for_more_needs_approval() {
+    let host = TestHost::start().await;
+    host.install("version-a", "versioned").await;
+    let (status, uploaded) = upload_hostile_as_versioned(&host).await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    let review = &uploaded["review"];
+    assert_eq!(review["needs_approval"], true, "{uploaded}");
+    let changes: Vec<&str> = review["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        changes.iter().any(|c| c.contains("HTTP host `localhost`")),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.contains("imports `wasi:http/outgoing-handler")),
+        "the component's own imports are reviewed: {changes:?}"
+    );
+    let sha = uploaded["sha256"].as_str().unwrap();
+    let (status, err) = host
+        .post("/v1/plugins/versioned/activate", &json!({ "sha256": sha }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert_eq!(err["error"]["code"], "approval_required");
+    assert_eq!(err["error"]["review"]["needs_approval"], true);
+    let (status, err) = host
+        .post(
+            "/v1/plugins/versioned/activate",
+            &json!({ "sha256": sha, "shadow": true }),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "shadows are reviewed too: {err}"
+    );
+    let (status, view) = host
+        .post(
+            "/v1/plugins/versioned/activate",
+            &json!({ "sha256": sha, "approve": true, "reason": "reviewed" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["live"], sha);
+}
+
+#[tokio::test]
+async fn logs_and_failures_are_kept_per_slot_with_secrets_redacted() {
+    const SECRET: &str = "s3cret-value-1";
+    let host = TestHost::start().await;
+    let sha = host.upload("webhook-connector").await;
+    let (status, _) = host
+        .put(
+            "/v1/plugins/generic-webhook/config",
+            &json!({ "secret": SECRET }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    host.activate("generic-webhook", &sha).await;
+    let body = json!({ "type": "track", "userId": "u1", "event": "Signed Up" }).to_string();
+    let request = |body: &str, signature: String| {
+        json!({ "request": {
+            "headers": { "x-tessera-signature": signature, "authorization": "Bearer abc" },
+            "body": body,
+        }})
+    };
+    let (status, out) = host
+        .call(
+            "generic-webhook",
+            &request(&body, tessera_signature(SECRET, &body)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert!(out.get("ok").is_some(), "{out}");
+    let (status, logs) = host.get("/v1/plugins/generic-webhook/logs?limit=10").await;
+    assert_eq!(status, StatusCode::OK, "{logs}");
+    let line = &logs["lines"][0];
+    assert_eq!(line["message"], "mapped webhook events=1", "{logs}");
+    assert_eq!(line["level"], "debug");
+    assert!(
+        line["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("generic-webhook@")
+    );
+
+    // A refused request (wrong signature) is kept, credentials and secret values blanked.
+    let leaky = format!(r#"{{"type":"track","userId":"u1","event":"x","note":"{SECRET}"}}"#);
+    let (_, out) = host
+        .call("generic-webhook", &request(&leaky, "sha256=00".into()))
+        .await;
+    assert!(out.get("err").is_some(), "{out}");
+    let (_, failures) = host.get("/v1/plugins/generic-webhook/failures").await;
+    let kept = &failures["failures"][0];
+    assert_eq!(kept["code"], "error", "{failures}");
+    let id = kept["id"].as_u64().unwrap();
+    let (_, one) = host
+        .get(&format!("/v1/plugins/generic-webhook/failures/{id}"))
+        .await;
+    let text = one.to_string();
+    assert!(!text.contains(SECRET), "the secret leaked: {text}");
+    assert!(!text.contains("Bearer abc"), "a credential leaked: {text}");
+    assert!(text.contains("********"), "{text}");
+}
