@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tessera_tests::percentile;
 
 use tessera::store::EventLog;
 
@@ -37,10 +38,6 @@ impl Row {
     fn rate(&self) -> f64 {
         self.records as f64 / self.elapsed.as_secs_f64()
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// (1) 64 tasks, each appending one record at a time.

@@ -20,6 +20,14 @@ pub fn tessera_signature(secret: &str, body: &str) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The `p` quantile of sorted durations (nearest rank below).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
 /// The admin key every test host uses.
 pub const ADMIN_KEY: &str = "test-admin-key";
 
