@@ -71,6 +71,7 @@ impl OperatorLimits {
                 .unwrap_or(self.default_http_response_bytes)
                 .min(self.max_http_response_bytes),
             tcp_allow: caps.tcp.iter().filter_map(|a| a.parse().ok()).collect(),
+            fuel: l.fuel,
             env: caps
                 .env
                 .iter()

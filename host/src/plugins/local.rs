@@ -143,6 +143,9 @@ pub struct CallReport {
     pub micros: u64,
     /// Largest linear memory the version has used so far, bytes.
     pub peak_memory_bytes: u64,
+    /// Fuel (about one unit per wasm instruction) the call used, when metered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
 }
 
 /// A call's result as `{"ok"}`, `{"err"}` or `{"failure"}` JSON, and whether it was ok.
@@ -161,6 +164,7 @@ pub(super) fn outcome_json<T: Serialize, E: Serialize>(
 
 /// Runs `input` on `plugin` with `env` and reports the outcome and its cost.
 pub async fn run_input(plugin: &SandboxedPlugin, env: &CallEnv, input: &CallInput) -> CallReport {
+    let fuel_before = plugin.stats().fuel_consumed.unwrap_or(0);
     let started = Instant::now();
     let (ok, outcome) = match input {
         CallInput::Webhook { request } => match request.to_request() {
@@ -177,11 +181,14 @@ pub async fn run_input(plugin: &SandboxedPlugin, env: &CallEnv, input: &CallInpu
         CallInput::Send { message } => outcome_json(&plugin.send(env, message).await),
         CallInput::SelfTest => outcome_json(&plugin.self_test(env).await),
     };
+    let micros = started.elapsed().as_micros() as u64;
+    let stats = plugin.stats();
     CallReport {
         ok,
         outcome,
-        micros: started.elapsed().as_micros() as u64,
-        peak_memory_bytes: plugin.stats().peak_memory_bytes,
+        micros,
+        peak_memory_bytes: stats.peak_memory_bytes,
+        fuel: stats.fuel_consumed.map(|f| f.saturating_sub(fuel_before)),
     }
 }
 
@@ -212,8 +219,9 @@ impl KvNamespace for MemoryKv {
     }
 }
 
-/// The host's sandbox without a host: same engine settings, same limits from the manifest,
-/// an in-memory kv, no network grants beyond the manifest's allowlist.
+/// The host's sandbox without a host: same engine settings (plus fuel metering, so each run
+/// reports the instructions it used), same limits from the manifest, an in-memory kv, no
+/// network grants beyond the manifest's allowlist.
 pub struct LocalSandbox {
     runtime: Runtime,
     limits: OperatorLimits,
@@ -225,6 +233,7 @@ impl LocalSandbox {
     pub fn new(cache_dir: &Path) -> Result<Self, PluginError> {
         let engine = EngineLimits {
             max_instances: 4,
+            fuel: true,
             ..EngineLimits::default()
         };
         let runtime =

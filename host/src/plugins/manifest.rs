@@ -66,6 +66,9 @@ pub struct Limits {
     pub timeout_ms: Option<u64>,
     /// Largest outbound HTTP response body, bytes.
     pub http_response_bytes: Option<u64>,
+    /// Instructions (fuel units) one call may run, when the host meters fuel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
 }
 
 /// The config section.

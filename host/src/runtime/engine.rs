@@ -21,6 +21,9 @@ pub struct EngineLimits {
     pub max_instances: u32,
     /// The largest linear memory any plugin may be given, in bytes.
     pub max_memory_bytes: usize,
+    /// Meter fuel (about one unit per wasm instruction): every call reports what it used and
+    /// a manifest's `limits.fuel` caps it. Costs some speed in every plugin.
+    pub fuel: bool,
 }
 
 impl Default for EngineLimits {
@@ -28,6 +31,7 @@ impl Default for EngineLimits {
         Self {
             max_instances: 512,
             max_memory_bytes: 256 << 20,
+            fuel: false,
         }
     }
 }
@@ -49,6 +53,7 @@ pub fn build_engine(limits: &EngineLimits) -> Result<Engine, LoadError> {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
+        .consume_fuel(limits.fuel)
         .max_wasm_stack(512 << 10)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| LoadError::Cache(format!("engine: {e:#}")))

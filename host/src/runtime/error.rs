@@ -57,6 +57,9 @@ pub enum CallFailure {
     /// Instantiation failed (for example the pool of instances is exhausted).
     #[error("could not be instantiated: {0}")]
     Instantiate(String),
+    /// The call used up its fuel (instruction budget).
+    #[error("used up its fuel budget of {0} units")]
+    FuelExhausted(u64),
     /// The guest returned something that breaks the contract.
     #[error("returned malformed output: {0}")]
     MalformedOutput(String),
@@ -74,6 +77,7 @@ impl CallFailure {
             CallFailure::Trap(_) => "trap",
             CallFailure::Instantiate(_) => "instantiate",
             CallFailure::MalformedOutput(_) => "malformed_output",
+            CallFailure::FuelExhausted(_) => "fuel",
         }
     }
 }

@@ -87,6 +87,8 @@ pub struct SandboxSpec {
     pub tcp_allow: Vec<SocketAddr>,
     /// Environment variables it sees.
     pub env: Vec<(String, String)>,
+    /// Fuel one call may use, when the engine meters fuel.
+    pub fuel: Option<u64>,
 }
 
 /// The wasmtime engine and linker shared by every plugin.

@@ -180,7 +180,13 @@ impl SandboxedPlugin {
             + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
+        // Fails (and is ignored) when the engine does not meter fuel.
+        let _ = store.set_fuel(self.fuel_budget());
         store
+    }
+
+    fn fuel_budget(&self) -> u64 {
+        self.spec.fuel.unwrap_or(u64::MAX)
     }
 
     fn fail(&self, cause: CallFailure) -> CallError {
@@ -206,6 +212,7 @@ impl SandboxedPlugin {
         match err.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallFailure::Deadline(self.spec.timeout),
             Some(Trap::StackOverflow) => CallFailure::StackOverflow,
+            Some(Trap::OutOfFuel) => CallFailure::FuelExhausted(self.fuel_budget()),
             Some(trap) => {
                 let stderr = state.stderr_tail();
                 if stderr.contains("panicked") {
@@ -258,8 +265,13 @@ impl SandboxedPlugin {
                 }
             };
             let failure = outcome.as_ref().err();
-            self.stats
-                .record(started.elapsed(), store.data().limiter.peak_memory, failure);
+            let fuel = store.get_fuel().ok().map(|left| self.fuel_budget() - left);
+            self.stats.record(
+                started.elapsed(),
+                store.data().limiter.peak_memory,
+                fuel,
+                failure,
+            );
             if let Some(f) = failure {
                 tracing::warn!(cause = f.code(), "plugin call failed: {f}");
             }

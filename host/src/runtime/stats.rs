@@ -81,6 +81,8 @@ pub struct CallStats {
     total_micros: AtomicU64,
     max_micros: AtomicU64,
     peak_memory: AtomicU64,
+    fuel: AtomicU64,
+    metered: std::sync::atomic::AtomicBool,
     latency: LatencyHistogram,
     by_cause: Mutex<BTreeMap<&'static str, u64>>,
     metrics: VersionMetrics,
@@ -91,6 +93,7 @@ struct VersionMetrics {
     calls: metrics::Counter,
     seconds: metrics::Histogram,
     peak_memory: metrics::Gauge,
+    fuel: metrics::Counter,
 }
 
 /// A point-in-time copy of [`CallStats`], for the API.
@@ -112,6 +115,9 @@ pub struct CallStatsSnapshot {
     pub max_micros: u64,
     /// Largest linear memory seen, bytes.
     pub peak_memory_bytes: u64,
+    /// Fuel (about one unit per wasm instruction) used by all calls, when the host meters it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel_consumed: Option<u64>,
 }
 
 impl CallStats {
@@ -130,18 +136,32 @@ impl CallStats {
             total_micros: AtomicU64::new(0),
             max_micros: AtomicU64::new(0),
             peak_memory: AtomicU64::new(0),
+            fuel: AtomicU64::new(0),
+            metered: std::sync::atomic::AtomicBool::new(false),
             latency: LatencyHistogram::default(),
             by_cause: Mutex::new(BTreeMap::new()),
             metrics: VersionMetrics {
                 calls: metrics::counter!("tessera_plugin_calls_total", &labels),
                 seconds: metrics::histogram!("tessera_plugin_call_duration_seconds", &labels),
                 peak_memory: metrics::gauge!("tessera_plugin_peak_memory_bytes", &labels),
+                fuel: metrics::counter!("tessera_plugin_fuel_consumed_total", &labels),
             },
         }
     }
 
-    /// Records one finished call.
-    pub fn record(&self, elapsed: Duration, peak_memory: usize, failure: Option<&CallFailure>) {
+    /// Records one finished call; `fuel` is what it used when the engine meters fuel.
+    pub fn record(
+        &self,
+        elapsed: Duration,
+        peak_memory: usize,
+        fuel: Option<u64>,
+        failure: Option<&CallFailure>,
+    ) {
+        if let Some(used) = fuel {
+            self.metered.store(true, Ordering::Relaxed);
+            self.fuel.fetch_add(used, Ordering::Relaxed);
+            self.metrics.fuel.increment(used);
+        }
         let micros = elapsed.as_micros() as u64;
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.total_micros.fetch_add(micros, Ordering::Relaxed);
@@ -194,6 +214,10 @@ impl CallStats {
             p99_micros: self.latency.quantile(0.99),
             max_micros: self.max_micros.load(Ordering::Relaxed),
             peak_memory_bytes: self.peak_memory.load(Ordering::Relaxed),
+            fuel_consumed: self
+                .metered
+                .load(Ordering::Relaxed)
+                .then(|| self.fuel.load(Ordering::Relaxed)),
         }
     }
 }
@@ -219,10 +243,11 @@ mod tests {
     #[test]
     fn failures_are_counted_by_cause() {
         let stats = CallStats::new("p", "1.0.0", "abcdef");
-        stats.record(Duration::from_micros(10), 1 << 16, None);
+        stats.record(Duration::from_micros(10), 1 << 16, None, None);
         stats.record(
             Duration::from_micros(30),
             1 << 20,
+            Some(500),
             Some(&CallFailure::StackOverflow),
         );
         let s = stats.snapshot();
@@ -230,5 +255,6 @@ mod tests {
         assert_eq!(s.failures_by_cause.get("stack_overflow"), Some(&1));
         assert_eq!(s.peak_memory_bytes, 1 << 20);
         assert_eq!(s.max_micros, 30);
+        assert_eq!(s.fuel_consumed, Some(500));
     }
 }

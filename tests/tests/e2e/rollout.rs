@@ -374,3 +374,27 @@ async fn logs_and_failures_are_kept_per_slot_with_secrets_redacted() {
     assert!(!text.contains("Bearer abc"), "a credential leaked: {text}");
     assert!(text.contains("********"), "{text}");
 }
+
+#[tokio::test]
+async fn with_fuel_metering_calls_report_instructions_and_a_budget_stops_a_loop() {
+    let host = TestHost::start_with(|c| c.engine.fuel = true).await;
+    let text =
+        manifest("hostile").replace("timeout_ms = 2000", "timeout_ms = 2000\nfuel = 5000000");
+    let sha = host.upload_with("hostile", &text).await;
+    host.activate("hostile", &sha).await;
+    let (status, out) = host.webhook("hostile", "/ok", "hi").await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let (status, err) = host.webhook("hostile", "/loop", "").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{err}");
+    assert_eq!(err["error"]["cause"], "fuel", "{err}");
+    let (_, version) = host
+        .get(&format!("/v1/plugins/hostile/versions/{sha}"))
+        .await;
+    let stats = &version["stats"];
+    assert!(
+        stats["fuel_consumed"].as_u64().unwrap() >= 5_000_000,
+        "the loop used its whole budget: {stats}"
+    );
+    assert_eq!(stats["failures_by_cause"]["fuel"], 1, "{stats}");
+    assert!(stats["p99_micros"].as_u64().unwrap() > 0, "{stats}");
+}
