@@ -1,14 +1,16 @@
-//! `/v1/contacts`: read contact profiles, look them up by identity, page their events.
+//! `/v1/contacts`: read contact profiles, look them up by identity, page their events, undo
+//! merges, erase.
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::ingest::{Identity, StoredEvent};
-use crate::profiles::Contact;
+use crate::profiles::{Contact, UnmergeError};
 
 /// The contact routes (the caller adds the key check).
 pub fn router() -> Router<AppState> {
@@ -16,6 +18,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/contacts", get(find))
         .route("/v1/contacts/{id}", get(contact).delete(erase))
         .route("/v1/contacts/{id}/events", get(events))
+        .route("/v1/contacts/{id}/merges", get(merges))
+        .route("/v1/contacts/{id}/unmerge", post(unmerge))
 }
 
 fn view(c: Contact) -> Value {
@@ -113,4 +117,55 @@ async fn erase(
     Ok(Json(
         json!({ "erased": id, "suppressed_identities": identities }),
     ))
+}
+
+#[derive(Deserialize, Default)]
+struct UnmergeBody {
+    /// The merged-away contact to restore (default: the latest merge into this contact).
+    merge: Option<String>,
+}
+
+/// Undoes a merge into a contact: both contacts are rebuilt from their events, and the pair
+/// is kept apart from then on.
+async fn unmerge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: UnmergeBody = if body.iter().all(u8::is_ascii_whitespace) {
+        UnmergeBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?
+    };
+    let (profiles, log) = (state.profiles.clone(), state.ingest.log().clone());
+    let done =
+        tokio::task::spawn_blocking(move || profiles.unmerge(&id, body.merge.as_deref(), &log))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| match e {
+                UnmergeError::UnknownContact(_) => ApiError::NotFound(e.to_string()),
+                UnmergeError::NothingToUndo(m) => ApiError::Conflict(m),
+                UnmergeError::Store(e) => ApiError::Store(e),
+                UnmergeError::Log(e) => ApiError::Internal(e.to_string()),
+            })?;
+    Ok(Json(json!({
+        "survivor": view(done.survivor),
+        "restored": view(done.restored),
+    })))
+}
+
+/// The merge log entries (merges and unmerges) naming a contact, oldest first.
+async fn merges(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let profiles = state.profiles.clone();
+    let log = tokio::task::spawn_blocking(move || profiles.merges())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let entries: Vec<_> = log
+        .into_iter()
+        .filter(|m| m.survivor == id || m.merged == id)
+        .collect();
+    Ok(Json(json!({ "merges": entries })))
 }

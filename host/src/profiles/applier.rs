@@ -37,25 +37,27 @@ pub async fn run_applier(
     }
 }
 
-/// Applies one page of pending events; returns how many were read.
+/// Applies one page of pending events (one transaction); returns how many were read.
 pub fn catch_up(ingest: &Ingest, profiles: &Profiles) -> Result<usize, String> {
     let from = profiles.applied_seq().map_err(|e| e.to_string())? + 1;
     let records = ingest.log().read(from, 1_000).map_err(|e| e.to_string())?;
+    let mut events = Vec::with_capacity(records.len());
     for (seq, bytes) in &records {
-        let event: StoredEvent = match serde_json::from_slice(bytes) {
-            Ok(e) => e,
+        match serde_json::from_slice::<StoredEvent>(bytes) {
+            Ok(event) => {
+                ingest
+                    .remember(&event.message_id, event_ms(&event))
+                    .map_err(|e| e.to_string())?;
+                events.push((*seq, Some(event)));
+            }
             Err(e) => {
                 tracing::error!(seq, "undecodable event in the log, skipped: {e}");
-                profiles.set_applied_seq(*seq).map_err(|e| e.to_string())?;
-                continue;
+                events.push((*seq, None));
             }
-        };
-        let span = tracing::debug_span!("apply", seq, event_id = %event.message_id);
-        let _enter = span.enter();
-        ingest
-            .remember(&event.message_id, event_ms(&event))
-            .map_err(|e| e.to_string())?;
-        profiles.apply(*seq, &event).map_err(|e| e.to_string())?;
+        }
+    }
+    if !events.is_empty() {
+        profiles.apply_batch(&events).map_err(|e| e.to_string())?;
     }
     Ok(records.len())
 }

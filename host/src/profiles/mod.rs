@@ -2,16 +2,22 @@
 //! time) and per-event-name counters, all derived from the event log and rebuilt from it.
 
 mod applier;
+mod resolve;
+mod staged;
+mod unmerge;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use applier::run_applier;
+pub use unmerge::{Unmerge, UnmergeError};
 
-use crate::ingest::{EventType, Identity, StoredEvent};
+use crate::ingest::{Identity, StoredEvent};
 use crate::store::StoreError;
+use staged::{Staged, T, TREE_NAMES};
 
 /// A contact profile.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -36,112 +42,93 @@ pub struct Contact {
     pub merged_into: Option<String>,
 }
 
-/// One merge of two contacts, for audit.
+/// What a merge-log record did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeAction {
+    /// Two contacts became one.
+    #[default]
+    Merge,
+    /// A merge was undone; the pair is kept apart from then on.
+    Unmerge,
+}
+
+/// One merge (or unmerge) of two contacts, for audit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Merge {
+    /// Merge or unmerge.
+    #[serde(default)]
+    pub action: MergeAction,
     /// The contact that remains.
     pub survivor: String,
-    /// The contact merged into it.
+    /// The contact merged into it (or, for an unmerge, restored).
     pub merged: String,
     /// The event that linked them.
     pub event_seq: u64,
     /// Its message id.
     pub message_id: String,
+    /// When an unmerge was made, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
 }
 
 /// The profile store (sled trees).
 #[derive(Clone)]
 pub struct Profiles {
-    contacts: sled::Tree,
-    identities: sled::Tree,
-    merges: sled::Tree,
-    contact_events: sled::Tree,
-    meta: sled::Tree,
+    /// Indexed by [`T`].
+    trees: Arc<[sled::Tree]>,
     suppressed: sled::Tree,
+    /// Held by whoever writes profiles (the applier, unmerge, erasure).
+    writer: Arc<Mutex<()>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn contact_id_for(identity: &Identity) -> String {
-    let digest = crate::plugins::sha256_hex(identity.key().as_bytes());
-    format!("ct_{}", &digest[..20])
-}
-
 impl Profiles {
     /// Opens the profile trees of `db`.
     pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
+        let trees = TREE_NAMES
+            .iter()
+            .map(|name| db.open_tree(name).map_err(backend))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            contacts: db.open_tree("contacts").map_err(backend)?,
-            identities: db.open_tree("identities").map_err(backend)?,
-            merges: db.open_tree("merges").map_err(backend)?,
-            contact_events: db.open_tree("contact_events").map_err(backend)?,
-            meta: db.open_tree("profiles_meta").map_err(backend)?,
+            trees: trees.into(),
             suppressed: db
                 .open_tree(crate::ingest::SUPPRESSED_TREE)
                 .map_err(backend)?,
+            writer: Arc::new(Mutex::new(())),
         })
+    }
+
+    fn tree(&self, t: T) -> &sled::Tree {
+        &self.trees[t as usize]
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn view(&self) -> Staged<'_> {
+        Staged::over(&self.trees)
     }
 
     /// The last event sequence applied.
     pub fn applied_seq(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .meta
-            .get("applied_seq")
-            .map_err(backend)?
-            .map_or(0, |v| {
-                u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))
-            }))
-    }
-
-    pub(crate) fn set_applied_seq(&self, seq: u64) -> Result<(), StoreError> {
-        self.meta
-            .insert("applied_seq", &seq.to_be_bytes())
-            .map(drop)
-            .map_err(backend)
-    }
-
-    fn get_raw(&self, id: &str) -> Result<Option<Contact>, StoreError> {
-        match self.contacts.get(id.as_bytes()).map_err(backend)? {
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(backend),
-            None => Ok(None),
-        }
-    }
-
-    fn put(&self, contact: &Contact) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(contact).map_err(backend)?;
-        self.contacts
-            .insert(contact.id.as_bytes(), json)
-            .map(drop)
-            .map_err(backend)
+        read_applied_seq(&self.view())
     }
 
     /// A contact by id, following merges to the surviving contact.
     pub fn get(&self, id: &str) -> Result<Option<Contact>, StoreError> {
-        let mut current = self.get_raw(id)?;
-        for _ in 0..64 {
-            match current {
-                Some(Contact {
-                    merged_into: Some(next),
-                    ..
-                }) => current = self.get_raw(&next)?,
-                other => return Ok(other),
-            }
-        }
-        Ok(current)
+        resolve::get_root(&self.view(), id)
     }
 
     /// The contact an identity resolves to.
     pub fn find(&self, identity: &Identity) -> Result<Option<Contact>, StoreError> {
-        match self
-            .identities
-            .get(identity.key().as_bytes())
-            .map_err(backend)?
-        {
-            Some(id) => self.get(&String::from_utf8_lossy(&id)),
-            None => Ok(None),
-        }
+        resolve::owner(&self.view(), identity)
     }
 
     /// Event sequences of a contact, after `after`, at most `limit`.
@@ -152,15 +139,14 @@ impl Profiles {
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
         let prefix = [contact.as_bytes(), b"\0"].concat();
-        let start = [prefix.as_slice(), &(after + 1).to_be_bytes()].concat();
+        let start = resolve::event_key(contact, after.saturating_add(1));
         let mut out = Vec::new();
-        for item in self.contact_events.range(start..) {
+        for item in self.tree(T::ContactEvents).range(start..) {
             let (k, _) = item.map_err(backend)?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
-            let seq: [u8; 8] = k[prefix.len()..].try_into().map_err(backend_slice)?;
-            out.push(u64::from_be_bytes(seq));
+            out.push(seq_of(&k[prefix.len()..])?);
         }
         Ok(out)
     }
@@ -171,29 +157,27 @@ impl Profiles {
     /// The events stay in the append-only log (no API serves them any more); dropping their
     /// bytes needs log compaction.
     pub fn erase(&self, id: &str) -> Result<Option<Vec<Identity>>, StoreError> {
-        let Some(contact) = self.get(id)? else {
+        let _writer = self.lock();
+        let mut st = self.view();
+        let Some(contact) = resolve::get_root(&st, id)? else {
             return Ok(None);
         };
         for identity in &contact.identities {
-            self.identities
-                .remove(identity.key().as_bytes())
-                .map_err(backend)?;
+            st.remove(T::Identities, identity.key().as_bytes());
         }
         let prefix = [contact.id.as_bytes(), b"\0"].concat();
-        for item in self.contact_events.scan_prefix(&prefix) {
-            let (k, _) = item.map_err(backend)?;
-            self.contact_events.remove(k).map_err(backend)?;
+        for k in st.keys_with_prefix(T::ContactEvents, &prefix)? {
+            st.remove(T::ContactEvents, k);
         }
-        self.contacts
-            .remove(contact.id.as_bytes())
-            .map_err(backend)?;
+        st.remove(T::Contacts, contact.id.as_bytes());
+        st.commit(&self.trees)?;
         tracing::info!(contact = %contact.id, "contact erased");
         Ok(Some(contact.identities))
     }
 
-    /// Every merge, oldest first.
+    /// Every merge and unmerge, oldest first.
     pub fn merges(&self) -> Result<Vec<Merge>, StoreError> {
-        self.merges
+        self.tree(T::Merges)
             .iter()
             .map(|r| {
                 let (_, v) = r.map_err(backend)?;
@@ -204,136 +188,68 @@ impl Profiles {
 
     /// Applies one logged event: resolve (and merge), then traits, counters, event index.
     pub fn apply(&self, seq: u64, event: &StoredEvent) -> Result<Option<String>, StoreError> {
-        if seq <= self.applied_seq()? {
-            return Ok(None);
-        }
-        let identities = event.all_identities();
-        // Logged before its contact was erased: not applied, so the contact stays gone.
-        let suppressed = identities
-            .iter()
-            .map(|i| self.suppressed.contains_key(i.key().as_bytes()))
-            .collect::<Result<Vec<bool>, _>>()
-            .map_err(backend)?;
-        if suppressed.contains(&true) {
-            self.set_applied_seq(seq)?;
-            return Ok(None);
-        }
-        let Some(first) = identities.first() else {
-            self.set_applied_seq(seq)?;
-            return Ok(None);
-        };
-        let mut found: BTreeSet<String> = BTreeSet::new();
-        for identity in &identities {
-            if let Some(c) = self.find(identity)? {
-                found.insert(c.id);
-            }
-        }
-        let mut contacts: Vec<Contact> = found
-            .iter()
-            .filter_map(|id| self.get_raw(id).transpose())
-            .collect::<Result<_, _>>()?;
-        contacts.sort_by_key(|c| (c.created_seq, c.id.clone()));
-        let mut survivor = if contacts.is_empty() {
-            let id = contact_id_for(first);
-            // A contact with that id may exist from an identity since moved away; start anew.
-            Contact {
-                id,
-                created_seq: seq,
-                ..Contact::default()
-            }
-        } else {
-            contacts.remove(0)
-        };
-        for mut other in contacts {
-            self.merge_into(&mut survivor, &mut other, seq, &event.message_id)?;
-        }
-        for identity in identities {
-            if !survivor.identities.contains(&identity) {
-                self.identities
-                    .insert(identity.key().as_bytes(), survivor.id.as_bytes())
-                    .map_err(backend)?;
-                survivor.identities.push(identity);
-            }
-        }
-        let traits = match event.kind {
-            EventType::Identify => event.traits.as_object(),
-            EventType::Group => None,
-            _ => event.traits.as_object().filter(|t| !t.is_empty()),
-        };
-        if let Some(traits) = traits {
-            for (k, v) in traits {
-                let newer = survivor
-                    .trait_times
-                    .get(k)
-                    .is_none_or(|t| *t <= event.timestamp);
-                if newer {
-                    survivor.traits.insert(k.clone(), v.clone());
-                    survivor
-                        .trait_times
-                        .insert(k.clone(), event.timestamp.clone());
-                }
-            }
-        }
-        if let (EventType::Track, Some(name)) = (event.kind, &event.event) {
-            *survivor.counters.entry(name.clone()).or_default() += 1;
-        }
-        survivor.last_seq = seq;
-        self.put(&survivor)?;
-        let key = [survivor.id.as_bytes(), b"\0", &seq.to_be_bytes()].concat();
-        self.contact_events.insert(key, &[]).map_err(backend)?;
-        self.set_applied_seq(seq)?;
-        Ok(Some(survivor.id))
+        let mut landed = self.apply_batch(&[(seq, Some(event.clone()))])?;
+        Ok(landed.pop().flatten())
     }
 
-    fn merge_into(
+    /// Applies a batch of logged events in order (`None`: undecodable, skipped) and advances
+    /// `applied_seq` past them, all in one transaction. Returns where each event landed.
+    pub fn apply_batch(
         &self,
-        survivor: &mut Contact,
-        other: &mut Contact,
+        events: &[(u64, Option<StoredEvent>)],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let _writer = self.lock();
+        let mut st = self.view();
+        let applied = read_applied_seq(&st)?;
+        let mut landed = Vec::with_capacity(events.len());
+        let mut last = applied;
+        for (seq, event) in events {
+            if *seq <= applied {
+                landed.push(None);
+                continue;
+            }
+            let target = match event {
+                Some(event) => self.apply_one(&mut st, *seq, event)?,
+                None => None,
+            };
+            landed.push(target);
+            last = last.max(*seq);
+        }
+        if last > applied {
+            st.insert(T::Meta, "applied_seq", last.to_be_bytes());
+        }
+        st.commit(&self.trees)?;
+        Ok(landed)
+    }
+
+    fn apply_one(
+        &self,
+        st: &mut Staged,
         seq: u64,
-        message_id: &str,
-    ) -> Result<(), StoreError> {
-        for identity in other.identities.drain(..) {
-            self.identities
-                .insert(identity.key().as_bytes(), survivor.id.as_bytes())
-                .map_err(backend)?;
-            if !survivor.identities.contains(&identity) {
-                survivor.identities.push(identity);
+        event: &StoredEvent,
+    ) -> Result<Option<String>, StoreError> {
+        let identities = event.all_identities();
+        // Logged before its contact was erased: not applied, so the contact stays gone.
+        for identity in &identities {
+            if self
+                .suppressed
+                .contains_key(identity.key().as_bytes())
+                .map_err(backend)?
+            {
+                return Ok(None);
             }
         }
-        for (k, v) in std::mem::take(&mut other.traits) {
-            let at = other.trait_times.get(&k).cloned().unwrap_or_default();
-            if survivor.trait_times.get(&k).is_none_or(|t| *t <= at) {
-                survivor.traits.insert(k.clone(), v);
-                survivor.trait_times.insert(k, at);
-            }
-        }
-        for (name, n) in std::mem::take(&mut other.counters) {
-            *survivor.counters.entry(name).or_default() += n;
-        }
-        let prefix = [other.id.as_bytes(), b"\0"].concat();
-        for item in self.contact_events.scan_prefix(&prefix) {
-            let (k, _) = item.map_err(backend)?;
-            let moved = [survivor.id.as_bytes(), b"\0", &k[prefix.len()..]].concat();
-            self.contact_events.insert(moved, &[]).map_err(backend)?;
-            self.contact_events.remove(k).map_err(backend)?;
-        }
-        other.merged_into = Some(survivor.id.clone());
-        self.put(other)?;
-        let merge = Merge {
-            survivor: survivor.id.clone(),
-            merged: other.id.clone(),
-            event_seq: seq,
-            message_id: message_id.into(),
-        };
-        let key = [seq.to_be_bytes().as_slice(), other.id.as_bytes()].concat();
-        self.merges
-            .insert(key, serde_json::to_vec(&merge).map_err(backend)?)
-            .map_err(backend)?;
-        tracing::info!(survivor = %survivor.id, merged = %other.id, seq, "contacts merged");
-        Ok(())
+        resolve::apply_event(st, seq, event, identities)
     }
 }
 
-fn backend_slice(e: std::array::TryFromSliceError) -> StoreError {
-    backend(e)
+fn read_applied_seq(st: &Staged) -> Result<u64, StoreError> {
+    Ok(st.get(T::Meta, b"applied_seq")?.map_or(0, |v| {
+        u64::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 8]))
+    }))
+}
+
+fn seq_of(bytes: &[u8]) -> Result<u64, StoreError> {
+    let seq: [u8; 8] = bytes.try_into().map_err(backend)?;
+    Ok(u64::from_be_bytes(seq))
 }
