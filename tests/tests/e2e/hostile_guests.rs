@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera_tests::{TestHost, rule_batch};
+use tessera_tests::{TestHost, counting_listener, rule_batch};
 
 /// The hostile guest's manifest with tight limits; `http` lists what it may reach.
 pub fn hostile_manifest(http: &[&str]) -> String {
@@ -180,24 +180,6 @@ async fn repeated_failures_open_the_breaker_then_a_probe_closes_it() {
     );
     let (_, view) = host.get("/v1/plugins/hostile").await;
     assert_eq!(view["breaker"]["state"], "closed", "{view}");
-}
-
-/// A loopback listener that counts the connections it accepts.
-async fn counting_listener() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            use tokio::io::AsyncWriteExt;
-            let _ = socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-                .await;
-        }
-    });
-    (addr, accepted)
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera_tests::{TestHost, artifact, manifest, tessera_signature};
+use tessera_tests::{TestHost, artifact, counting_listener, manifest, tessera_signature};
 
 /// The hostile guest's component under the `versioned` id: a candidate that panics on
 /// `/panic` and asks for more than version-a (an HTTP host, more imports).
@@ -397,4 +397,59 @@ async fn with_fuel_metering_calls_report_instructions_and_a_budget_stops_a_loop(
     );
     assert_eq!(stats["failures_by_cause"]["fuel"], 1, "{stats}");
     assert!(stats["p99_micros"].as_u64().unwrap() > 0, "{stats}");
+}
+
+#[tokio::test]
+async fn a_shadow_candidates_requests_are_answered_by_a_stub_and_never_sent() {
+    let (addr, accepted) = counting_listener().await;
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let granted = addr.clone();
+    let host = TestHost::start_with(move |c| c.allow_addresses = vec![granted]).await;
+    host.install("version-a", "versioned").await;
+    let text = manifest("hostile")
+        .replace("id = \"hostile\"", "id = \"versioned\"")
+        .replace(
+            "http = [\"localhost\"]",
+            &format!("http = [\"localhost:{port}\"]"),
+        );
+    let (status, uploaded) = host
+        .upload_bytes(std::fs::read(artifact("hostile")).unwrap(), &text)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    let sha = uploaded["sha256"].as_str().unwrap().to_string();
+    let (status, view) = host
+        .post(
+            "/v1/plugins/versioned/activate",
+            &json!({ "sha256": sha, "shadow": true, "approve": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let url = format!("http://localhost:{port}/");
+    let (status, out) = host.webhook("versioned", "/http", &url).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let (_, report) = host.get("/v1/plugins/versioned/shadow").await;
+        if report["report"]["compared"] == 1 {
+            break report;
+        }
+        assert!(std::time::Instant::now() < deadline, "{report}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let sample = &report["report"]["samples"][0];
+    assert_eq!(
+        sample["candidate_requests"][0],
+        format!("GET {url}"),
+        "{sample}"
+    );
+    let props = sample["candidate"]["ok"][0]["properties"].as_str().unwrap();
+    assert!(props.contains("ok:200"), "the stub answered 200: {sample}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // Promoted, the same version really sends: the stub was the only thing in the way.
+    let (status, _) = host.post("/v1/plugins/versioned/promote", &json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, out) = host.webhook("versioned", "/http", &url).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
