@@ -253,3 +253,98 @@ fn seq_of(bytes: &[u8]) -> Result<u64, StoreError> {
     let seq: [u8; 8] = bytes.try_into().map_err(backend)?;
     Ok(u64::from_be_bytes(seq))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> sled::Db {
+        sled::Config::new()
+            .temporary(true)
+            .open()
+            .expect("temporary db")
+    }
+
+    fn track(id: &str, user: &str, name: &str) -> StoredEvent {
+        serde_json::from_value(serde_json::json!({
+            "message_id": id, "type": "track", "event": name, "user_id": user,
+            "timestamp": "2030-01-01T00:00:00Z", "received_at": "2030-01-01T00:00:00Z",
+            "source": "source:test",
+        }))
+        .expect("event")
+    }
+
+    fn counter(p: &Profiles, user: &str, name: &str) -> u64 {
+        p.find(&Identity::new("user_id", user))
+            .expect("find")
+            .map_or(0, |c| c.counters.get(name).copied().unwrap_or(0))
+    }
+
+    #[test]
+    fn a_batch_and_its_applied_seq_commit_together() {
+        let db = db();
+        let p = Profiles::open(&db).expect("open");
+        let batch: Vec<_> = (1..=3)
+            .map(|seq| (seq, Some(track(&format!("m{seq}"), "u1", "Seen"))))
+            .collect();
+        p.apply_batch(&batch).expect("apply");
+        assert_eq!(p.applied_seq().expect("seq"), 3);
+        assert_eq!(counter(&p, "u1", "Seen"), 3);
+        // The same page read again (as after a crash that lost nothing) changes nothing.
+        p.apply_batch(&batch).expect("apply again");
+        assert_eq!(counter(&p, "u1", "Seen"), 3);
+    }
+
+    #[test]
+    fn writes_staged_but_not_committed_are_not_there_and_reapply_once() {
+        let db = db();
+        let p = Profiles::open(&db).expect("open");
+        let event = track("m1", "u1", "Seen");
+        {
+            // A crash before the commit: the work is staged, then lost.
+            let mut st = p.view();
+            p.apply_one(&mut st, 1, &event).expect("staged");
+            st.insert(T::Meta, "applied_seq", 1u64.to_be_bytes());
+        }
+        assert_eq!(p.applied_seq().expect("seq"), 0);
+        assert_eq!(counter(&p, "u1", "Seen"), 0);
+        p.apply_batch(&[(1, Some(event))]).expect("apply");
+        assert_eq!(counter(&p, "u1", "Seen"), 1);
+        assert_eq!(p.applied_seq().expect("seq"), 1);
+    }
+
+    #[test]
+    fn an_undecodable_record_still_advances_applied_seq() {
+        let db = db();
+        let p = Profiles::open(&db).expect("open");
+        p.apply_batch(&[(1, None), (2, Some(track("m2", "u2", "X")))])
+            .expect("apply");
+        assert_eq!(p.applied_seq().expect("seq"), 2);
+        assert_eq!(counter(&p, "u2", "X"), 1);
+    }
+
+    #[test]
+    fn a_kept_apart_pair_is_not_merged_by_a_linking_event() {
+        let db = db();
+        let p = Profiles::open(&db).expect("open");
+        let a = p
+            .apply(1, &track("m1", "ua", "A"))
+            .expect("a")
+            .expect("landed");
+        let mut b_event = track("m2", "ub", "B");
+        b_event.identities = vec![Identity::new("email", "b@example.com")];
+        let b = p.apply(2, &b_event).expect("b").expect("landed");
+        p.tree(T::Unmerged)
+            .insert(resolve::pair_key(&a, &b), &[])
+            .expect("pair");
+        let mut link = track("m3", "ua", "Link");
+        link.identities = vec![Identity::new("email", "b@example.com")];
+        assert_eq!(p.apply(3, &link).expect("link"), Some(a.clone()));
+        let found = p
+            .find(&Identity::new("email", "b@example.com"))
+            .expect("find")
+            .expect("b");
+        assert_eq!(found.id, b, "the identity stays with its contact");
+        assert!(p.merges().expect("merges").is_empty());
+    }
+}
