@@ -1,4 +1,7 @@
-//! The `tessera` binary: `tessera serve` runs the host.
+//! The `tessera` binary: `tessera serve` runs the host; `tessera plugin` writes, builds,
+//! tests, pushes and operates plugins.
+
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +30,8 @@ struct Cli {
 enum Command {
     /// Runs the host.
     Serve(ServeArgs),
+    /// Writes, builds, tests and pushes plugins, and operates them on a host.
+    Plugin(cli::PluginArgs),
 }
 
 #[derive(clap::Args)]
@@ -56,18 +61,29 @@ struct ServeArgs {
     /// Seconds a tripped breaker stays open before a probe call.
     #[arg(long, default_value_t = 30)]
     breaker_cool_down_secs: u64,
+    /// Meter fuel: every call reports the instructions it ran, and a manifest's
+    /// `limits.fuel` caps them (costs some speed in every plugin).
+    #[arg(long, env = "TESSERA_FUEL")]
+    fuel: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let command = Cli::parse().command;
+    // The CLI prints its own output; only the server logs at info by default.
+    let default_filter = match command {
+        Command::Serve(_) => "info,cranelift=warn,wasmtime=warn",
+        Command::Plugin(_) => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .init();
-    match Cli::parse().command {
+    match command {
         Command::Serve(args) => serve(args).await,
+        Command::Plugin(args) => cli::run(args).await,
     }
 }
 
@@ -76,6 +92,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.admin_key = args.admin_key;
     config.bundled_plugins = args.plugins_dir;
     config.allow_addresses = args.allow_addresses;
+    config.engine.fuel = args.fuel;
     config.registry.breaker.failure_threshold = args.breaker_threshold;
     config.registry.breaker.cool_down = std::time::Duration::from_secs(args.breaker_cool_down_secs);
     let server = Server::start(config).await.context("starting the host")?;

@@ -3,6 +3,7 @@
 mod admin_api;
 mod contacts;
 mod hostile_guests;
+mod newcomer;
 mod plugin_kinds;
 mod polling;
 mod replay;

@@ -1,0 +1,270 @@
+//! A newcomer's path, as the README's "Write a plugin" tells it: the real `tessera serve`
+//! binary, then `tessera plugin new connector acme`, `build`, `test`, `push`, `config`,
+//! `activate`, and a signed webhook that lands as an event on a contact.
+//!
+//! The scaffolded crate builds into `target/newcomer-plugin/`, kept between runs, so only
+//! the first run compiles its dependencies.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use serde_json::Value;
+use sha2::Sha256;
+use tessera_tests::workspace;
+
+const ADMIN_KEY: &str = "newcomer-admin-key";
+const SECRET: &str = "whsec_newcomer";
+
+/// The `tessera` binary of this test's profile, built (or found fresh) by cargo.
+fn tessera_binary() -> PathBuf {
+    // The test runs from target/<profile>/deps/; the binary lives in target/<profile>/.
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "-p", "tessera", "--bin", "tessera"])
+        .current_dir(workspace());
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "building the tessera binary failed");
+    profile_dir.join("tessera")
+}
+
+/// `tessera serve` in a child process, killed on drop; its output is kept for failures.
+struct Serve {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Serve {
+    /// Starts the host as the README's run command does, on a free loopback port.
+    fn start(binary: &Path, data_dir: &Path) -> Self {
+        let mut child = Command::new(binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--plugins-dir")
+            .arg(workspace().join("target/plugins"))
+            .env("TESSERA_ADMIN_KEY", ADMIN_KEY)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tessera serve starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keep draining stdout so that the host never blocks on a full pipe.
+        let stdout = child.stdout.take().expect("stdout");
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.split("listening on http://").nth(1) {
+                    let address: String = address
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect();
+                    let _ = tx.send(address);
+                }
+                kept.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let stderr = child.stderr.take().expect("stderr");
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let address = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "tessera serve did not start listening:\n{}",
+                    log.lock().unwrap()
+                )
+            });
+        Self {
+            child,
+            base: format!("http://{address}"),
+            log,
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `tessera plugin ARGS` in `dir` against the host, as a newcomer's shell would.
+struct Cli<'a> {
+    binary: &'a Path,
+    serve: &'a Serve,
+    home: &'a Path,
+    timings: Vec<(String, Duration)>,
+}
+
+impl Cli<'_> {
+    fn run(&mut self, dir: &Path, args: &[&str]) -> String {
+        let started = Instant::now();
+        let output: Output = Command::new(self.binary)
+            .arg("plugin")
+            .args(args)
+            .current_dir(dir)
+            .env("TESSERA_HOST", &self.serve.base)
+            .env("TESSERA_ADMIN_KEY", ADMIN_KEY)
+            .env(
+                "CARGO_TARGET_DIR",
+                workspace().join("target/newcomer-plugin"),
+            )
+            .env("XDG_CONFIG_HOME", self.home.join("config"))
+            .env(
+                "XDG_CACHE_HOME",
+                workspace().join("target/newcomer-plugin/cache"),
+            )
+            .output()
+            .expect("tessera plugin runs");
+        let elapsed = started.elapsed();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "`tessera plugin {}` failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- host log\n{}",
+            args.join(" "),
+            output.status,
+            self.serve.log.lock().unwrap()
+        );
+        eprintln!("tessera plugin {} ({elapsed:.1?})", args.join(" "));
+        self.timings.push((args[0].to_string(), elapsed));
+        stdout
+    }
+}
+
+fn signature(body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn webhook(base: &str, signature: &str, body: &str) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/connectors/acme/webhook"))
+        .header("content-type", "application/json")
+        .header("x-signature", signature)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("webhook sent");
+    let status = response.status();
+    (status, response.json().await.expect("JSON answer"))
+}
+
+async fn admin_get(base: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("JSON answer")
+}
+
+/// The contact with `identity` once its events include one named `name`.
+async fn wait_for_event(base: &str, identity: &str, name: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = admin_get(base, &format!("/v1/contacts?identity={identity}")).await;
+        if let Some(id) = found["contacts"][0]["id"].as_str() {
+            let events = admin_get(base, &format!("/v1/contacts/{id}/events")).await;
+            if let Some(event) = events["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["event"]["event"] == name)
+            {
+                return event["event"].clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{name}` event on {identity}; last answer {found}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scaffolded_connector_goes_from_new_to_live_events_unchanged() {
+    let started = Instant::now();
+    let binary = tessera_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&binary, &tmp.path().join("data"));
+    let ready = started.elapsed();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let crate_dir = work.join("acme");
+    let mut cli = Cli {
+        binary: &binary,
+        serve: &serve,
+        home: tmp.path(),
+        timings: Vec::new(),
+    };
+
+    cli.run(&work, &["new", "connector", "acme"]);
+    let built = cli.run(&crate_dir, &["build"]);
+    assert!(built.contains("sha256"), "{built}");
+    let tested = cli.run(&crate_dir, &["test"]);
+    assert!(tested.contains("order-created.json"), "{tested}");
+    assert!(tested.contains("All 2 sandbox runs succeeded"), "{tested}");
+    let pushed = cli.run(&crate_dir, &["push"]);
+    let sha = pushed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sha256"))
+        .map(str::trim)
+        .expect("push prints the sha256");
+    assert!(
+        built.contains(sha),
+        "push uploads what build built: {built}"
+    );
+    cli.run(&crate_dir, &["config", "acme", &format!("secret={SECRET}")]);
+    let activated = cli.run(&crate_dir, &["activate", "acme"]);
+    assert!(activated.contains("acme: live"), "{activated}");
+
+    let body = r#"{"id":"evt_42","type":"order.created","email":"newcomer@example.com","data":{"total":42}}"#;
+    let (status, answer) = webhook(&serve.base, "sha256=00", body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    let (status, answer) = webhook(&serve.base, &signature(body), body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let event = wait_for_event(&serve.base, "email:newcomer@example.com", "order.created").await;
+    assert_eq!(event["properties"]["total"], 42, "{event}");
+    assert_eq!(event["source"], "connector:acme", "{event}");
+
+    let audit = cli.run(&crate_dir, &["audit", "--plugin", "acme"]);
+    for action in ["upload", "config", "activate"] {
+        assert!(audit.contains(action), "{audit}");
+    }
+    eprintln!(
+        "newcomer path: host ready in {ready:.1?}; {}; total {:.1?}",
+        cli.timings
+            .iter()
+            .map(|(step, t)| format!("{step} {t:.1?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        started.elapsed()
+    );
+}
