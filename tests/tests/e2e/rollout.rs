@@ -453,3 +453,34 @@ async fn a_shadow_candidates_requests_are_answered_by_a_stub_and_never_sent() {
     assert_eq!(status, StatusCode::OK, "{out}");
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_canary_survives_a_restart() {
+    let host = TestHost::start().await;
+    let a = host.install("version-a", "versioned").await;
+    let b = host.upload("version-b").await;
+    let (status, view) = host
+        .post(
+            "/v1/plugins/versioned/activate",
+            &json!({ "sha256": b, "canary": { "percent": 50.0, "max_p99_ms": 1000 } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let dir = host.stop().await.expect("temp dir");
+    let host = TestHost::start_in(dir.path(), |_| {}).await;
+    let r = rollout(&host).await;
+    assert_eq!(r["mode"], "canary", "{r}");
+    assert_eq!(r["candidate"], b.as_str());
+    assert_eq!(r["canary"]["max_p99_ms"], 1000);
+    let names: Vec<String> = {
+        let mut v = Vec::new();
+        for i in 0..40 {
+            v.push(answered_by(&host, &format!("r-{i}")).await);
+        }
+        v
+    };
+    assert!(names.iter().any(|n| n == "a") && names.iter().any(|n| n == "b"));
+    let (_, view) = host.post("/v1/plugins/versioned/abort", &json!({})).await;
+    assert_eq!(view["live"], a.as_str());
+    host.stop().await;
+}
