@@ -40,18 +40,26 @@ async fn audit_actions(host: &TestHost) -> Vec<String> {
         .collect()
 }
 
+/// Makes version-a live and starts version-b beside it with `options` (canary or shadow);
+/// returns both hashes and the plugin's view.
+async fn a_live_b_candidate(host: &TestHost, options: Value) -> (String, String, Value) {
+    let a = host.install("version-a", "versioned").await;
+    let b = host.upload("version-b").await;
+    let mut body = options;
+    body["sha256"] = json!(b);
+    let (status, view) = host.post("/v1/plugins/versioned/activate", &body).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    (a, b, view)
+}
+
 #[tokio::test]
 async fn a_canary_takes_a_stable_share_and_is_promoted() {
     let host = TestHost::start().await;
-    let a = host.install("version-a", "versioned").await;
-    let b = host.upload("version-b").await;
-    let (status, view) = host
-        .post(
-            "/v1/plugins/versioned/activate",
-            &json!({ "sha256": b, "canary": { "percent": 30.0 }, "reason": "try b" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{view}");
+    let (a, b, view) = a_live_b_candidate(
+        &host,
+        json!({ "canary": { "percent": 30.0 }, "reason": "try b" }),
+    )
+    .await;
     assert_eq!(view["live"], a.as_str(), "the live version stays");
     assert_eq!(view["rollout"]["mode"], "canary");
 
@@ -211,15 +219,7 @@ async fn a_failing_canary_is_rolled_back_by_the_host_and_its_failures_replay() {
 #[tokio::test]
 async fn a_shadow_run_compares_outputs_without_storing_its_events() {
     let host = TestHost::start().await;
-    host.install("version-a", "versioned").await;
-    let b = host.upload("version-b").await;
-    let (status, view) = host
-        .post(
-            "/v1/plugins/versioned/activate",
-            &json!({ "sha256": b, "shadow": true }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{view}");
+    a_live_b_candidate(&host, json!({ "shadow": true })).await;
     let client = reqwest::Client::new();
     for i in 0..10 {
         let response = client
@@ -457,15 +457,11 @@ async fn a_shadow_candidates_requests_are_answered_by_a_stub_and_never_sent() {
 #[tokio::test]
 async fn a_canary_survives_a_restart() {
     let host = TestHost::start().await;
-    let a = host.install("version-a", "versioned").await;
-    let b = host.upload("version-b").await;
-    let (status, view) = host
-        .post(
-            "/v1/plugins/versioned/activate",
-            &json!({ "sha256": b, "canary": { "percent": 50.0, "max_p99_ms": 1000 } }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{view}");
+    let (a, b, _) = a_live_b_candidate(
+        &host,
+        json!({ "canary": { "percent": 50.0, "max_p99_ms": 1000 } }),
+    )
+    .await;
     let dir = host.stop().await.expect("temp dir");
     let host = TestHost::start_in(dir.path(), |_| {}).await;
     let r = rollout(&host).await;
