@@ -5,6 +5,7 @@
 //! ([`from_connector`]), by webhook or polled by [`poller`]. Everything downstream reads the log, so a crash at any point
 //! resumes from it.
 
+pub mod dedupe;
 pub mod event;
 pub mod poller;
 pub mod raw_webhooks;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+pub use dedupe::DedupeIndex;
 pub use event::{EventType, Identity, StoredEvent};
 pub use poller::{PollError, PollStatus, Poller};
 pub use raw_webhooks::{RawWebhooks, Retention};
@@ -54,12 +56,14 @@ pub struct IngestReport {
 /// The sled tree of suppressed identity keys (`kind:value`), shared with the profile stage.
 pub const SUPPRESSED_TREE: &str = "suppressed_identities";
 
+/// Expired message ids removed per append, beyond twice the events appended.
+const PRUNE_PER_APPEND: usize = 64;
+
 /// The ingest stage.
 pub struct Ingest {
     suppressed: sled::Tree,
     log: Arc<EventLog>,
-    seen: sled::Tree,
-    window: Duration,
+    dedupe: DedupeIndex,
     in_flight: Mutex<HashSet<String>>,
     appended: tokio::sync::Notify,
 }
@@ -77,9 +81,8 @@ impl Ingest {
     pub fn new(log: Arc<EventLog>, db: &sled::Db, window: Duration) -> Result<Self, StoreError> {
         Ok(Self {
             log,
-            seen: db.open_tree("event_ids").map_err(store_err)?,
+            dedupe: DedupeIndex::open(db, window)?,
             suppressed: db.open_tree(SUPPRESSED_TREE).map_err(store_err)?,
-            window,
             in_flight: Mutex::new(HashSet::new()),
             appended: tokio::sync::Notify::new(),
         })
@@ -96,13 +99,7 @@ impl Ingest {
     }
 
     fn seen_recently(&self, id: &str, now: u64) -> Result<bool, StoreError> {
-        Ok(match self.seen.get(id.as_bytes()).map_err(store_err)? {
-            Some(v) if v.len() == 8 => {
-                let at = u64::from_be_bytes(v.as_ref().try_into().expect("8 bytes"));
-                now.saturating_sub(at) < self.window.as_millis() as u64
-            }
-            _ => false,
-        })
+        self.dedupe.seen_recently(id, now)
     }
 
     /// Stops storing events that carry any of these identities (Segment's "delete and
@@ -134,10 +131,7 @@ impl Ingest {
 
     /// Records that a message id was stored (also done when the log is replayed).
     pub fn remember(&self, id: &str, at_ms: u64) -> Result<(), StoreError> {
-        self.seen
-            .insert(id.as_bytes(), &at_ms.to_be_bytes())
-            .map(drop)
-            .map_err(store_err)
+        self.dedupe.remember(id, at_ms)
     }
 
     /// Appends the events that are new; returns once they are durable.
@@ -182,6 +176,9 @@ impl Ingest {
         for event in events {
             self.remember(&event.message_id, now)?;
         }
+        // Amortised pruning: each append removes more expired ids than it adds.
+        self.dedupe
+            .prune(now, PRUNE_PER_APPEND + 2 * events.len())?;
         self.appended.notify_waiters();
         Ok(())
     }
