@@ -224,6 +224,10 @@ fn print_plugin(view: &Value) {
 /// What a version asks for beyond the live one.
 fn print_review(review: &Value) {
     let changes = review["changes"].as_array().map_or(&[][..], Vec::as_slice);
+    if review["against"].is_null() {
+        println!("  review     first version: nothing live to compare with");
+        return;
+    }
     if changes.is_empty() {
         println!("  review     nothing beyond what the live version has");
         return;

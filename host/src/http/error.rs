@@ -136,6 +136,7 @@ impl ApiError {
                 P::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 P::ApprovalRequired { .. } => (StatusCode::CONFLICT, "approval_required"),
                 P::InvalidRollout(_) => (StatusCode::CONFLICT, "invalid_rollout"),
+                P::BadCanaryPlan(_) => (StatusCode::BAD_REQUEST, "bad_request"),
                 P::NoRollout(_) => (StatusCode::CONFLICT, "no_rollout"),
                 P::UnknownFailure { .. } => (StatusCode::NOT_FOUND, "unknown_failure"),
             },

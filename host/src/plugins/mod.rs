@@ -125,6 +125,9 @@ pub enum PluginError {
         /// What it asks for beyond the live version.
         review: CapabilityReview,
     },
+    /// The canary settings are out of range.
+    #[error("{0}")]
+    BadCanaryPlan(String),
     /// A canary or shadow run cannot start as asked.
     #[error("{0}")]
     InvalidRollout(String),

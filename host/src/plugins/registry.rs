@@ -407,7 +407,7 @@ impl PluginRegistry {
         actor: &Actor,
     ) -> Result<PluginView, PluginError> {
         if let RolloutMode::Canary(plan) = &mode {
-            plan.validate().map_err(PluginError::InvalidRollout)?;
+            plan.validate().map_err(PluginError::BadCanaryPlan)?;
         }
         let _admin = slot.admin.lock().await;
         let live = slot.live().ok_or_else(|| {

@@ -14,6 +14,7 @@
 //! at most once, so a redelivery maps to the same id.
 
 use tessera_sdk::json::{self, Map, Value, text_field};
+use tessera_sdk::log;
 use tessera_sdk::types::{ConnectorError, ContactRef, Event};
 
 /// The webhook events this connector maps, with their event names.
@@ -31,15 +32,19 @@ const TRACKING: &[&str] = &[
     "utm_term",
 ];
 
-/// The event for one webhook.
+/// The event for one webhook; none for an event this connector does not map.
 pub fn events(body: &[u8]) -> Result<Vec<Event>, ConnectorError> {
     let bad = |why: &str| ConnectorError::BadRequest(why.to_string());
     let envelope = json::parse_object(body).map_err(|e| bad(e.message()))?;
     let kind = text_field(&envelope, "event").ok_or_else(|| bad("the webhook has no `event`"))?;
     let Some(&(_, name)) = EVENTS.iter().find(|(e, _)| *e == kind) else {
-        return Err(ConnectorError::Unsupported(format!(
-            "event `{kind}` is not handled (expected invitee.created or invitee.canceled)"
-        )));
+        // Acknowledged, so Calendly does not retry it.
+        log::info(
+            "event not handled (expected invitee.created or invitee.canceled); acknowledged \
+             without an event",
+            &[("event", &kind)],
+        );
+        return Ok(Vec::new());
     };
     let invitee = envelope
         .get("payload")

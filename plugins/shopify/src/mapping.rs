@@ -7,6 +7,8 @@
 //! | `orders/paid` | track `Order Paid` (outside Segment's spec: payment is its own fact) |
 //! | `customers/create`, `customers/update` | identify |
 //!
+//! Any other topic is acknowledged with no event.
+//!
 //! Orders and checkouts carry Segment's order properties: `order_id` (orders),
 //! `checkout_id`, `total`, `subtotal`, `tax`, `discount`, `shipping`, `currency`, `coupon`,
 //! `affiliation` (the shop's domain) and `products` (`product_id`, `sku`, `name`, `price`,
@@ -77,15 +79,17 @@ impl Topic {
     }
 }
 
-/// The events for one delivery: one, or none when the payload names nobody.
+/// The events for one delivery: one, or none when the payload names nobody or the topic is
+/// not one this connector maps (acknowledged, so Shopify does not retry it for days).
 pub fn events(delivery: &Delivery<'_>, body: &[u8]) -> Result<Vec<Event>, ConnectorError> {
-    let topic = Topic::parse(delivery.topic).ok_or_else(|| {
-        ConnectorError::Unsupported(format!(
-            "topic `{}` is not handled (expected checkouts/create, orders/create, orders/paid, \
-             customers/create or customers/update)",
-            delivery.topic
-        ))
-    })?;
+    let Some(topic) = Topic::parse(delivery.topic) else {
+        log::info(
+            "topic not handled (expected checkouts/create, orders/create, orders/paid, \
+             customers/create or customers/update); acknowledged without an event",
+            &[("topic", &delivery.topic)],
+        );
+        return Ok(Vec::new());
+    };
     let payload =
         json::parse_object(body).map_err(|e| ConnectorError::BadRequest(e.to_string()))?;
     let contact = contact(&payload, topic);

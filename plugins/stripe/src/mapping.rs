@@ -37,18 +37,21 @@ const TYPES: &[(&str, &str)] = &[
     ("charge.refunded", "Order Refunded"),
 ];
 
-/// The events for one Stripe event: one, or none when it names no customer, email or phone.
+/// The events for one Stripe event: one, or none when it names no customer, email or phone
+/// or its type is not one of [`TYPES`].
 pub fn events(body: &[u8]) -> Result<Vec<Event>, ConnectorError> {
     let bad = |why: String| ConnectorError::BadRequest(why);
     let envelope = json::parse_object(body).map_err(|e| bad(e.to_string()))?;
     let kind =
         text_field(&envelope, "type").ok_or_else(|| bad("the event has no `type`".into()))?;
     let Some(&(_, name)) = TYPES.iter().find(|(t, _)| *t == kind) else {
+        // Acknowledged, so Stripe does not retry it for days.
         let handled: Vec<&str> = TYPES.iter().map(|(t, _)| *t).collect();
-        return Err(ConnectorError::Unsupported(format!(
-            "event type `{kind}` is not handled (expected {})",
-            handled.join(", ")
-        )));
+        log::info(
+            "event type not handled; acknowledged without an event",
+            &[("type", &kind), ("handled", &handled.join(", "))],
+        );
+        return Ok(Vec::new());
     };
     let id = text_field(&envelope, "id").ok_or_else(|| bad("the event has no `id`".into()))?;
     let object = envelope

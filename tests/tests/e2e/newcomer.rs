@@ -33,6 +33,23 @@ fn tessera_binary() -> PathBuf {
     build
         .args(["build", "-p", "tessera", "--bin", "tessera"])
         .current_dir(workspace());
+    // Cargo gives this test its package's variables (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...);
+    // build scripts that watch them (ring's does) would rebuild on every run if they leaked
+    // into the inner build.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .contains(&key.as_ref())
+        {
+            build.env_remove(key.as_ref());
+        }
+    }
     if profile_dir.ends_with("release") {
         build.arg("--release");
     }
@@ -51,11 +68,17 @@ struct Serve {
 impl Serve {
     /// Starts the host as the README's run command does, on a free loopback port.
     fn start(binary: &Path, data_dir: &Path) -> Self {
+        let plugins = workspace().join("target/plugins");
+        assert!(
+            plugins.is_dir(),
+            "{} is missing: run scripts/build-plugins.sh first",
+            plugins.display()
+        );
         let mut child = Command::new(binary)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .arg("--plugins-dir")
-            .arg(workspace().join("target/plugins"))
+            .arg(&plugins)
             .env("TESSERA_ADMIN_KEY", ADMIN_KEY)
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())

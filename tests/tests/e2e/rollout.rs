@@ -89,6 +89,21 @@ async fn a_canary_takes_a_stable_share_and_is_promoted() {
     let (status, err) = host.post("/v1/plugins/versioned/promote", &json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{err}");
     assert_eq!(err["error"]["code"], "no_rollout");
+    let (status, err) = host
+        .post(
+            "/v1/plugins/versioned/activate",
+            &json!({ "sha256": a, "canary": { "percent": 0 } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    let (status, err) = host
+        .post(
+            "/v1/plugins/versioned/activate",
+            &json!({ "sha256": b, "canary": { "percent": 5 } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "already live: {err}");
+    assert_eq!(err["error"]["code"], "invalid_rollout");
 
     let actions = audit_actions(&host).await;
     for wanted in ["upload", "activate", "canary", "promote"] {

@@ -231,3 +231,85 @@ async fn calendly_invitees_land_as_meetings() {
     })
     .await;
 }
+
+/// 200 with nothing accepted: vendors retry any other answer for days.
+fn acknowledged_empty(s: StatusCode, b: &Value) {
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["accepted"].as_u64(), b["duplicates"].as_u64()),
+        (Some(0), Some(0)),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn signed_webhooks_of_unmapped_topics_are_acknowledged_with_no_events() {
+    let shopify = connector("shopify", "shpss_e2e").await;
+    let body = json!({ "id": 1, "title": "Mug" }).to_string();
+    let signed = |secret: &str| {
+        vec![
+            ("x-shopify-topic", "products/update".to_string()),
+            (
+                "x-shopify-hmac-sha256",
+                base64::engine::general_purpose::STANDARD.encode(mac(secret, body.as_bytes())),
+            ),
+        ]
+    };
+    let (s, b) = post(&shopify, "shopify", &signed("shpss_e2e"), &body).await;
+    acknowledged_empty(s, &b);
+    let (s, _) = post(&shopify, "shopify", &signed("wrong"), &body).await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "a bad signature is still refused"
+    );
+
+    let stripe = connector("stripe", "whsec_e2e").await;
+    let body = json!({ "id": "evt_other", "object": "event", "type": "payment_intent.created",
+                       "created": now(), "data": { "object": { "id": "pi_1", "customer": "cus_1" } } })
+    .to_string();
+    let (s, b) = post(
+        &stripe,
+        "stripe",
+        &[("stripe-signature", timestamped("whsec_e2e", now(), &body))],
+        &body,
+    )
+    .await;
+    acknowledged_empty(s, &b);
+    let (s, _) = post(
+        &stripe,
+        "stripe",
+        &[("stripe-signature", timestamped("wrong", now(), &body))],
+        &body,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let calendly = connector("calendly", "cal_e2e").await;
+    let body =
+        json!({ "event": "invitee_no_show.created", "created_at": "2026-11-24T09:00:00.000000Z",
+                       "payload": { "uri": "https://api.calendly.com/invitee_no_shows/NS1" } })
+        .to_string();
+    let (s, b) = post(
+        &calendly,
+        "calendly",
+        &[(
+            "calendly-webhook-signature",
+            timestamped("cal_e2e", now(), &body),
+        )],
+        &body,
+    )
+    .await;
+    acknowledged_empty(s, &b);
+    let (s, _) = post(
+        &calendly,
+        "calendly",
+        &[(
+            "calendly-webhook-signature",
+            timestamped("wrong", now(), &body),
+        )],
+        &body,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
