@@ -88,6 +88,19 @@ pub enum PluginCommand {
     Push(CrateArgs),
     /// Lists the host's plugins.
     List,
+    /// Shows one plugin: state, versions with their call figures, and any canary or shadow
+    /// run with both arms' counters.
+    Show {
+        /// The plugin id.
+        #[arg(value_parser = plugin_id)]
+        id: String,
+    },
+    /// Shows a shadow run's comparison: counts and the latest differing outputs.
+    Shadow {
+        /// The plugin id.
+        #[arg(value_parser = plugin_id)]
+        id: String,
+    },
     /// Makes a version live, or starts a canary or shadow run of it.
     Activate(ActivateArgs),
     /// Makes a canary or shadow candidate the live version.

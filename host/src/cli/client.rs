@@ -189,7 +189,7 @@ fn hint(status: StatusCode, code: &str, settings: &Settings) -> Option<String> {
         }
         (404, "unknown_plugin") => "`tessera plugin list` shows the plugins on this host".to_string(),
         (404, "unknown_version") => {
-            "push the version first; `tessera plugin list --json` shows the uploaded ones".to_string()
+            "push the version first; `tessera plugin show ID` lists the uploaded ones".to_string()
         }
         (404, "unknown_failure") => "`tessera plugin failures ID` lists the kept ones".to_string(),
         (404, _) => format!("is {} a Tessera host of this version?", settings.host),

@@ -39,6 +39,8 @@ pub async fn run(command: PluginCommand, ctx: Ctx) -> anyhow::Result<()> {
     match command {
         PluginCommand::Push(args) => push(&ctx, &args.path).await,
         PluginCommand::List => list(&ctx).await,
+        PluginCommand::Show { id } => show(&ctx, &id).await,
+        PluginCommand::Shadow { id } => shadow(&ctx, &id).await,
         PluginCommand::Activate(args) => activate(&ctx, &args).await,
         PluginCommand::Promote(args) => action(&ctx, "promote", &args).await,
         PluginCommand::Abort(args) => action(&ctx, "abort", &args).await,
@@ -221,6 +223,41 @@ fn print_plugin(view: &Value) {
     }
 }
 
+/// Microseconds as milliseconds with two decimals.
+fn millis(micros: &Value) -> String {
+    micros
+        .as_u64()
+        .map_or_else(|| "-".into(), |m| format!("{:.2}", m as f64 / 1000.0))
+}
+
+/// One row of call figures: a version's stats or a rollout arm.
+fn print_figures(label: &str, figures: &Value) {
+    if !figures.is_object() {
+        println!("  {label:<22} not loaded in this process");
+        return;
+    }
+    let errors = figures["errors"]
+        .as_u64()
+        .or_else(|| figures["failures"].as_u64())
+        .unwrap_or(0);
+    let fuel = figures["fuel_consumed"]
+        .as_u64()
+        .map_or_else(String::new, |f| format!(" fuel {f}"));
+    println!(
+        "  {label:<22} calls {:>8} errors {errors:>6} p50 {:>8} ms p99 {:>8} ms peak {:>6} KiB{fuel}",
+        figures["calls"].as_u64().unwrap_or(0),
+        millis(&figures["p50_micros"]),
+        millis(&figures["p99_micros"]),
+        figures["peak_memory_bytes"].as_u64().unwrap_or(0) / 1024,
+    );
+}
+
+/// Both arms of a rollout.
+fn print_arms(rollout: &Value) {
+    print_figures("live (during rollout)", &rollout["live"]);
+    print_figures("candidate", &rollout["candidate_calls"]);
+}
+
 /// What a version asks for beyond the live one.
 fn print_review(review: &Value) {
     let changes = review["changes"].as_array().map_or(&[][..], Vec::as_slice);
@@ -293,6 +330,73 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
                 short(&p["live"]),
                 p["versions"].as_array().map_or(0, Vec::len)
             );
+        }
+    });
+    Ok(())
+}
+
+async fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    let view = ctx.client.call(&ApiCall::get(plugin_path(id, ""))).await?;
+    ctx.show(&view, |v| {
+        print_plugin(v);
+        if v["rollout"].is_object() {
+            print_arms(&v["rollout"]);
+        }
+        println!("versions (newest last):");
+        for version in v["versions"].as_array().into_iter().flatten() {
+            let live = if version["live"].as_bool() == Some(true) {
+                " live"
+            } else {
+                ""
+            };
+            println!(
+                "  {} {}{live}, uploaded {}",
+                short(&version["sha256"]),
+                text(&version["version"]),
+                timestamp(version["uploaded_at_ms"].as_u64().unwrap_or(0))
+            );
+            print_figures("", &version["stats"]);
+        }
+    });
+    Ok(())
+}
+
+async fn shadow(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    let answer = ctx
+        .client
+        .call(&ApiCall::get(plugin_path(id, "/shadow")))
+        .await?;
+    ctx.show(&answer, |v| {
+        let report = &v["report"];
+        println!(
+            "{id}: shadow of {} ({}) since {}",
+            text(&v["candidate_version"]),
+            short(&v["candidate"]),
+            timestamp(v["started_ms"].as_u64().unwrap_or(0))
+        );
+        println!(
+            "  compared {}, same {}, different {}, skipped {}",
+            report["compared"].as_u64().unwrap_or(0),
+            report["same"].as_u64().unwrap_or(0),
+            report["different"].as_u64().unwrap_or(0),
+            report["skipped"].as_u64().unwrap_or(0)
+        );
+        print_arms(v);
+        for sample in report["samples"].as_array().into_iter().flatten() {
+            println!(
+                "- {}\n  input     {}\n  live      {}\n  candidate {}",
+                timestamp(sample["at_ms"].as_u64().unwrap_or(0)),
+                sample["input"],
+                sample["live"],
+                sample["candidate"]
+            );
+            for request in sample["candidate_requests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!("  stubbed   {}", text(request));
+            }
         }
     });
     Ok(())

@@ -1,6 +1,9 @@
 //! A newcomer's path, as the README's "Write a plugin" tells it: the real `tessera serve`
 //! binary, then `tessera plugin new connector acme`, `build`, `test`, `push`, `config`,
-//! `activate`, and a signed webhook that lands as an event on a contact.
+//! `activate`, and a signed webhook that lands as an event on a contact. Then the operator's
+//! side with the same CLI: a second version that asks for more (review, `--approve`), a
+//! shadow run and its differences, a canary and its arms, promotion, kept failures and their
+//! replay, rollback and the audit log.
 //!
 //! The scaffolded crate builds into `target/newcomer-plugin/`, kept between runs, so only
 //! the first run compiles its dependencies.
@@ -141,9 +144,9 @@ struct Cli<'a> {
 }
 
 impl Cli<'_> {
-    fn run(&mut self, dir: &Path, args: &[&str]) -> String {
-        let started = Instant::now();
-        let output: Output = Command::new(self.binary)
+    fn command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(self.binary);
+        command
             .arg("plugin")
             .args(args)
             .current_dir(dir)
@@ -157,7 +160,14 @@ impl Cli<'_> {
             .env(
                 "XDG_CACHE_HOME",
                 workspace().join("target/newcomer-plugin/cache"),
-            )
+            );
+        command
+    }
+
+    fn run(&mut self, dir: &Path, args: &[&str]) -> String {
+        let started = Instant::now();
+        let output: Output = self
+            .command(dir, args)
             .output()
             .expect("tessera plugin runs");
         let elapsed = started.elapsed();
@@ -173,6 +183,30 @@ impl Cli<'_> {
         eprintln!("tessera plugin {} ({elapsed:.1?})", args.join(" "));
         self.timings.push((args[0].to_string(), elapsed));
         stdout
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    fn run_failing(&mut self, dir: &Path, args: &[&str]) -> String {
+        let output = self
+            .command(dir, args)
+            .output()
+            .expect("tessera plugin runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            !output.status.success(),
+            "`tessera plugin {}` should fail; it printed\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        stderr
+    }
+
+    /// `run` with `--json`, parsed.
+    fn json(&mut self, dir: &Path, args: &[&str]) -> Value {
+        let mut with_json = vec!["--json"];
+        with_json.extend_from_slice(args);
+        let out = self.run(dir, &with_json);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
     }
 }
 
@@ -281,6 +315,8 @@ async fn a_scaffolded_connector_goes_from_new_to_live_events_unchanged() {
     for action in ["upload", "config", "activate"] {
         assert!(audit.contains(action), "{audit}");
     }
+
+    operate_a_second_version(&mut cli, &crate_dir, &serve.base, sha).await;
     eprintln!(
         "newcomer path: host ready in {ready:.1?}; {}; total {:.1?}",
         cli.timings
@@ -290,4 +326,131 @@ async fn a_scaffolded_connector_goes_from_new_to_live_events_unchanged() {
             .join(", "),
         started.elapsed()
     );
+}
+
+/// Sends `n` signed webhooks with ids `{prefix}-0..n`, each answered 200.
+async fn send_orders(base: &str, prefix: &str, n: usize) {
+    for i in 0..n {
+        let body = format!(
+            r#"{{"id":"{prefix}-{i}","type":"order.created","email":"{prefix}-{i}@example.com","data":{{"total":{i}}}}}"#
+        );
+        let (status, answer) = webhook(base, &signature(&body), &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+}
+
+/// Version 0.2.0 of the scaffolded connector renames its events and asks for an HTTP host;
+/// the operator reviews it, shadows it, canaries it, promotes it, replays a failure on both
+/// versions and rolls back, all with `tessera plugin`.
+async fn operate_a_second_version(cli: &mut Cli<'_>, crate_dir: &Path, base: &str, v1: &str) {
+    let edit = |file: &str, from: &str, to: &str| {
+        let path = crate_dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} has no `{from}`");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    };
+    edit("plugin.toml", "version = \"0.1.0\"", "version = \"0.2.0\"");
+    edit("plugin.toml", "http = []", "http = [\"api.acme.example\"]");
+    edit(
+        "src/lib.rs",
+        ", name, contact)",
+        ", format!(\"{name} (v2)\"), contact)",
+    );
+    cli.run(crate_dir, &["build"]);
+    let pushed = cli.run(crate_dir, &["push"]);
+    assert!(
+        pushed.contains("api.acme.example"),
+        "the review names the new host: {pushed}"
+    );
+    let v2 = pushed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sha256"))
+        .map(str::trim)
+        .expect("push prints the sha256")
+        .to_string();
+
+    let refused = cli.run_failing(crate_dir, &["activate", "acme", "--shadow"]);
+    assert!(
+        refused.contains("--approve"),
+        "the error names the fix: {refused}"
+    );
+    let shadowing = cli.run(crate_dir, &["activate", "acme", "--shadow", "--approve"]);
+    assert!(shadowing.contains("shadow"), "{shadowing}");
+    send_orders(base, "shadowed", 3).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let report = cli.json(crate_dir, &["shadow", "acme"]);
+        if report["report"]["different"].as_u64() == Some(3) {
+            let sample = &report["report"]["samples"][0];
+            assert!(sample["candidate"].to_string().contains("(v2)"), "{sample}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no 3 differences: {report}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shown = cli.run(crate_dir, &["shadow", "acme"]);
+    assert!(shown.contains("different 3"), "{shown}");
+    wait_for_event(base, "email:shadowed-0@example.com", "order.created").await;
+    cli.run(crate_dir, &["abort", "acme", "--reason", "seen enough"]);
+
+    cli.run(
+        crate_dir,
+        &[
+            "activate",
+            "acme",
+            "--canary",
+            "50",
+            "--approve",
+            "--min-calls",
+            "1000",
+        ],
+    );
+    send_orders(base, "canary", 40).await;
+    let view = cli.json(crate_dir, &["show", "acme"]);
+    let (live, candidate) = (
+        view["rollout"]["live"]["calls"].as_u64().unwrap_or(0),
+        view["rollout"]["candidate_calls"]["calls"]
+            .as_u64()
+            .unwrap_or(0),
+    );
+    assert_eq!(live + candidate, 40, "{view}");
+    assert!(live > 0 && candidate > 0, "both arms take calls: {view}");
+    let shown = cli.run(crate_dir, &["show", "acme"]);
+    assert!(
+        shown.contains("candidate") && shown.contains("0.2.0"),
+        "{shown}"
+    );
+    let promoted = cli.run(crate_dir, &["promote", "acme"]);
+    assert!(promoted.contains("live version 0.2.0"), "{promoted}");
+    send_orders(base, "promoted", 1).await;
+    wait_for_event(base, "email:promoted-0@example.com", "order.created (v2)").await;
+
+    let body = r#"{"id":"bad","type":"order.created","email":"bad@example.com"}"#;
+    let (status, _) = webhook(base, "sha256=00", body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let failures = cli.json(crate_dir, &["failures", "acme"]);
+    let failure = failures["failures"][0]["id"]
+        .as_u64()
+        .expect("the refused webhook is kept")
+        .to_string();
+    let replayed = cli.run(crate_dir, &["replay", "acme", &failure]);
+    assert!(replayed.contains("does not match"), "{replayed}");
+    let on_v1 = cli.json(crate_dir, &["replay", "acme", &failure, "--version", v1]);
+    assert_eq!(on_v1["ok"], false, "{on_v1}");
+    assert!(on_v1["micros"].is_u64(), "replay reports its cost: {on_v1}");
+
+    let rolled = cli.run(crate_dir, &["rollback", "acme", "--reason", "back to v1"]);
+    assert!(rolled.contains("live version 0.1.0"), "{rolled}");
+    let audit = cli.run(crate_dir, &["audit", "--plugin", "acme"]);
+    for action in [
+        "shadow",
+        "abort",
+        "canary",
+        "promote",
+        "rollback",
+        "back to v1",
+    ] {
+        assert!(audit.contains(action), "{action} in {audit}");
+    }
+    assert!(audit.contains(&v2[..12]), "{audit}");
 }
