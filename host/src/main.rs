@@ -61,8 +61,8 @@ struct ServeArgs {
     /// Seconds a tripped breaker stays open before a probe call.
     #[arg(long, default_value_t = 30)]
     breaker_cool_down_secs: u64,
-    /// Meter fuel: every call reports the instructions it ran, and a manifest's
-    /// `limits.fuel` caps them (costs some speed in every plugin).
+    /// Meter fuel in every plugin: each call reports the instructions it ran (costs some speed
+    /// everywhere). Without it, only plugins whose manifest sets `limits.fuel` are metered.
     #[arg(long, env = "TESSERA_FUEL")]
     fuel: bool,
 }

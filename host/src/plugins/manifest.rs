@@ -66,7 +66,8 @@ pub struct Limits {
     pub timeout_ms: Option<u64>,
     /// Largest outbound HTTP response body, bytes.
     pub http_response_bytes: Option<u64>,
-    /// Instructions (fuel units) one call may run, when the host meters fuel.
+    /// Instructions (fuel units) one call may run. Setting it turns fuel metering on for this
+    /// plugin: its calls report the instructions they ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
 }

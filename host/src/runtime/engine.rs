@@ -21,8 +21,9 @@ pub struct EngineLimits {
     pub max_instances: u32,
     /// The largest linear memory any plugin may be given, in bytes.
     pub max_memory_bytes: usize,
-    /// Meter fuel (about one unit per wasm instruction): every call reports what it used and
-    /// a manifest's `limits.fuel` caps it. Costs some speed in every plugin.
+    /// Meter fuel (about one unit per wasm instruction) in every plugin: every call reports
+    /// what it used. Costs some speed everywhere; without it only plugins with a fuel limit
+    /// run metered, on an engine of their own.
     pub fuel: bool,
 }
 

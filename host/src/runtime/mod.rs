@@ -87,27 +87,20 @@ pub struct SandboxSpec {
     pub tcp_allow: Vec<SocketAddr>,
     /// Environment variables it sees.
     pub env: Vec<(String, String)>,
-    /// Fuel one call may use, when the engine meters fuel.
+    /// Fuel one call may use; set, the plugin runs on the metered engine.
     pub fuel: Option<u64>,
 }
 
-/// The wasmtime engine and linker shared by every plugin.
-pub struct Runtime {
+/// One engine configuration with its linker, compiled-code cache and epoch ticker.
+struct Flavor {
     engine: Engine,
     linker: Linker<PluginState>,
     cache: CompileCache,
-    grants: Arc<AddressGrants>,
-    slots: Arc<tokio::sync::Semaphore>,
     _ticker: EpochTicker,
 }
 
-impl Runtime {
-    /// A runtime caching compiled code under `cache_dir`.
-    pub fn new(
-        limits: &EngineLimits,
-        grants: AddressGrants,
-        cache_dir: &Path,
-    ) -> Result<Self, LoadError> {
+impl Flavor {
+    fn new(limits: &EngineLimits, cache_dir: &Path) -> Result<Self, LoadError> {
         let engine = engine::build_engine(limits)?;
         let mut linker = Linker::new(&engine);
         let link = |e: wasmtime::Error| LoadError::Cache(format!("linker: {e:#}"));
@@ -126,20 +119,67 @@ impl Runtime {
             engine,
             linker,
             cache,
-            grants: Arc::new(grants),
-            slots: Arc::new(tokio::sync::Semaphore::new(limits.max_instances as usize)),
             _ticker: ticker,
         })
     }
+}
 
-    /// The engine, for benchmarks that compare against bare wasmtime.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+/// The wasmtime engines and linkers shared by every plugin.
+///
+/// Fuel metering is compiled into the code, so it needs its own engine: plugins whose
+/// manifest sets `limits.fuel` run on a metered engine (built on first use, with its own
+/// compiled-code cache entries); the others run on the plain one and pay nothing for it.
+/// With [`EngineLimits::fuel`] the single engine meters every plugin.
+pub struct Runtime {
+    plain: Flavor,
+    metered: std::sync::Mutex<Option<Arc<Flavor>>>,
+    limits: EngineLimits,
+    cache_dir: std::path::PathBuf,
+    grants: Arc<AddressGrants>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Runtime {
+    /// A runtime caching compiled code under `cache_dir`.
+    pub fn new(
+        limits: &EngineLimits,
+        grants: AddressGrants,
+        cache_dir: &Path,
+    ) -> Result<Self, LoadError> {
+        Ok(Self {
+            plain: Flavor::new(limits, cache_dir)?,
+            metered: std::sync::Mutex::new(None),
+            limits: limits.clone(),
+            cache_dir: cache_dir.to_path_buf(),
+            grants: Arc::new(grants),
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.max_instances as usize)),
+        })
     }
 
-    /// True when the compiled code of this component is cached on disk.
+    /// The engine of unmetered plugins, for benchmarks that compare against bare wasmtime.
+    pub fn engine(&self) -> &Engine {
+        &self.plain.engine
+    }
+
+    /// True when the compiled code of this component is cached on disk (for the engine a
+    /// plugin without a fuel limit runs on).
     pub fn is_compiled(&self, sha256: &str) -> bool {
-        self.cache.contains(sha256)
+        self.plain.cache.contains(sha256)
+    }
+
+    /// The metered engine, built on first use.
+    fn metered(&self) -> Result<Arc<Flavor>, LoadError> {
+        let mut metered = self.metered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(flavor) = metered.as_ref() {
+            return Ok(flavor.clone());
+        }
+        let limits = EngineLimits {
+            fuel: true,
+            ..self.limits.clone()
+        };
+        let flavor = Arc::new(Flavor::new(&limits, &self.cache_dir)?);
+        *metered = Some(flavor.clone());
+        Ok(flavor)
     }
 
     /// Compiles (or loads from the cache) and prepares a component for calls. `bytes` is
@@ -149,8 +189,15 @@ impl Runtime {
         spec: SandboxSpec,
         bytes: impl FnOnce() -> Result<Vec<u8>, LoadError>,
     ) -> Result<SandboxedPlugin, LoadError> {
-        let component: Component = self.cache.load(&self.engine, &spec.sha256, bytes)?;
-        let pre = self
+        let metered;
+        let flavor = if spec.fuel.is_some() && !self.limits.fuel {
+            metered = self.metered()?;
+            &*metered
+        } else {
+            &self.plain
+        };
+        let component: Component = flavor.cache.load(&flavor.engine, &spec.sha256, bytes)?;
+        let pre = flavor
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::UnsatisfiedImport(format!("{e:#}")))?;

@@ -391,8 +391,11 @@ async fn logs_and_failures_are_kept_per_slot_with_secrets_redacted() {
 }
 
 #[tokio::test]
-async fn with_fuel_metering_calls_report_instructions_and_a_budget_stops_a_loop() {
-    let host = TestHost::start_with(|c| c.engine.fuel = true).await;
+async fn a_plugin_with_a_fuel_limit_is_metered_alone_and_its_budget_stops_a_loop() {
+    let host = TestHost::start().await;
+    host.install("version-a", "versioned").await;
+    let (status, _) = host.webhook("versioned", "/", "unmetered-1").await;
+    assert_eq!(status, StatusCode::OK);
     let text =
         manifest("hostile").replace("timeout_ms = 2000", "timeout_ms = 2000\nfuel = 5000000");
     let sha = host.upload_with("hostile", &text).await;
@@ -412,6 +415,13 @@ async fn with_fuel_metering_calls_report_instructions_and_a_budget_stops_a_loop(
     );
     assert_eq!(stats["failures_by_cause"]["fuel"], 1, "{stats}");
     assert!(stats["p99_micros"].as_u64().unwrap() > 0, "{stats}");
+    let (_, plain) = host.get("/v1/plugins/versioned").await;
+    let plain = &plain["versions"][0]["stats"];
+    assert!(plain["calls"].as_u64() >= Some(1), "{plain}");
+    assert!(
+        plain.get("fuel_consumed").is_none(),
+        "a plugin without a fuel limit is not metered: {plain}"
+    );
 }
 
 #[tokio::test]
