@@ -15,7 +15,8 @@ use super::body::{JsonBody, OptionalJson};
 use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
 use crate::ingest::PollStatus;
 use crate::plugins::{
-    ActivateOptions, Actor, CallReport, CanaryPlan, PluginError, PluginView, VersionView,
+    ActivateOptions, Actor, CallReport, CanaryPlan, PluginError, PluginView, VersionView, readable,
+    readable_error,
 };
 use crate::runtime::PluginKind;
 use crate::runtime::bindings::types::{HttpRequest, Message, RuleInput};
@@ -414,8 +415,8 @@ async fn call(
                 body: r.body.into_bytes(),
             };
             match registry.handle_webhook(&id, &request).await? {
-                Ok(events) => json!({ "ok": { "events": events } }),
-                Err(e) => json!({ "err": e }),
+                Ok(events) => json!({ "ok": { "events": readable(json!(events)) } }),
+                Err(e) => json!({ "err": readable_error(json!(e)) }),
             }
         }
         PluginKind::SegmentRule => {
@@ -423,14 +424,14 @@ async fn call(
             let batch = body.batch.ok_or_else(|| missing("batch"))?;
             match registry.evaluate(&id, &params, &batch).await? {
                 Ok(decisions) => json!({ "ok": { "decisions": decisions } }),
-                Err(e) => json!({ "err": e }),
+                Err(e) => json!({ "err": readable_error(json!(e)) }),
             }
         }
         PluginKind::Channel => {
             let message = body.message.ok_or_else(|| missing("message"))?;
             match registry.send(&id, &message).await? {
-                Ok(delivery) => json!({ "ok": { "delivery": delivery } }),
-                Err(e) => json!({ "err": e }),
+                Ok(delivery) => json!({ "ok": { "delivery": readable(json!(delivery)) } }),
+                Err(e) => json!({ "err": readable_error(json!(e)) }),
             }
         }
     };

@@ -17,7 +17,10 @@ mod slot;
 
 pub use breaker::{BreakerConfig, BreakerView};
 pub use limits::OperatorLimits;
-pub use local::{CallInput, CallReport, LocalSandbox, MemoryKv, WebhookInput, run_input};
+pub use local::{
+    CallInput, CallReport, LocalSandbox, MemoryKv, WebhookInput, readable, readable_error,
+    run_input,
+};
 pub use logs::LogLine;
 pub use manifest::{
     Capabilities, ConfigSpec, Limits, Manifest, ManifestError, PollSpec, SUPPORTED_CONTRACTS,
