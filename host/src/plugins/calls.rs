@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::runtime::bindings::types::{
     ConnectorError, Delivery, Event, HttpRequest, Message, PollPage, RuleInput, SendError,
 };
-use crate::runtime::{CallEnv, CallError, PluginKind, SandboxedPlugin};
+use crate::runtime::{CallEnv, CallError, Effects, PluginKind, SandboxedPlugin};
 use crate::store::FailureRecord;
 
 use super::local::{CallReport, outcome_json, run_input};
@@ -158,7 +158,11 @@ impl PluginRegistry {
                 if rollout.begin_shadow() {
                     let live = outcome_json(outcome).1;
                     let input = self.redacted(slot, &rollout.candidate, input());
-                    spawn_shadow(rollout.clone(), slot.shadow_env(), input, live);
+                    let tape = match &lease.env.effects {
+                        Effects::Taped(tape) => Some(tape.clone()),
+                        _ => None,
+                    };
+                    spawn_shadow(rollout.clone(), slot.shadow_env(tape), input, live);
                 }
             }
         }
@@ -240,7 +244,7 @@ impl PluginRegistry {
         let record = self.failure(id, failure)?;
         let slot = self.slot(id)?;
         let plugin = self.load_version(&slot, sha.unwrap_or(&record.sha256))?;
-        Ok(run_input(&plugin, &slot.shadow_env(), &record.input).await)
+        Ok(run_input(&plugin, &slot.shadow_env(None), &record.input).await)
     }
 
     /// The newest `limit` log lines of the plugin's calls.

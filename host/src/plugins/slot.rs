@@ -7,13 +7,15 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use crate::runtime::{CallEnv, CallError, Effects, KvNamespace, PluginKind, SandboxedPlugin};
+use crate::runtime::{
+    CallEnv, CallError, Effects, KvNamespace, PluginKind, SandboxedPlugin, Stub, Tape,
+};
 use crate::store::SlotRecord;
 
 use super::PluginError;
 use super::breaker::{Breaker, BreakerConfig};
 use super::logs::LogRing;
-use super::rollout::Rollout;
+use super::rollout::{Rollout, RolloutMode};
 
 /// One plugin id's slot.
 pub struct PluginSlot {
@@ -122,10 +124,12 @@ impl PluginSlot {
     }
 
     /// The env of a call whose effects must not happen (shadow runs, replays): kv writes
-    /// refused, outbound requests answered by a stub.
-    pub(super) fn shadow_env(&self) -> CallEnv {
+    /// refused, outbound requests answered by a stub (from `tape` where the live call made
+    /// the same request).
+    pub(super) fn shadow_env(&self, tape: Option<Arc<Tape>>) -> CallEnv {
+        let stub = tape.map_or_else(Stub::default, Stub::replaying);
         CallEnv {
-            effects: Effects::stubbed(),
+            effects: Effects::Stubbed(Arc::new(stub)),
             ..self.env(true)
         }
     }
@@ -167,11 +171,19 @@ impl PluginSlot {
             .as_ref()
             .filter(|r| r.routes_to_candidate(key))
             .map(|r| r.candidate.clone());
+        let mut env = self.env(false);
+        if rollout
+            .as_ref()
+            .is_some_and(|r| matches!(r.mode, RolloutMode::Shadow))
+        {
+            // The live call's answers are taped for the shadow candidate's same requests.
+            env.effects = Effects::Taped(Arc::default());
+        }
         Ok(Lease {
             slot: self.clone(),
             on_candidate: candidate.is_some(),
             plugin: candidate.unwrap_or(plugin),
-            env: self.env(false),
+            env,
             rollout,
             finished: false,
         })

@@ -13,6 +13,7 @@ mod outbound;
 mod sandbox;
 mod state;
 mod stats;
+mod tape;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,6 +31,7 @@ pub use net_policy::{AddressGrants, HostPattern};
 pub use sandbox::SandboxedPlugin;
 pub use state::{CallEnv, Effects, KvNamespace, LogSink, PluginState};
 pub use stats::{CallStats, CallStatsSnapshot, LatencyHistogram};
+pub use tape::{Stub, Tape};
 
 use engine::{CompileCache, EpochTicker};
 

@@ -53,30 +53,6 @@ impl OutboundHooks {
     }
 }
 
-/// Most stubbed requests one call records.
-const MAX_RECORDED: usize = 50;
-
-/// Records a request a stubbed call made and answers it with `200 {}`.
-fn stub_response(
-    recorder: &std::sync::Mutex<Vec<String>>,
-    request: &http::Request<WasiBody>,
-) -> http::Response<WasiBody> {
-    if let Ok(mut r) = recorder.lock()
-        && r.len() < MAX_RECORDED
-    {
-        r.push(format!("{} {}", request.method(), request.uri()));
-    }
-    let body = http_body_util::Full::new(Bytes::from_static(b"{}"))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    let mut response = http::Response::new(body);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
 impl OutboundPolicy {
     fn deny(&self, why: &str) -> HttpError {
         self.denied.fetch_add(1, Ordering::Relaxed);
@@ -159,8 +135,8 @@ impl WasiHttpHooks for OutboundHooks {
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         drop(fut);
-        if let Effects::Stubbed(recorder) = &self.effects {
-            let response = stub_response(recorder, &request);
+        if let Effects::Stubbed(stub) = &self.effects {
+            let response = stub.answer(&request);
             return Box::new(async move {
                 Ok((
                     response,
@@ -169,6 +145,13 @@ impl WasiHttpHooks for OutboundHooks {
             });
         }
         let policy = self.policy.clone();
+        let tape = match &self.effects {
+            Effects::Taped(tape) => Some((
+                tape.clone(),
+                format!("{} {}", request.method(), request.uri()),
+            )),
+            _ => None,
+        };
         Box::new(async move {
             policy.requests.fetch_add(1, Ordering::Relaxed);
             let scheme = request.uri().scheme().cloned().unwrap_or(Scheme::HTTPS);
@@ -208,6 +191,10 @@ impl WasiHttpHooks for OutboundHooks {
                 }
                 .boxed_unsync()
             });
+            let response = match tape {
+                Some((tape, line)) => tape.record(line, response),
+                None => response,
+            };
             Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
     }

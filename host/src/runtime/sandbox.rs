@@ -23,7 +23,7 @@ use super::engine::EPOCH_TICK;
 use super::error::{CallError, CallFailure, LoadError};
 use super::net_policy::AddressGrants;
 use super::outbound::{OutboundHooks, OutboundPolicy};
-use super::state::{CallEnv, CallLimiter, Effects, LimitHit, PluginState};
+use super::state::{CallEnv, CallLimiter, LimitHit, PluginState};
 use super::stats::{CallStats, CallStatsSnapshot};
 use super::{PluginKind, SandboxSpec};
 use crate::runtime::host_imports::LOG_BUDGET;
@@ -145,7 +145,7 @@ impl SandboxedPlugin {
         for (k, v) in &self.spec.env {
             wasi.env(k, v);
         }
-        if !self.tcp_allow.is_empty() && matches!(env.effects, Effects::Live) {
+        if !self.tcp_allow.is_empty() && env.effects.is_live() {
             let allow = self.tcp_allow.clone();
             wasi.allow_tcp(true).socket_addr_check(move |addr, use_| {
                 let ok = match use_ {

@@ -12,6 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundHooks;
+use super::tape::{Stub, Tape};
 
 /// A plugin's private key-value namespace, as the runtime sees it. The store implements it;
 /// the guest reaches it only through the `kv` import.
@@ -51,22 +52,31 @@ pub enum Effects {
     /// Requests go out under the version's policy.
     #[default]
     Live,
-    /// Nothing leaves the host: each HTTP request is recorded here (`METHOD uri`) and answered
-    /// with a stub `200 {}`; TCP is refused. Shadow runs and replays use this.
-    Stubbed(Arc<std::sync::Mutex<Vec<String>>>),
+    /// Requests go out under the version's policy, and every answer read to its end is
+    /// taped: the live side of a shadow run.
+    Taped(Arc<Tape>),
+    /// Nothing leaves the host: each HTTP request is recorded (`METHOD uri`) and answered
+    /// from the stub's tape when the live call made the same request, else with `200 {}`;
+    /// TCP is refused. Shadow runs and replays use this.
+    Stubbed(Arc<Stub>),
 }
 
 impl Effects {
-    /// A fresh recorder of stubbed requests.
+    /// A fresh stub with no tape.
     pub fn stubbed() -> Self {
         Effects::Stubbed(Arc::default())
     }
 
-    /// The requests recorded so far (empty for live effects).
+    /// True when requests really go out.
+    pub fn is_live(&self) -> bool {
+        !matches!(self, Effects::Stubbed(_))
+    }
+
+    /// The requests a stubbed call made so far (empty when requests went out).
     pub fn recorded(&self) -> Vec<String> {
         match self {
-            Effects::Live => Vec::new(),
-            Effects::Stubbed(r) => r.lock().map(|r| r.clone()).unwrap_or_default(),
+            Effects::Live | Effects::Taped(_) => Vec::new(),
+            Effects::Stubbed(stub) => stub.requests(),
         }
     }
 }

@@ -300,7 +300,7 @@ async fn a_version_asking_for_more_needs_approval() {
     assert!(
         changes
             .iter()
-            .any(|c| c.contains("imports `wasi:http/outgoing-handler")),
+            .any(|c| c.contains("imports `wasi:sockets/tcp")),
         "the component's own imports are reviewed: {changes:?}"
     );
     let sha = uploaded["sha256"].as_str().unwrap();
@@ -504,4 +504,69 @@ async fn a_canary_survives_a_restart() {
     let (_, view) = host.post("/v1/plugins/versioned/abort", &json!({})).await;
     assert_eq!(view["live"], a.as_str());
     host.stop().await;
+}
+
+#[tokio::test]
+async fn a_shadow_candidate_gets_the_live_calls_answers_without_a_second_request() {
+    // An upstream whose every answer differs: `hit-1`, `hit-2`, ...
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let body = format!("hit-{n}");
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all((head + &body).as_bytes()).await;
+        }
+    });
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let granted = addr.clone();
+    let host = TestHost::start_with(move |c| c.allow_addresses = vec![granted]).await;
+    let allow =
+        |name: &str| manifest(name).replace("http = []", &format!("http = [\"localhost:{port}\"]"));
+    let a = host.upload_with("version-a", &allow("version-a")).await;
+    host.activate("versioned", &a).await;
+    let b = host.upload_with("version-b", &allow("version-b")).await;
+    let (status, view) = host
+        .post(
+            "/v1/plugins/versioned/activate",
+            &json!({ "sha256": b, "shadow": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "same asks need no approval: {view}");
+
+    let url = format!("http://localhost:{port}/price");
+    let (status, out) = host.webhook("versioned", "/fetch", &url).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["ok"]["events"][0]["properties"]["answer"], "hit-1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let (_, report) = host.get("/v1/plugins/versioned/shadow").await;
+        if report["report"]["compared"] == 1 {
+            break report;
+        }
+        assert!(std::time::Instant::now() < deadline, "{report}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let sample = &report["report"]["samples"][0];
+    let candidate = &sample["candidate"]["ok"][0];
+    assert_eq!(
+        candidate["properties"]["answer"], "hit-1",
+        "the live call's answer, replayed: {sample}"
+    );
+    assert_eq!(candidate["name"], "b", "{sample}");
+    assert_eq!(sample["candidate_requests"][0], format!("GET {url}"));
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the upstream saw only the live call"
+    );
 }
