@@ -40,6 +40,20 @@ async fn audit_actions(host: &TestHost) -> Vec<String> {
         .collect()
 }
 
+/// The `versioned` plugin's shadow report once `compared` comparisons are in.
+async fn shadow_report(host: &TestHost, compared: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, report) = host.get("/v1/plugins/versioned/shadow").await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        if report["report"]["compared"] == compared {
+            return report;
+        }
+        assert!(std::time::Instant::now() < deadline, "{report}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Makes version-a live and starts version-b beside it with `options` (canary or shadow);
 /// returns both hashes and the plugin's view.
 async fn a_live_b_candidate(host: &TestHost, options: Value) -> (String, String, Value) {
@@ -245,16 +259,7 @@ async fn a_shadow_run_compares_outputs_without_storing_its_events() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let report = loop {
-        let (status, report) = host.get("/v1/plugins/versioned/shadow").await;
-        assert_eq!(status, StatusCode::OK, "{report}");
-        if report["report"]["compared"] == 10 {
-            break report;
-        }
-        assert!(std::time::Instant::now() < deadline, "{report}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let report = shadow_report(&host, 10).await;
     assert_eq!(report["report"]["different"], 10, "{report}");
     let sample = &report["report"]["samples"][0];
     assert_eq!(sample["live"]["ok"][0]["name"], "a", "{sample}");
@@ -452,15 +457,7 @@ async fn a_shadow_candidates_requests_are_answered_by_a_stub_and_never_sent() {
     let url = format!("http://localhost:{port}/");
     let (status, out) = host.webhook("versioned", "/http", &url).await;
     assert_eq!(status, StatusCode::OK, "{out}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let report = loop {
-        let (_, report) = host.get("/v1/plugins/versioned/shadow").await;
-        if report["report"]["compared"] == 1 {
-            break report;
-        }
-        assert!(std::time::Instant::now() < deadline, "{report}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let report = shadow_report(&host, 1).await;
     let sample = &report["report"]["samples"][0];
     assert_eq!(
         sample["candidate_requests"][0],
@@ -547,15 +544,7 @@ async fn a_shadow_candidate_gets_the_live_calls_answers_without_a_second_request
     let (status, out) = host.webhook("versioned", "/fetch", &url).await;
     assert_eq!(status, StatusCode::OK, "{out}");
     assert_eq!(out["ok"]["events"][0]["properties"]["answer"], "hit-1");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let report = loop {
-        let (_, report) = host.get("/v1/plugins/versioned/shadow").await;
-        if report["report"]["compared"] == 1 {
-            break report;
-        }
-        assert!(std::time::Instant::now() < deadline, "{report}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let report = shadow_report(&host, 1).await;
     let sample = &report["report"]["samples"][0];
     let candidate = &sample["candidate"]["ok"][0];
     assert_eq!(
