@@ -31,7 +31,7 @@ pub use net_policy::{AddressGrants, HostPattern};
 pub use sandbox::SandboxedPlugin;
 pub use state::{CallEnv, Effects, KvNamespace, LogSink, PluginState};
 pub use stats::{CallStats, CallStatsSnapshot, LatencyHistogram};
-pub use tape::{Stub, Tape};
+pub use tape::{Stub, Tap, Tape};
 
 use engine::{CompileCache, EpochTicker};
 

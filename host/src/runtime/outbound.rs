@@ -20,6 +20,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use super::net_policy::{AddressGrants, HostPattern, check_address};
 use super::state::Effects;
+use super::tape::Tap;
 
 /// What one plugin version may do over HTTP; shared by all its calls.
 #[derive(Debug)]
@@ -184,26 +185,25 @@ impl WasiHttpHooks for OutboundHooks {
                     response.body().size_hint().lower(),
                 )));
             }
-            let response = response.map(|body| {
-                CappedBody {
-                    inner: body.boxed_unsync(),
-                    left: limit,
-                }
-                .boxed_unsync()
-            });
-            let response = match tape {
-                Some((tape, line)) => tape.record(line, response),
-                None => response,
+            let (parts, body) = response.into_parts();
+            let tap = tape.map(|(tape, line)| tape.tap(line, &parts));
+            let body = CappedBody {
+                inner: body.boxed_unsync(),
+                left: limit,
+                tap,
             };
+            let response = http::Response::from_parts(parts, body.boxed_unsync());
             Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
     }
 }
 
-/// A response body that fails once more than `left` bytes arrived.
+/// A response body that fails once more than `left` bytes arrived, and feeds a shadow run's
+/// tape when there is one.
 struct CappedBody {
     inner: WasiBody,
     left: u64,
+    tap: Option<Tap>,
 }
 
 impl Body for CappedBody {
@@ -215,14 +215,33 @@ impl Body for CappedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let poll = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &poll
-            && let Some(data) = frame.data_ref()
-        {
-            let n = data.len() as u64;
-            if n > self.left {
-                return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(None))));
+        match &poll {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if n > self.left {
+                        if let Some(tap) = &mut self.tap {
+                            tap.failed();
+                        }
+                        return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(None))));
+                    }
+                    self.left -= n;
+                    if let Some(tap) = &mut self.tap {
+                        tap.data(data);
+                    }
+                }
             }
-            self.left -= n;
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(tap) = &mut self.tap {
+                    tap.failed();
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(tap) = &mut self.tap {
+                    tap.ended();
+                }
+            }
+            Poll::Pending => {}
         }
         poll
     }

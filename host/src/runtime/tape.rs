@@ -1,14 +1,11 @@
 //! Outbound HTTP of shadow runs: the live call's exchanges are taped as they stream past, and
 //! the candidate's identical requests are answered from the tape (others by a `200 {}` stub).
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+use wasmtime_wasi_http::WasiBody;
 
 /// Most exchanges one tape keeps, and most requests one stub records.
 pub const MAX_EXCHANGES: usize = 50;
@@ -48,15 +45,10 @@ impl Tape {
         Some(list.remove(at))
     }
 
-    /// Wraps a live response so that its body, once read to the end, is taped.
-    pub fn record(
-        self: &Arc<Self>,
-        request: String,
-        response: http::Response<WasiBody>,
-    ) -> http::Response<WasiBody> {
-        let (parts, inner) = response.into_parts();
-        let tee = TeeBody {
-            inner,
+    /// A tap for one live answer: fed the body as it streams, it tapes the exchange when the
+    /// body ends.
+    pub fn tap(self: &Arc<Self>, request: String, parts: &http::response::Parts) -> Tap {
+        Tap {
             seen: Vec::new(),
             exchange: Some(Exchange {
                 request,
@@ -65,8 +57,7 @@ impl Tape {
                 body: Bytes::new(),
             }),
             tape: self.clone(),
-        };
-        http::Response::from_parts(parts, tee.boxed_unsync())
+        }
     }
 }
 
@@ -126,53 +117,36 @@ impl Stub {
     }
 }
 
-/// A live response body that copies what passes to the tape when it ends.
-struct TeeBody {
-    inner: WasiBody,
+/// One live answer on its way to the tape.
+pub struct Tap {
     seen: Vec<u8>,
     /// `None` once taped, or once the body grew past [`MAX_TAPED_BODY`] or failed.
     exchange: Option<Exchange>,
     tape: Arc<Tape>,
 }
 
-impl Body for TeeBody {
-    type Data = Bytes;
-    type Error = HttpError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
-        let poll = Pin::new(&mut self.inner).poll_frame(cx);
-        match &poll {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    if self.seen.len() + data.len() > MAX_TAPED_BODY {
-                        self.exchange = None;
-                        self.seen = Vec::new();
-                    } else if self.exchange.is_some() {
-                        self.seen.extend_from_slice(data);
-                    }
-                }
-            }
-            Poll::Ready(Some(Err(_))) => self.exchange = None,
-            Poll::Ready(None) => {
-                if let Some(mut exchange) = self.exchange.take() {
-                    exchange.body = Bytes::from(std::mem::take(&mut self.seen));
-                    self.tape.push(exchange);
-                }
-            }
-            Poll::Pending => {}
+impl Tap {
+    /// A chunk of the body went to the guest.
+    pub fn data(&mut self, data: &[u8]) {
+        if self.seen.len() + data.len() > MAX_TAPED_BODY {
+            self.failed();
+        } else if self.exchange.is_some() {
+            self.seen.extend_from_slice(data);
         }
-        poll
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    /// The body failed: nothing is taped.
+    pub fn failed(&mut self) {
+        self.exchange = None;
+        self.seen = Vec::new();
     }
 
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+    /// The body ended: the exchange goes on the tape.
+    pub fn ended(&mut self) {
+        if let Some(mut exchange) = self.exchange.take() {
+            exchange.body = Bytes::from(std::mem::take(&mut self.seen));
+            self.tape.push(exchange);
+        }
     }
 }
 
@@ -184,6 +158,12 @@ mod tests {
         http_body_util::Full::new(Bytes::from_static(text.as_bytes()))
             .map_err(|never| match never {})
             .boxed_unsync()
+    }
+
+    fn parts(status: u16) -> http::response::Parts {
+        let mut response = http::Response::new(());
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        response.into_parts().0
     }
 
     fn get(uri: &str) -> http::Request<WasiBody> {
@@ -199,16 +179,17 @@ mod tests {
     #[tokio::test]
     async fn a_read_live_answer_is_replayed_once_then_the_stub_answers() {
         let tape = Arc::new(Tape::default());
-        let mut live = http::Response::new(body("{\"price\":7}"));
-        *live.status_mut() = http::StatusCode::CREATED;
-        let live = tape.record("GET https://api.example.com/p/1".into(), live);
-        assert_eq!(text(live).await, (201, "{\"price\":7}".into()));
+        let mut live = tape.tap("GET https://api.example.com/p/1".into(), &parts(201));
+        live.data(b"{\"price\"");
+        live.data(b":7}");
+        live.ended();
 
-        let unread = tape.record(
-            "GET https://api.example.com/p/2".into(),
-            http::Response::new(body("never read")),
-        );
+        let mut unread = tape.tap("GET https://api.example.com/p/2".into(), &parts(200));
+        unread.data(b"never read to the end");
         drop(unread);
+        let mut huge = tape.tap("GET https://api.example.com/p/3".into(), &parts(200));
+        huge.data(&vec![b'x'; MAX_TAPED_BODY + 1]);
+        huge.ended();
 
         let stub = Stub::replaying(tape);
         let first = stub.answer(&get("https://api.example.com/p/1"));
