@@ -69,8 +69,43 @@ impl PluginRegistry {
         .await
     }
 
-    /// Calls a segment rule's `evaluate`. A canary routes by the batch's first contact.
+    /// Calls a segment rule's `evaluate`. During a canary the batch is split by contact:
+    /// each contact's decision comes from the version its id routes to, so a contact sees one
+    /// version whatever batch it is in; the decisions come back in the batch's order.
     pub async fn evaluate(
+        &self,
+        id: &str,
+        params: &str,
+        batch: &[RuleInput],
+    ) -> Result<Result<Vec<bool>, String>, PluginError> {
+        let rollout = self.slot(id)?.rollout();
+        let Some(rollout) = rollout.filter(|r| matches!(r.mode, RolloutMode::Canary(_))) else {
+            return self.evaluate_one_arm(id, params, batch).await;
+        };
+        let (candidate, live): (Vec<usize>, Vec<usize>) = (0..batch.len())
+            .partition(|&i| rollout.routes_to_candidate(Some(batch[i].contact.id.as_bytes())));
+        if candidate.is_empty() || live.is_empty() {
+            return self.evaluate_one_arm(id, params, batch).await;
+        }
+        let mut decisions = vec![false; batch.len()];
+        for arm in [candidate, live] {
+            // Every contact of a part routes to the same arm, so its first one routes the call.
+            let part: Vec<RuleInput> = arm.iter().map(|&i| batch[i].clone()).collect();
+            // The sandbox has checked there is one decision per contact.
+            match self.evaluate_one_arm(id, params, &part).await? {
+                Ok(got) => {
+                    for (&i, decision) in arm.iter().zip(got) {
+                        decisions[i] = decision;
+                    }
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Ok(decisions))
+    }
+
+    /// One `evaluate` call, routed by the batch's first contact.
+    async fn evaluate_one_arm(
         &self,
         id: &str,
         params: &str,

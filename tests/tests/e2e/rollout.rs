@@ -559,3 +559,64 @@ async fn a_shadow_candidate_gets_the_live_calls_answers_without_a_second_request
         "the upstream saw only the live call"
     );
 }
+
+#[tokio::test]
+async fn a_rule_canary_splits_each_batch_by_contact() {
+    let host = TestHost::start().await;
+    let live = host.install("trait-rule", "trait-rule").await;
+    // The same rule with a custom section appended: another component, the same decisions.
+    let mut bytes = std::fs::read(artifact("trait-rule")).unwrap();
+    bytes.extend_from_slice(&[0, 8, 7]);
+    bytes.extend_from_slice(b"canary!");
+    let (status, uploaded) = host.upload_bytes(bytes, &manifest("trait-rule")).await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    let candidate = uploaded["sha256"].as_str().unwrap().to_string();
+    assert_ne!(candidate, live);
+    let (status, view) = host
+        .post(
+            "/v1/plugins/trait-rule/activate",
+            &json!({ "sha256": candidate, "canary": { "percent": 50, "min_calls": 1000 } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+
+    let batch = tessera_tests::rule_batch(40);
+    let params = json!({ "trait": "plan", "equals": "pro" });
+    let (status, out) = host
+        .call("trait-rule", &json!({ "params": params, "batch": batch }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let expected: Vec<bool> = (0..40).map(|i| i % 2 == 0).collect();
+    assert_eq!(
+        out["ok"]["decisions"],
+        json!(expected),
+        "in the batch's order"
+    );
+    let arms = host.get("/v1/plugins/trait-rule").await.1["rollout"].clone();
+    assert_eq!(
+        (
+            arms["live"]["calls"].as_u64(),
+            arms["candidate_calls"]["calls"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "one call per arm, each with its own contacts: {arms}"
+    );
+
+    // One contact per call: each call goes to its contact's arm, and both arms get some.
+    for contact in batch.as_array().unwrap() {
+        let (status, _) = host
+            .call(
+                "trait-rule",
+                &json!({ "params": params, "batch": [contact] }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let arms = host.get("/v1/plugins/trait-rule").await.1["rollout"].clone();
+    let (on_live, on_candidate) = (
+        arms["live"]["calls"].as_u64().unwrap() - 1,
+        arms["candidate_calls"]["calls"].as_u64().unwrap() - 1,
+    );
+    assert_eq!(on_live + on_candidate, 40, "{arms}");
+    assert!(on_live > 0 && on_candidate > 0, "{arms}");
+}
