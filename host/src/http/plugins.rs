@@ -15,11 +15,11 @@ use super::body::{JsonBody, OptionalJson};
 use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
 use crate::ingest::PollStatus;
 use crate::plugins::{
-    ActivateOptions, Actor, CallReport, CanaryPlan, PluginError, PluginView, VersionView, readable,
-    readable_error,
+    ActivateOptions, Actor, CallReport, CanaryPlan, PluginError, PluginView, VersionView,
+    WebhookInput, readable, readable_error,
 };
 use crate::runtime::PluginKind;
-use crate::runtime::bindings::types::{HttpRequest, Message, RuleInput};
+use crate::runtime::bindings::types::{Message, RuleInput};
 use crate::store::FailureRecord;
 
 /// The plugin admin routes (the caller adds the admin-key check).
@@ -344,34 +344,10 @@ async fn poll_status(
     Ok(Json(state.poller.status(&id)?))
 }
 
-/// A webhook request as the console takes it: text body, headers as an object or pairs.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConsoleRequest {
-    #[serde(default = "post_method")]
-    method: String,
-    #[serde(default = "root_path")]
-    path: String,
-    #[serde(default)]
-    query: String,
-    #[serde(default)]
-    headers: serde_json::Map<String, Value>,
-    #[serde(default)]
-    body: String,
-}
-
-fn post_method() -> String {
-    "POST".into()
-}
-
-fn root_path() -> String {
-    "/".into()
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CallBody {
-    request: Option<ConsoleRequest>,
+    request: Option<WebhookInput>,
     params: Option<Value>,
     batch: Option<Vec<RuleInput>>,
     message: Option<Message>,
@@ -396,24 +372,11 @@ async fn call(
     };
     let out = match registry.slot(&id)?.kind() {
         PluginKind::Connector => {
-            let r = body.request.ok_or_else(|| missing("request"))?;
-            let headers = r
-                .headers
-                .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_ascii_lowercase(),
-                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                    )
-                })
-                .collect();
-            let request = HttpRequest {
-                method: r.method,
-                path: r.path,
-                query: r.query,
-                headers,
-                body: r.body.into_bytes(),
-            };
+            let request = body
+                .request
+                .ok_or_else(|| missing("request"))?
+                .to_request()
+                .map_err(ApiError::BadRequest)?;
             match registry.handle_webhook(&id, &request).await? {
                 Ok(events) => json!({ "ok": { "events": readable(json!(events)) } }),
                 Err(e) => json!({ "err": readable_error(json!(e)) }),

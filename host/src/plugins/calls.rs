@@ -13,7 +13,7 @@ use crate::runtime::bindings::types::{
 use crate::runtime::{CallEnv, CallError, Effects, PluginKind, SandboxedPlugin};
 use crate::store::FailureRecord;
 
-use super::local::{CallReport, outcome_json, run_input};
+use super::local::{CallReport, outcome_json, readable_error, run_input};
 use super::registry::now_ms;
 use super::rollout::{Rollout, RolloutMode, ShadowSample};
 use super::slot::{Lease, PluginSlot};
@@ -214,10 +214,15 @@ impl PluginRegistry {
     ) {
         let (code, message) = match outcome {
             Err(e) => (e.cause.code().to_string(), e.to_string()),
-            Ok(Err(e)) => (
-                "error".to_string(),
-                serde_json::to_string(e).unwrap_or_default(),
-            ),
+            Ok(Err(e)) => {
+                // `code: message` from the `{code, message}` the API shows errors as.
+                let error = readable_error(serde_json::json!(e));
+                let message = match (error["code"].as_str(), error["message"].as_str()) {
+                    (Some(code), Some(message)) => format!("{code}: {message}"),
+                    _ => error.to_string(),
+                };
+                ("error".to_string(), message)
+            }
             Ok(Ok(_)) => return,
         };
         let spec = plugin.spec();

@@ -30,8 +30,8 @@ pub struct WebhookInput {
     /// Query string, without `?`.
     #[serde(default)]
     pub query: String,
-    /// Headers, names lower-case.
-    #[serde(default)]
+    /// Headers, names lower-case; given as `[[name, value], ...]` or `{"name": value}`.
+    #[serde(default, deserialize_with = "header_pairs")]
     pub headers: Vec<(String, String)>,
     /// The body when it is UTF-8.
     #[serde(default)]
@@ -47,6 +47,30 @@ fn post() -> String {
 
 fn root() -> String {
     "/".into()
+}
+
+/// Headers as pairs or as an object (a value that is not text is taken as its JSON), with
+/// names in lower case as the host hands them to a connector.
+fn header_pairs<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Headers {
+        Pairs(Vec<(String, String)>),
+        Object(Map<String, Value>),
+    }
+    let pairs = match Headers::deserialize(deserializer)? {
+        Headers::Pairs(pairs) => pairs,
+        Headers::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            .collect(),
+    };
+    Ok(pairs
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect())
 }
 
 impl WebhookInput {

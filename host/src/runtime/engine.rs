@@ -116,11 +116,6 @@ impl CompileCache {
         self.dir.join(format!("{sha256}-{}.cwasm", self.compat))
     }
 
-    /// True when a compiled copy of this component is cached.
-    pub fn contains(&self, sha256: &str) -> bool {
-        self.path(sha256).exists()
-    }
-
     /// Loads the compiled component, compiling and caching it on a miss. `bytes` is read only on
     /// a miss, so a caller that has only the hash may pass a loader.
     pub fn load(

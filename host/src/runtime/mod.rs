@@ -31,7 +31,7 @@ pub use net_policy::{AddressGrants, HostPattern};
 pub use sandbox::SandboxedPlugin;
 pub use state::{CallEnv, Effects, KvNamespace, LogSink, PluginState};
 pub use stats::{CallStats, CallStatsSnapshot, LatencyHistogram};
-pub use tape::{Stub, Tap, Tape};
+pub use tape::{Stub, Tape};
 
 use engine::{CompileCache, EpochTicker};
 
@@ -161,12 +161,6 @@ impl Runtime {
     /// The engine of unmetered plugins, for benchmarks that compare against bare wasmtime.
     pub fn engine(&self) -> &Engine {
         &self.plain.engine
-    }
-
-    /// True when the compiled code of this component is cached on disk (for the engine a
-    /// plugin without a fuel limit runs on).
-    pub fn is_compiled(&self, sha256: &str) -> bool {
-        self.plain.cache.contains(sha256)
     }
 
     /// The metered engine, built on first use.

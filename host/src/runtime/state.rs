@@ -62,11 +62,6 @@ pub enum Effects {
 }
 
 impl Effects {
-    /// A fresh stub with no tape.
-    pub fn stubbed() -> Self {
-        Effects::Stubbed(Arc::default())
-    }
-
     /// True when requests really go out.
     pub fn is_live(&self) -> bool {
         !matches!(self, Effects::Stubbed(_))
