@@ -72,6 +72,9 @@ pub enum ServerError {
     /// The event log could not be opened.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The ingest stage could not read the log back into its dedupe state.
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),

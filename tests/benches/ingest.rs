@@ -183,7 +183,10 @@ async fn main() {
     host.activate("shopify", &sha).await;
     let size = serde_json::to_vec(&event(0)).unwrap().len();
 
+    let started = Instant::now();
     let batch_rate = batches(&host, &key, 200_000 / scale, 16).await;
+    let applied = host.wait_profiles_applied(Duration::from_secs(600)).await;
+    let applied_rate = applied as f64 / started.elapsed().as_secs_f64();
     let sled_rate = sled_limit(200_000 / scale);
     let seconds = if quick { 1 } else { 5 };
     let mut rates = Vec::new();
@@ -201,6 +204,10 @@ async fn main() {
     println!(
         "| `/v1/batch`, 16 clients, {BATCH} events per batch | {batch_rate:.0} events/s | {:.2}x |",
         batch_rate / sled_rate
+    );
+    println!(
+        "| the same, until profiles have applied them | {applied_rate:.0} events/s | {:.2}x |",
+        applied_rate / sled_rate
     );
     println!(
         "| raw sled insert + `flush()` per {BATCH} (the limit) | {sled_rate:.0} events/s | 1.00x |"

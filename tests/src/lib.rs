@@ -276,6 +276,23 @@ impl TestHost {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// Polls `/v1/status` until the profile stage has applied every logged event; returns
+    /// the last logged sequence.
+    pub async fn wait_profiles_applied(&self, timeout: Duration) -> u64 {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let (_, status) = self.get("/v1/status").await;
+            if status["profiles"]["behind"] == 0 {
+                return status["event_log"]["last_seq"].as_u64().expect("last_seq");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "profiles did not catch up: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// A rule-input batch of `n` contacts whose trait `plan` alternates "pro" / "free".

@@ -1,5 +1,6 @@
 //! Liveness and readiness: `/healthz` answers while the process runs, `/readyz` once start-up
-//! (restoring slots, loading bundled plugins) is done.
+//! (restoring slots, loading bundled plugins) is done; `/v1/status` (admin) tells how far the
+//! profile stage has applied the event log.
 
 use std::sync::atomic::Ordering;
 
@@ -10,12 +11,27 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::error::ApiError;
 
 /// `/healthz` and `/readyz`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+}
+
+/// `/v1/status` (the caller adds the admin-key check).
+pub fn admin_router() -> Router<AppState> {
+    Router::new().route("/v1/status", get(status))
+}
+
+async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let logged = state.ingest.log().next_seq().saturating_sub(1);
+    let applied = state.profiles.applied_seq()?;
+    Ok(Json(json!({
+        "event_log": { "last_seq": logged },
+        "profiles": { "applied_seq": applied, "behind": logged.saturating_sub(applied) },
+    })))
 }
 
 async fn healthz() -> Json<Value> {

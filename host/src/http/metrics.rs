@@ -1,9 +1,11 @@
 //! `GET /metrics`: Prometheus text exposition of the process's metrics (per plugin version:
-//! calls, failures by cause, call duration histogram, peak linear memory).
+//! calls, failures by cause, call duration histogram, peak linear memory; the event log's
+//! last sequence and how far the profile stage has applied it).
 
 use std::sync::OnceLock;
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -31,7 +33,17 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 )
                 .ok()?;
             match builder.install_recorder() {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    metrics::describe_gauge!(
+                        "tessera_event_log_last_seq",
+                        "Sequence of the last durable event in the event log."
+                    );
+                    metrics::describe_gauge!(
+                        "tessera_profiles_applied_seq",
+                        "Sequence of the last logged event applied to profiles."
+                    );
+                    Some(handle)
+                }
                 Err(e) => {
                     tracing::warn!("metrics recorder not installed: {e}");
                     None
@@ -46,7 +58,12 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(render))
 }
 
-async fn render() -> impl IntoResponse {
+async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    let logged = state.ingest.log().next_seq().saturating_sub(1);
+    metrics::gauge!("tessera_event_log_last_seq").set(logged as f64);
+    if let Ok(applied) = state.profiles.applied_seq() {
+        metrics::gauge!("tessera_profiles_applied_seq").set(applied as f64);
+    }
     let body = install().map_or_else(String::new, |h| {
         h.run_upkeep();
         h.render()

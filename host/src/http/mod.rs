@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(contacts::router())
         .merge(webhooks::admin_router())
         .merge(metrics::router())
+        .merge(health::admin_router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,

@@ -1,7 +1,9 @@
-//! The message-id dedupe index: `event_ids` (id -> when it was stored) and a time index
-//! `event_ids_by_time` (`at_ms ++ id`) through which ids older than the window are pruned a
-//! few at a time, oldest first, without scanning the id tree.
+//! The message-id dedupe index: `event_ids` (id -> when it was stored, Unix ms) and the last
+//! log sequence indexed. One writer (the profile stage, as it reads the log) keeps it, a page
+//! at a time; expired ids are pruned by a cursor that walks the id tree a few entries per
+//! page and wraps around, so each id costs one write to store and one to drop.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::store::StoreError;
@@ -10,42 +12,54 @@ fn store_err(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn time_key(id: &str, at_ms: u64) -> Vec<u8> {
-    [at_ms.to_be_bytes().as_slice(), id.as_bytes()].concat()
-}
-
 fn ms_of(bytes: &[u8]) -> Option<u64> {
     bytes.get(..8)?.try_into().ok().map(u64::from_be_bytes)
 }
 
+const INDEXED_SEQ: &[u8] = b"indexed_seq";
+
 /// Message ids seen within a window.
 pub struct DedupeIndex {
     seen: sled::Tree,
-    by_time: sled::Tree,
+    meta: sled::Tree,
     window: Duration,
+    /// Where the pruning walk goes on from (a key; empty: the start of the tree).
+    cursor: Mutex<Vec<u8>>,
 }
 
 impl DedupeIndex {
-    /// Opens the index in `db`, indexing by time any ids stored before the time index existed.
-    pub fn open(db: &sled::Db, window: Duration) -> Result<Self, StoreError> {
+    /// Opens the index in `db`. An index that never recorded its sequence was written as
+    /// events were acknowledged, so it covers the log up to `logged_seq`.
+    pub fn open(db: &sled::Db, window: Duration, logged_seq: u64) -> Result<Self, StoreError> {
+        // The time index of earlier versions: pruning walks the id tree instead.
+        db.drop_tree("event_ids_by_time").map_err(store_err)?;
         let index = Self {
             seen: db.open_tree("event_ids").map_err(store_err)?,
-            by_time: db.open_tree("event_ids_by_time").map_err(store_err)?,
+            meta: db.open_tree("event_ids_meta").map_err(store_err)?,
             window,
+            cursor: Mutex::new(Vec::new()),
         };
-        if index.by_time.is_empty() && !index.seen.is_empty() {
-            for item in index.seen.iter() {
-                let (id, at) = item.map_err(store_err)?;
-                let at = ms_of(&at).unwrap_or(0);
-                let key = [at.to_be_bytes().as_slice(), &id].concat();
-                index.by_time.insert(key, &[]).map_err(store_err)?;
-            }
+        if index.meta.get(INDEXED_SEQ).map_err(store_err)?.is_none() {
+            index
+                .meta
+                .insert(INDEXED_SEQ, &logged_seq.to_be_bytes())
+                .map_err(store_err)?;
         }
         Ok(index)
     }
 
     fn window_ms(&self) -> u64 {
         self.window.as_millis() as u64
+    }
+
+    /// The last log sequence whose message ids are in the index.
+    pub fn indexed_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .meta
+            .get(INDEXED_SEQ)
+            .map_err(store_err)?
+            .and_then(|v| ms_of(&v))
+            .unwrap_or(0))
     }
 
     /// Whether `id` was stored less than the window before `now` (Unix ms).
@@ -56,35 +70,43 @@ impl DedupeIndex {
         })
     }
 
-    /// Records that `id` was stored at `at_ms`. The time index is written first, so a crash
-    /// between the two writes leaves at worst a time entry that pruning drops.
-    pub fn remember(&self, id: &str, at_ms: u64) -> Result<(), StoreError> {
-        self.by_time
-            .insert(time_key(id, at_ms), &[])
-            .map_err(store_err)?;
-        self.seen
-            .insert(id.as_bytes(), &at_ms.to_be_bytes())
-            .map(drop)
-            .map_err(store_err)
+    /// Records ids stored at the given times, from log records up to `through_seq`. The ids
+    /// are written before the sequence, so writing the same page again changes nothing.
+    pub fn index(&self, ids: &[(&str, u64)], through_seq: u64) -> Result<(), StoreError> {
+        let mut seen = sled::Batch::default();
+        for (id, at_ms) in ids {
+            seen.insert(id.as_bytes(), &at_ms.to_be_bytes());
+        }
+        self.seen.apply_batch(seen).map_err(store_err)?;
+        if through_seq > self.indexed_seq()? {
+            self.meta
+                .insert(INDEXED_SEQ, &through_seq.to_be_bytes())
+                .map_err(store_err)?;
+        }
+        Ok(())
     }
 
-    /// Removes up to `limit` ids stored a window or more before `now` (oldest first); an id
-    /// remembered again since keeps its newer entry. Returns how many time entries went.
+    /// Looks at up to `limit` ids from where the last call stopped (wrapping at the end) and
+    /// removes those stored a window or more before `now`. Returns how many went.
     pub fn prune(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
-        let cutoff = now.saturating_sub(self.window_ms());
-        let mut removed = 0;
-        for item in self.by_time.range(..cutoff.to_be_bytes()).take(limit) {
-            let (key, _) = item.map_err(store_err)?;
-            let (Some(at), Some(id)) = (ms_of(&key), key.get(8..)) else {
-                continue;
-            };
-            // Only the entry written at that time goes; compare-and-swap keeps a newer one.
-            let _ = self
-                .seen
-                .compare_and_swap(id, Some(&at.to_be_bytes()[..]), None as Option<&[u8]>)
-                .map_err(store_err)?;
-            self.by_time.remove(&key).map_err(store_err)?;
-            removed += 1;
+        let window = self.window_ms();
+        let mut cursor = self.cursor.lock().expect("prune cursor");
+        let (mut removed, mut visited) = (0, 0);
+        for item in self.seen.range(cursor.as_slice()..).take(limit) {
+            let (id, at) = item.map_err(store_err)?;
+            visited += 1;
+            if ms_of(&at).is_none_or(|at| now.saturating_sub(at) >= window) {
+                // Compare-and-swap: an id stored again meanwhile keeps its newer entry.
+                let _ = self
+                    .seen
+                    .compare_and_swap(&id, Some(at), None as Option<&[u8]>)
+                    .map_err(store_err)?;
+                removed += 1;
+            }
+            *cursor = [id.as_ref(), &[0]].concat();
+        }
+        if visited < limit {
+            cursor.clear();
         }
         Ok(removed)
     }
@@ -106,46 +128,77 @@ mod tests {
 
     fn index(window_ms: u64) -> DedupeIndex {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        DedupeIndex::open(&db, Duration::from_millis(window_ms)).unwrap()
+        DedupeIndex::open(&db, Duration::from_millis(window_ms), 0).unwrap()
+    }
+
+    fn remember(ix: &DedupeIndex, id: &str, at_ms: u64) {
+        ix.index(&[(id, at_ms)], 0).unwrap();
     }
 
     #[test]
-    fn ids_older_than_the_window_are_pruned_oldest_first_and_a_few_at_a_time() {
+    fn expired_ids_are_pruned_a_few_at_a_time_and_the_walk_wraps_around() {
         let ix = index(1_000);
         for i in 0..10u64 {
-            ix.remember(&format!("old-{i}"), 100 + i).unwrap();
+            remember(&ix, &format!("old-{i}"), 100 + i);
         }
-        ix.remember("fresh", 5_000).unwrap();
+        remember(&ix, "recent", 5_000);
         assert_eq!(ix.prune(5_500, 4).unwrap(), 4, "at most the limit per call");
-        assert!(
-            !ix.seen_recently("old-0", 100).unwrap(),
-            "the oldest went first"
+        assert!(ix.seen_recently("old-9", 109).unwrap(), "not reached yet");
+        assert_eq!(ix.prune(5_500, 4).unwrap(), 4);
+        assert_eq!(
+            ix.prune(5_500, 4).unwrap(),
+            2,
+            "the recent id is looked at, kept"
         );
-        assert!(ix.seen_recently("old-9", 109).unwrap());
-        assert_eq!(ix.prune(5_500, 100).unwrap(), 6);
         assert_eq!(ix.len(), 1);
-        assert!(ix.seen_recently("fresh", 5_500).unwrap());
-        assert_eq!(ix.prune(5_500, 100).unwrap(), 0, "nothing else is expired");
+        assert!(ix.seen_recently("recent", 5_500).unwrap());
+        assert!(!ix.seen_recently("old-0", 5_500).unwrap());
+        assert_eq!(ix.prune(7_000, 4).unwrap(), 1, "wrapped to the start again");
+        assert!(ix.is_empty());
     }
 
     #[test]
-    fn an_id_remembered_again_keeps_its_newer_entry() {
+    fn an_id_stored_again_is_kept_for_a_window_from_then() {
         let ix = index(1_000);
-        ix.remember("m", 100).unwrap();
-        ix.remember("m", 4_800).unwrap();
-        assert_eq!(ix.prune(5_000, 10).unwrap(), 1, "the stale time entry goes");
+        remember(&ix, "m", 100);
+        remember(&ix, "m", 4_800);
+        assert_eq!(ix.prune(5_000, 10).unwrap(), 0);
         assert!(ix.seen_recently("m", 5_000).unwrap());
         assert_eq!(ix.prune(6_000, 10).unwrap(), 1);
         assert!(ix.is_empty());
     }
 
     #[test]
-    fn ids_stored_before_the_time_index_existed_are_indexed_on_open() {
+    fn an_index_without_a_sequence_covers_the_log_it_was_opened_with() {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let seen = db.open_tree("event_ids").unwrap();
-        seen.insert("legacy", &50u64.to_be_bytes()).unwrap();
-        let ix = DedupeIndex::open(&db, Duration::from_millis(1_000)).unwrap();
+        db.open_tree("event_ids")
+            .unwrap()
+            .insert("legacy", &50u64.to_be_bytes())
+            .unwrap();
+        db.open_tree("event_ids_by_time").unwrap();
+        let ix = DedupeIndex::open(&db, Duration::from_millis(1_000), 7).unwrap();
+        assert_eq!(
+            ix.indexed_seq().unwrap(),
+            7,
+            "written as events were logged"
+        );
+        assert!(
+            !db.tree_names()
+                .iter()
+                .any(|n| n.as_ref() == b"event_ids_by_time")
+        );
         assert_eq!(ix.prune(2_000, 10).unwrap(), 1);
         assert!(ix.is_empty());
+    }
+
+    #[test]
+    fn the_indexed_sequence_only_moves_forward_and_a_page_indexed_twice_is_unchanged() {
+        let ix = index(1_000);
+        ix.index(&[("a", 10), ("b", 11)], 2).unwrap();
+        ix.index(&[("a", 10), ("b", 11)], 2).unwrap();
+        ix.index(&[], 1).unwrap();
+        assert_eq!(ix.indexed_seq().unwrap(), 2);
+        assert_eq!(ix.len(), 2);
+        assert_eq!(ix.prune(5_000, 10).unwrap(), 2);
     }
 }

@@ -1,5 +1,6 @@
 //! Ingest: validate, deduplicate by message id, append to the durable event log (the
-//! acknowledgement waits for the log's fsync), then hand the log to the profile stage.
+//! acknowledgement waits for the log's fsync), then hand the log to the profile stage, which
+//! also writes the logged ids into the dedupe index.
 //!
 //! Sources: the Segment-compatible tracking API ([`segment`]) and connector plugins
 //! ([`from_connector`]), by webhook or polled by [`poller`]. Everything downstream reads the log, so a crash at any point
@@ -56,16 +57,25 @@ pub struct IngestReport {
 /// The sled tree of suppressed identity keys (`kind:value`), shared with the profile stage.
 pub const SUPPRESSED_TREE: &str = "suppressed_identities";
 
-/// Expired message ids removed per append, beyond twice the events appended.
-const PRUNE_PER_APPEND: usize = 64;
+/// Ids the pruning walk looks at per indexed page, beyond twice the events in it: a full
+/// walk takes at most half a window, so an id is gone within one and a half windows.
+const PRUNE_PER_PAGE: usize = 64;
 
 /// The ingest stage.
 pub struct Ingest {
     suppressed: sled::Tree,
     log: Arc<EventLog>,
     dedupe: DedupeIndex,
-    in_flight: Mutex<HashSet<String>>,
+    /// Message ids being appended, or logged but not yet in the dedupe index: the index is
+    /// written by the profile stage as it reads the log, off the acknowledgement path.
+    unindexed: Mutex<HashSet<String>>,
     appended: tokio::sync::Notify,
+}
+
+/// Reads only the message id of a logged event.
+#[derive(serde::Deserialize)]
+struct MessageId {
+    message_id: String,
 }
 
 fn store_err(e: sled::Error) -> StoreError {
@@ -77,13 +87,27 @@ fn now_ms() -> u64 {
 }
 
 impl Ingest {
-    /// Ingest over `log`, deduplicating on message ids seen within `window`.
-    pub fn new(log: Arc<EventLog>, db: &sled::Db, window: Duration) -> Result<Self, StoreError> {
+    /// Ingest over `log`, deduplicating on message ids seen within `window`. The ids of
+    /// events logged after the dedupe index's last page are read back from the log.
+    pub fn new(log: Arc<EventLog>, db: &sled::Db, window: Duration) -> Result<Self, IngestError> {
+        let dedupe = DedupeIndex::open(db, window, log.next_seq() - 1)?;
+        let mut unindexed = HashSet::new();
+        let mut from = dedupe.indexed_seq()? + 1;
+        loop {
+            let page = log.read(from, 1_000)?;
+            let Some((last, _)) = page.last() else { break };
+            from = last + 1;
+            unindexed.extend(
+                page.iter()
+                    .filter_map(|(_, bytes)| serde_json::from_slice::<MessageId>(bytes).ok())
+                    .map(|m| m.message_id),
+            );
+        }
         Ok(Self {
             log,
-            dedupe: DedupeIndex::open(db, window)?,
+            dedupe,
             suppressed: db.open_tree(SUPPRESSED_TREE).map_err(store_err)?,
-            in_flight: Mutex::new(HashSet::new()),
+            unindexed: Mutex::new(unindexed),
             appended: tokio::sync::Notify::new(),
         })
     }
@@ -129,9 +153,21 @@ impl Ingest {
         Ok(false)
     }
 
-    /// Records that a message id was stored (also done when the log is replayed).
-    pub fn remember(&self, id: &str, at_ms: u64) -> Result<(), StoreError> {
-        self.dedupe.remember(id, at_ms)
+    /// Adds the message ids of logged events (with the times they were received), read from
+    /// the log up to `through_seq`, to the dedupe index, and prunes a few expired ids. Called
+    /// by the profile stage, the index's one writer, before it applies the page.
+    pub fn index_logged(&self, ids: &[(&str, u64)], through_seq: u64) -> Result<(), StoreError> {
+        if through_seq <= self.dedupe.indexed_seq()? {
+            return Ok(());
+        }
+        self.dedupe.index(ids, through_seq)?;
+        self.dedupe
+            .prune(now_ms(), PRUNE_PER_PAGE + 2 * ids.len())?;
+        let mut unindexed = self.unindexed.lock().expect("unindexed lock");
+        for (id, _) in ids {
+            unindexed.remove(*id);
+        }
+        Ok(())
     }
 
     /// Appends the events that are new; returns once they are durable.
@@ -140,31 +176,33 @@ impl Ingest {
         let mut fresh = Vec::with_capacity(events.len());
         let mut report = IngestReport::default();
         {
-            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+            let mut unindexed = self.unindexed.lock().expect("unindexed lock");
             for event in events {
                 if self.is_suppressed(&event)? {
                     report.suppressed += 1;
-                } else if in_flight.contains(&event.message_id)
+                } else if unindexed.contains(&event.message_id)
                     || self.seen_recently(&event.message_id, now)?
                 {
                     report.duplicates += 1;
                 } else {
-                    in_flight.insert(event.message_id.clone());
+                    unindexed.insert(event.message_id.clone());
                     fresh.push(event);
                 }
             }
         }
-        let result = self.append(&fresh, now).await;
-        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
-        for event in &fresh {
-            in_flight.remove(&event.message_id);
+        if let Err(e) = self.append(&fresh).await {
+            // Not logged: a retry of these ids must not count as a duplicate.
+            let mut unindexed = self.unindexed.lock().expect("unindexed lock");
+            for event in &fresh {
+                unindexed.remove(&event.message_id);
+            }
+            return Err(e);
         }
-        result?;
         report.accepted = fresh.len();
         Ok(report)
     }
 
-    async fn append(&self, events: &[StoredEvent], now: u64) -> Result<(), IngestError> {
+    async fn append(&self, events: &[StoredEvent]) -> Result<(), IngestError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -173,12 +211,6 @@ impl Ingest {
             .map(|e| serde_json::to_vec(e).map_err(|e| IngestError::Encode(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         self.log.append(payloads).await?;
-        for event in events {
-            self.remember(&event.message_id, now)?;
-        }
-        // Amortised pruning: each append removes more expired ids than it adds.
-        self.dedupe
-            .prune(now, PRUNE_PER_APPEND + 2 * events.len())?;
         self.appended.notify_waiters();
         Ok(())
     }
@@ -234,4 +266,62 @@ pub fn from_connector(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn track(id: &str) -> StoredEvent {
+        serde_json::from_value(serde_json::json!({
+            "message_id": id, "type": "track", "event": "Seen", "user_id": "u1",
+            "timestamp": "2030-01-01T00:00:00Z", "received_at": "2030-01-01T00:00:00Z",
+            "source": "source:test",
+        }))
+        .expect("event")
+    }
+
+    fn open(dir: &std::path::Path) -> (Ingest, sled::Db) {
+        let db = sled::open(dir.join("db")).expect("db");
+        let log = Arc::new(EventLog::open(&dir.join("log")).expect("log"));
+        let ingest = Ingest::new(log, &db, Duration::from_secs(3600)).expect("ingest");
+        (ingest, db)
+    }
+
+    async fn accepted(ingest: &Ingest, ids: &[&str]) -> usize {
+        let events = ids.iter().map(|id| track(id)).collect();
+        ingest.ingest(events).await.expect("ingest").accepted
+    }
+
+    #[tokio::test]
+    async fn a_logged_id_is_a_duplicate_before_and_after_it_is_indexed_and_across_a_restart() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let (ingest, _db) = open(dir.path());
+            assert_eq!(
+                accepted(&ingest, &["a", "b", "a"]).await,
+                2,
+                "within a call"
+            );
+            assert_eq!(
+                accepted(&ingest, &["a", "c"]).await,
+                1,
+                "logged, not indexed"
+            );
+        }
+        // Reopened before the profile stage indexed anything: the ids come back from the log.
+        let (ingest, _db) = open(dir.path());
+        assert_eq!(accepted(&ingest, &["b", "c", "d"]).await, 1);
+        let now = now_ms();
+        ingest
+            .index_logged(&[("a", now), ("b", now), ("c", now), ("d", now)], 4)
+            .expect("index");
+        assert!(ingest.unindexed.lock().expect("lock").is_empty());
+        assert_eq!(
+            accepted(&ingest, &["a", "d", "e"]).await,
+            1,
+            "from the index"
+        );
+        assert_eq!(ingest.log().next_seq(), 6);
+    }
 }

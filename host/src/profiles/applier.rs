@@ -41,24 +41,26 @@ pub async fn run_applier(
 pub fn catch_up(ingest: &Ingest, profiles: &Profiles) -> Result<usize, String> {
     let from = profiles.applied_seq().map_err(|e| e.to_string())? + 1;
     let records = ingest.log().read(from, 1_000).map_err(|e| e.to_string())?;
+    let Some(&(last, _)) = records.last() else {
+        return Ok(0);
+    };
     let mut events = Vec::with_capacity(records.len());
     for (seq, bytes) in &records {
         match serde_json::from_slice::<StoredEvent>(bytes) {
-            Ok(event) => {
-                ingest
-                    .remember(&event.message_id, event_ms(&event))
-                    .map_err(|e| e.to_string())?;
-                events.push((*seq, Some(event)));
-            }
+            Ok(event) => events.push((*seq, Some(event))),
             Err(e) => {
                 tracing::error!(seq, "undecodable event in the log, skipped: {e}");
                 events.push((*seq, None));
             }
         }
     }
-    if !events.is_empty() {
-        profiles.apply_batch(&events).map_err(|e| e.to_string())?;
-    }
+    let ids: Vec<(&str, u64)> = events
+        .iter()
+        .filter_map(|(_, e)| e.as_ref())
+        .map(|e| (e.message_id.as_str(), event_ms(e)))
+        .collect();
+    ingest.index_logged(&ids, last).map_err(|e| e.to_string())?;
+    profiles.apply_batch(&events).map_err(|e| e.to_string())?;
     Ok(records.len())
 }
 

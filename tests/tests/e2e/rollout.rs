@@ -243,6 +243,10 @@ async fn a_failing_canary_is_rolled_back_by_the_host_and_its_failures_replay() {
         "{metrics}"
     );
     assert!(metrics.contains("tessera_plugin_call_duration_seconds_bucket"));
+    assert!(
+        metrics.contains("# TYPE tessera_profiles_applied_seq gauge"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

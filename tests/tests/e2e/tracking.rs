@@ -1,5 +1,7 @@
 //! The Segment-compatible tracking API: auth, validation, durability, dedupe, profiles.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tessera_tests::TestHost;
@@ -88,6 +90,8 @@ async fn a_duplicate_message_id_is_acknowledged_and_stored_once() {
         .wait_contact("user_id:u-9", |c| c["counters"]["Marker"] == 1)
         .await;
     assert_eq!(c["counters"]["Signed Up"], 1, "{c}");
+    let logged = host.wait_profiles_applied(Duration::from_secs(20)).await;
+    assert_eq!(logged, 2, "one record per distinct message id");
 }
 
 #[tokio::test]

@@ -1,0 +1,113 @@
+//! Ingest and profile stage without HTTP: the same Segment batches as the HTTP bench parsed,
+//! deduplicated and logged durably (`Ingest::ingest`), then applied to profiles by the
+//! profile stage (`catch_up`, a page of 1,000 per sled transaction); and, as the limit, a raw
+//! loop inserting the same bytes into sled with a flush per 100.
+//!
+//! Run: `cargo bench -p tessera-tests --bench profile_stage [-- --quick]`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tessera::ingest::{Ingest, segment};
+use tessera::profiles::{Profiles, catch_up};
+use tessera::store::EventLog;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BATCH: usize = 100;
+
+fn event(i: usize) -> Value {
+    json!({ "type": "track", "userId": format!("user-{}", i % 5_000), "event": "Order Completed",
+            "messageId": format!("m-{i}"), "timestamp": "2026-11-24T12:00:00.000Z",
+            "properties": { "order_id": format!("o-{i}"), "total": 42.5, "currency": "USD",
+                            "products": [{ "sku": "SKU-1", "name": "Mug", "price": 20.0, "quantity": 2 }] },
+            "context": { "library": { "name": "bench", "version": "1" }, "ip": "203.0.113.9",
+                         "userAgent": "Mozilla/5.0 (X11; Linux x86_64) bench" } })
+}
+
+fn bodies(total: usize) -> Vec<Vec<u8>> {
+    (0..total / BATCH)
+        .map(|b| {
+            let items: Vec<Value> = (0..BATCH).map(|i| event(b * BATCH + i)).collect();
+            serde_json::to_vec(&json!({ "batch": items })).expect("body")
+        })
+        .collect()
+}
+
+/// Parses and ingests every body from `writers` concurrent tasks; returns the time taken.
+async fn ingest_all(ingest: &Arc<Ingest>, bodies: Vec<Vec<u8>>, writers: usize) -> Duration {
+    let bodies = Arc::new(bodies);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let (ingest, bodies) = (ingest.clone(), bodies.clone());
+            tokio::spawn(async move {
+                for body in bodies.iter().skip(w).step_by(writers) {
+                    let now = time::OffsetDateTime::now_utc();
+                    let events = segment::parse(body, None, now, "source:bench").expect("parse");
+                    ingest.ingest(events).await.expect("ingest");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    start.elapsed()
+}
+
+fn sled_limit(total: usize) -> f64 {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = sled::open(dir.path()).expect("sled");
+    let tree = db.open_tree("events").expect("tree");
+    let bytes = serde_json::to_vec(&event(0)).expect("event");
+    let start = Instant::now();
+    for b in 0..total / BATCH {
+        for i in 0..BATCH {
+            tree.insert(((b * BATCH + i) as u64).to_be_bytes(), bytes.as_slice())
+                .expect("insert");
+        }
+        db.flush().expect("flush");
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let total = if quick { 20_000 } else { 200_000 };
+    let dir = tempfile::tempdir().expect("dir");
+    let db = sled::open(dir.path().join("db")).expect("sled");
+    let log = Arc::new(EventLog::open(&dir.path().join("log")).expect("log"));
+    let ingest = Arc::new(Ingest::new(log, &db, Duration::from_secs(86_400)).expect("ingest"));
+    let profiles = Profiles::open(&db).expect("profiles");
+
+    let ingest_time = ingest_all(&ingest, bodies(total), 16).await;
+    let start = Instant::now();
+    let mut applied = 0;
+    while applied < total {
+        applied += catch_up(&ingest, &profiles).expect("catch up");
+    }
+    let apply_time = start.elapsed();
+    let sled_rate = sled_limit(total);
+
+    let ingest_rate = total as f64 / ingest_time.as_secs_f64();
+    let apply_rate = total as f64 / apply_time.as_secs_f64();
+    println!(
+        "# Tessera profile stage bench{} ({total} events, 5,000 users)",
+        if quick { " (quick)" } else { "" }
+    );
+    println!("| case | events/s | vs the sled limit |");
+    println!("|---|---:|---:|");
+    println!(
+        "| parse + dedupe + durable log append, 16 writers, {BATCH} per call | {ingest_rate:.0} | {:.2}x |",
+        ingest_rate / sled_rate
+    );
+    println!(
+        "| profile stage: dedupe index + identity + traits + counters + event index | {apply_rate:.0} | {:.2}x |",
+        apply_rate / sled_rate
+    );
+    println!("| raw sled insert + `flush()` per {BATCH} (the limit) | {sled_rate:.0} | 1.00x |");
+}
