@@ -17,7 +17,7 @@ pub use unmerge::{Unmerge, UnmergeError};
 
 use crate::ingest::{Identity, StoredEvent};
 use crate::store::StoreError;
-use staged::{Staged, T, TREE_NAMES};
+use staged::{OLD_TREE_NAMES, Staged, T, TREE_NAME};
 
 /// A contact profile.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -75,8 +75,8 @@ pub struct Merge {
 /// The profile store (sled trees).
 #[derive(Clone)]
 pub struct Profiles {
-    /// Indexed by [`T`].
-    trees: Arc<[sled::Tree]>,
+    /// Every profile record, keyed by kind ([`T`]).
+    tree: sled::Tree,
     suppressed: sled::Tree,
     /// Held by whoever writes profiles (the applier, unmerge, erasure).
     writer: Arc<Mutex<()>>,
@@ -87,14 +87,35 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl Profiles {
-    /// Opens the profile trees of `db`.
+    /// Opens the profile tree of `db`, moving in the records of an older store that kept one
+    /// tree per kind (in one atomic batch, then the old trees are dropped).
     pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        let trees = TREE_NAMES
+        let tree = db.open_tree(TREE_NAME).map_err(backend)?;
+        let old: Vec<&str> = db
+            .tree_names()
             .iter()
-            .map(|name| db.open_tree(name).map_err(backend))
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|n| OLD_TREE_NAMES.iter().find(|o| o.as_bytes() == n.as_ref()))
+            .copied()
+            .collect();
+        if !old.is_empty() {
+            if tree.is_empty() {
+                let mut batch = sled::Batch::default();
+                for (i, name) in OLD_TREE_NAMES.iter().enumerate() {
+                    let prefix = T::ALL[i];
+                    for item in db.open_tree(name).map_err(backend)?.iter() {
+                        let (k, v) = item.map_err(backend)?;
+                        batch.insert(prefix.key(&k), v);
+                    }
+                }
+                tree.apply_batch(batch).map_err(backend)?;
+                tree.flush().map_err(backend)?;
+            }
+            for name in old {
+                db.drop_tree(name).map_err(backend)?;
+            }
+        }
         Ok(Self {
-            trees: trees.into(),
+            tree,
             suppressed: db
                 .open_tree(crate::ingest::SUPPRESSED_TREE)
                 .map_err(backend)?,
@@ -102,8 +123,12 @@ impl Profiles {
         })
     }
 
-    fn tree(&self, t: T) -> &sled::Tree {
-        &self.trees[t as usize]
+    /// Every record of one kind, in key order (keys without the kind's prefix byte).
+    fn scan(&self, t: T) -> impl Iterator<Item = Result<(Vec<u8>, sled::IVec), StoreError>> {
+        self.tree.scan_prefix([t.prefix()]).map(|item| {
+            let (k, v) = item.map_err(backend)?;
+            Ok((k[1..].to_vec(), v))
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {
@@ -113,7 +138,7 @@ impl Profiles {
     }
 
     fn view(&self) -> Staged<'_> {
-        Staged::over(&self.trees)
+        Staged::over(&self.tree)
     }
 
     /// The last event sequence applied.
@@ -138,10 +163,10 @@ impl Profiles {
         after: u64,
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
-        let prefix = [contact.as_bytes(), b"\0"].concat();
-        let start = resolve::event_key(contact, after.saturating_add(1));
+        let prefix = T::ContactEvents.key(&[contact.as_bytes(), b"\0"].concat());
+        let start = T::ContactEvents.key(&resolve::event_key(contact, after.saturating_add(1)));
         let mut out = Vec::new();
-        for item in self.tree(T::ContactEvents).range(start..) {
+        for item in self.tree.range(start..) {
             let (k, _) = item.map_err(backend)?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
@@ -170,19 +195,15 @@ impl Profiles {
             st.remove(T::ContactEvents, k);
         }
         st.remove(T::Contacts, contact.id.as_bytes());
-        st.commit(&self.trees)?;
+        st.commit(&self.tree)?;
         tracing::info!(contact = %contact.id, "contact erased");
         Ok(Some(contact.identities))
     }
 
     /// Every merge and unmerge, oldest first.
     pub fn merges(&self) -> Result<Vec<Merge>, StoreError> {
-        self.tree(T::Merges)
-            .iter()
-            .map(|r| {
-                let (_, v) = r.map_err(backend)?;
-                serde_json::from_slice(&v).map_err(backend)
-            })
+        self.scan(T::Merges)
+            .map(|r| serde_json::from_slice(&r?.1).map_err(backend))
             .collect()
     }
 
@@ -218,7 +239,7 @@ impl Profiles {
         if last > applied {
             st.insert(T::Meta, "applied_seq", last.to_be_bytes());
         }
-        st.commit(&self.trees)?;
+        st.commit(&self.tree)?;
         Ok(landed)
     }
 
@@ -314,6 +335,33 @@ mod tests {
     }
 
     #[test]
+    fn a_store_with_a_tree_per_kind_is_moved_into_the_one_tree() {
+        let db = db();
+        let contact = serde_json::to_vec(&Contact {
+            id: "ct_old".into(),
+            counters: [("Seen".to_string(), 2)].into(),
+            ..Contact::default()
+        })
+        .expect("json");
+        db.open_tree("contacts")
+            .and_then(|t| t.insert("ct_old", contact))
+            .expect("old contact");
+        db.open_tree("identities")
+            .and_then(|t| t.insert("user_id:u1", "ct_old"))
+            .expect("old identity");
+        db.open_tree("profiles_meta")
+            .and_then(|t| t.insert("applied_seq", &9u64.to_be_bytes()))
+            .expect("old seq");
+        let p = Profiles::open(&db).expect("open");
+        assert_eq!(p.applied_seq().expect("seq"), 9);
+        assert_eq!(counter(&p, "u1", "Seen"), 2);
+        assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"contacts"));
+        drop(p);
+        let p = Profiles::open(&db).expect("reopen");
+        assert_eq!(counter(&p, "u1", "Seen"), 2, "opened again, nothing lost");
+    }
+
+    #[test]
     fn an_undecodable_record_still_advances_applied_seq() {
         let db = db();
         let p = Profiles::open(&db).expect("open");
@@ -334,8 +382,8 @@ mod tests {
         let mut b_event = track("m2", "ub", "B");
         b_event.identities = vec![Identity::new("email", "b@example.com")];
         let b = p.apply(2, &b_event).expect("b").expect("landed");
-        p.tree(T::Unmerged)
-            .insert(resolve::pair_key(&a, &b), &[])
+        p.tree
+            .insert(T::Unmerged.key(&resolve::pair_key(&a, &b)), &[])
             .expect("pair");
         let mut link = track("m3", "ua", "Link");
         link.identities = vec![Identity::new("email", "b@example.com")];

@@ -1,16 +1,18 @@
-//! A write set over the profile trees: reads see the staged writes first, and the whole set
-//! commits in one sled transaction across the trees, so after a crash either all of it is
-//! there or none of it.
+//! A write set over the profile tree: reads see the staged writes first, and the whole set
+//! commits as one sled batch, so after a crash either all of it is there or none of it.
+//!
+//! Profiles live in one sled tree (a batch on one tree is atomic and cheaper than a
+//! transaction across several); each kind of record has a one-byte key prefix, [`T`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-
 use crate::store::StoreError;
 
-/// The profile trees, in the order of [`T`].
-pub(crate) const TREE_NAMES: [&str; 6] = [
+/// The sled tree that holds profiles.
+pub(crate) const TREE_NAME: &str = "profiles";
+
+/// The trees of earlier versions, one per kind of record, in the order of [`T`].
+pub(crate) const OLD_TREE_NAMES: [&str; 6] = [
     "contacts",
     "identities",
     "merges",
@@ -19,7 +21,10 @@ pub(crate) const TREE_NAMES: [&str; 6] = [
     "unmerged",
 ];
 
-/// One of the profile trees.
+/// Key prefixes, indexed by [`T`].
+const PREFIXES: &[u8; 6] = b"cimeau";
+
+/// A kind of profile record (its key prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum T {
     /// Contact id -> contact JSON.
@@ -36,11 +41,36 @@ pub(crate) enum T {
     Unmerged = 5,
 }
 
+impl T {
+    /// Every kind, in prefix order.
+    pub(crate) const ALL: [T; 6] = [
+        T::Contacts,
+        T::Identities,
+        T::Merges,
+        T::ContactEvents,
+        T::Meta,
+        T::Unmerged,
+    ];
+
+    /// The key prefix of this kind of record.
+    pub(crate) fn prefix(self) -> u8 {
+        PREFIXES[self as usize]
+    }
+
+    /// `key` with this kind's prefix.
+    pub(crate) fn key(self, key: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(key.len() + 1);
+        out.push(self.prefix());
+        out.extend_from_slice(key);
+        out
+    }
+}
+
 type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
-/// Staged writes over the live trees (or over nothing, for a scratch replay).
+/// Staged writes over the live tree (or over nothing, for a scratch replay).
 pub(crate) struct Staged<'a> {
-    base: Option<&'a [sled::Tree]>,
+    base: Option<&'a sled::Tree>,
     writes: [Writes; 6],
 }
 
@@ -49,15 +79,15 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl<'a> Staged<'a> {
-    /// Writes staged over `trees` (indexed by [`T`]).
-    pub fn over(trees: &'a [sled::Tree]) -> Self {
+    /// Writes staged over `tree`.
+    pub fn over(tree: &'a sled::Tree) -> Self {
         Self {
-            base: Some(trees),
+            base: Some(tree),
             writes: Default::default(),
         }
     }
 
-    /// A write set over empty trees.
+    /// A write set over an empty tree.
     pub fn scratch() -> Self {
         Self {
             base: None,
@@ -71,8 +101,8 @@ impl<'a> Staged<'a> {
             return Ok(staged.clone());
         }
         match self.base {
-            Some(trees) => trees[t as usize]
-                .get(key)
+            Some(tree) => tree
+                .get(t.key(key))
                 .map(|v| v.map(|v| v.to_vec()))
                 .map_err(backend),
             None => Ok(None),
@@ -92,10 +122,10 @@ impl<'a> Staged<'a> {
     /// Every key starting with `prefix`, staged writes applied, in order.
     pub fn keys_with_prefix(&self, t: T, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut keys = BTreeSet::new();
-        if let Some(trees) = self.base {
-            for item in trees[t as usize].scan_prefix(prefix) {
+        if let Some(tree) = self.base {
+            for item in tree.scan_prefix(t.key(prefix)) {
                 let (k, _) = item.map_err(backend)?;
-                keys.insert(k.to_vec());
+                keys.insert(k[1..].to_vec());
             }
         }
         let staged = self.writes[t as usize]
@@ -118,29 +148,19 @@ impl<'a> Staged<'a> {
             .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
     }
 
-    /// Writes everything staged to `trees` in one transaction.
-    pub fn commit(self, trees: &[sled::Tree]) -> Result<(), StoreError> {
-        let batches: Vec<sled::Batch> = self
-            .writes
-            .into_iter()
-            .map(|writes| {
-                let mut batch = sled::Batch::default();
-                for (k, v) in writes {
-                    match v {
-                        Some(v) => batch.insert(k, v),
-                        None => batch.remove(k),
-                    }
+    /// Writes everything staged to `tree` in one atomic batch.
+    pub fn commit(self, tree: &sled::Tree) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (i, writes) in self.writes.into_iter().enumerate() {
+            let prefix = PREFIXES[i];
+            for (k, v) in writes {
+                let key = [&[prefix][..], &k].concat();
+                match v {
+                    Some(v) => batch.insert(key, v),
+                    None => batch.remove(key),
                 }
-                batch
-            })
-            .collect();
-        trees
-            .transaction(|tx| {
-                for (tree, batch) in tx.iter().zip(&batches) {
-                    tree.apply_batch(batch)?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e: TransactionError<()>| backend(format!("{e:?}")))
+            }
+        }
+        tree.apply_batch(batch).map_err(backend)
     }
 }

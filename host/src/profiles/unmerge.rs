@@ -76,7 +76,7 @@ impl Profiles {
             key,
             serde_json::to_vec(&record).map_err(backend)?,
         );
-        out.commit(&self.trees)?;
+        out.commit(&self.tree)?;
         tracing::info!(survivor = %undone.survivor, restored = %undone.merged, "contacts unmerged");
         let view = self.view();
         let fetch = |id: &str| -> Result<Contact, UnmergeError> {
@@ -97,8 +97,8 @@ impl Profiles {
         merged: Option<&str>,
     ) -> Result<Merge, UnmergeError> {
         let mut latest = None;
-        for item in self.tree(T::Merges).iter() {
-            let (_, v) = item.map_err(backend)?;
+        for item in self.scan(T::Merges) {
+            let (_, v) = item?;
             let m: Merge = serde_json::from_slice(&v).map_err(backend)?;
             let wanted = m.action == MergeAction::Merge
                 && m.survivor == survivor
