@@ -103,20 +103,30 @@ async fn events(
     Ok(Json(json!({ "events": out, "next_after": next })))
 }
 
-/// Segment's "delete and suppress": the profile and its event index go, and its identities
-/// are suppressed so later events about them are acknowledged but not stored.
+/// Segment's "delete and suppress": the profile and its event index go, its events are
+/// redacted in the log, and its identities are suppressed so later events about them are
+/// acknowledged but not stored.
 async fn erase(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let identities = state
+    let erased = state
         .profiles
         .erase(&id)?
         .ok_or_else(|| ApiError::NotFound(format!("no contact `{id}`")))?;
-    state.ingest.suppress(&identities)?;
-    Ok(Json(
-        json!({ "erased": id, "suppressed_identities": identities }),
-    ))
+    let ingest = state.ingest.clone();
+    let (identities, seqs) = (erased.identities, erased.event_seqs);
+    let (identities, redacted) = tokio::task::spawn_blocking(move || {
+        let redacted = ingest.forget(&identities, &seqs);
+        (identities, redacted)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("erasure: {e}")))?;
+    Ok(Json(json!({
+        "erased": id,
+        "suppressed_identities": identities,
+        "redacted_events": redacted?,
+    })))
 }
 
 #[derive(Deserialize, Default)]

@@ -126,9 +126,16 @@ impl Ingest {
         self.dedupe.seen_recently(id, now)
     }
 
-    /// Stops storing events that carry any of these identities (Segment's "delete and
-    /// suppress").
-    pub fn suppress(&self, identities: &[Identity]) -> Result<(), StoreError> {
+    /// Segment's "delete and suppress" for an erased contact: stops storing events that
+    /// carry any of its identities, then redacts its events in the log (their bytes are
+    /// overwritten on disk). Returns how many log records were redacted. Blocking.
+    pub fn forget(&self, identities: &[Identity], seqs: &[u64]) -> Result<usize, IngestError> {
+        self.suppress(identities)?;
+        Ok(self.log.redact(seqs)?)
+    }
+
+    /// Stops storing events that carry any of these identities.
+    fn suppress(&self, identities: &[Identity]) -> Result<(), StoreError> {
         for identity in identities {
             self.suppressed
                 .insert(identity.key().as_bytes(), &[])
@@ -137,7 +144,8 @@ impl Ingest {
         self.suppressed.flush().map(drop).map_err(store_err)
     }
 
-    fn is_suppressed(&self, event: &StoredEvent) -> Result<bool, StoreError> {
+    /// Whether an event carries an identity of an erased contact.
+    pub fn is_suppressed(&self, event: &StoredEvent) -> Result<bool, StoreError> {
         if self.suppressed.is_empty() {
             return Ok(false);
         }

@@ -1,10 +1,12 @@
 //! The profile stage's loop: reads the event log from the last applied sequence and applies
-//! each event, so profiles catch up after a restart or a crash.
+//! each event, so profiles catch up after a restart or a crash. Redacted records are skipped;
+//! events about an erased contact that were logged before its erasure are redacted here.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ingest::{Ingest, StoredEvent};
+use crate::store::is_redacted;
 
 use super::Profiles;
 
@@ -46,6 +48,10 @@ pub fn catch_up(ingest: &Ingest, profiles: &Profiles) -> Result<usize, String> {
     };
     let mut events = Vec::with_capacity(records.len());
     for (seq, bytes) in &records {
+        if is_redacted(bytes) {
+            events.push((*seq, None));
+            continue;
+        }
         match serde_json::from_slice::<StoredEvent>(bytes) {
             Ok(event) => events.push((*seq, Some(event))),
             Err(e) => {
@@ -60,11 +66,72 @@ pub fn catch_up(ingest: &Ingest, profiles: &Profiles) -> Result<usize, String> {
         .map(|e| (e.message_id.as_str(), event_ms(e)))
         .collect();
     ingest.index_logged(&ids, last).map_err(|e| e.to_string())?;
-    profiles.apply_batch(&events).map_err(|e| e.to_string())?;
+    let landed = profiles.apply_batch(&events).map_err(|e| e.to_string())?;
+    // Logged before its contact was erased, so skipped: its bytes go too.
+    let mut erased = Vec::new();
+    for ((seq, event), landed) in events.iter().zip(&landed) {
+        if let (Some(event), None) = (event, landed)
+            && ingest.is_suppressed(event).map_err(|e| e.to_string())?
+        {
+            erased.push(*seq);
+        }
+    }
+    ingest.log().redact(&erased).map_err(|e| e.to_string())?;
     Ok(records.len())
 }
 
 fn event_ms(event: &StoredEvent) -> u64 {
     crate::ingest::event::parse_time(&event.received_at)
         .map_or(0, |t| (t.unix_timestamp_nanos() / 1_000_000) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EventLog;
+
+    fn track(id: &str, user: &str) -> StoredEvent {
+        serde_json::from_value(serde_json::json!({
+            "message_id": id, "type": "track", "event": "Seen", "user_id": user,
+            "timestamp": "2030-01-01T00:00:00Z", "received_at": "2030-01-01T00:00:00Z",
+            "source": "source:test",
+        }))
+        .expect("event")
+    }
+
+    #[tokio::test]
+    async fn an_event_logged_before_its_contact_was_erased_is_skipped_and_redacted() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = sled::open(dir.path().join("db")).expect("db");
+        let log = Arc::new(EventLog::open(&dir.path().join("log")).expect("log"));
+        let ingest = Ingest::new(log.clone(), &db, Duration::from_secs(3600)).expect("ingest");
+        let profiles = Profiles::open(&db).expect("profiles");
+        ingest.ingest(vec![track("m1", "u1")]).await.expect("m1");
+        assert_eq!(catch_up(&ingest, &profiles), Ok(1));
+        // Logged, not applied yet, when the contact is erased.
+        ingest
+            .ingest(vec![track("m2", "u1"), track("m3", "u2")])
+            .await
+            .expect("m2");
+        let contact = profiles
+            .find(&crate::ingest::Identity::new("user_id", "u1"))
+            .expect("find")
+            .expect("u1");
+        let erased = profiles.erase(&contact.id).expect("erase").expect("there");
+        assert_eq!(erased.event_seqs, vec![1]);
+        assert_eq!(
+            ingest.forget(&erased.identities, &erased.event_seqs).ok(),
+            Some(1)
+        );
+        assert_eq!(catch_up(&ingest, &profiles), Ok(2));
+        let records = log.read(1, 10).expect("read");
+        let redacted: Vec<bool> = records.iter().map(|(_, b)| is_redacted(b)).collect();
+        assert_eq!(redacted, vec![true, true, false]);
+        assert!(
+            profiles
+                .find(&crate::ingest::Identity::new("user_id", "u1"))
+                .expect("find")
+                .is_none()
+        );
+    }
 }

@@ -72,7 +72,16 @@ pub struct Merge {
     pub at_ms: Option<u64>,
 }
 
-/// The profile store (sled trees).
+/// What erasing a contact removed from profiles.
+#[derive(Debug, Clone)]
+pub struct Erased {
+    /// Its identities.
+    pub identities: Vec<Identity>,
+    /// Log sequences of the events that were indexed under it.
+    pub event_seqs: Vec<u64>,
+}
+
+/// The profile store (one sled tree).
 #[derive(Clone)]
 pub struct Profiles {
     /// Every profile record, keyed by kind ([`T`]).
@@ -177,11 +186,9 @@ impl Profiles {
     }
 
     /// Erases a contact: its profile, its identity index entries and its event index. Returns
-    /// the erased identities (for suppression), or `None` when there is no such contact.
-    ///
-    /// The events stay in the append-only log (no API serves them any more); dropping their
-    /// bytes needs log compaction.
-    pub fn erase(&self, id: &str) -> Result<Option<Vec<Identity>>, StoreError> {
+    /// its identities and the log sequences of its events (to suppress and redact), or
+    /// `None` when there is no such contact.
+    pub fn erase(&self, id: &str) -> Result<Option<Erased>, StoreError> {
         let _writer = self.lock();
         let mut st = self.view();
         let Some(contact) = resolve::get_root(&st, id)? else {
@@ -191,13 +198,19 @@ impl Profiles {
             st.remove(T::Identities, identity.key().as_bytes());
         }
         let prefix = [contact.id.as_bytes(), b"\0"].concat();
+        let mut event_seqs = Vec::new();
         for k in st.keys_with_prefix(T::ContactEvents, &prefix)? {
+            event_seqs.push(seq_of(&k[prefix.len()..])?);
             st.remove(T::ContactEvents, k);
         }
         st.remove(T::Contacts, contact.id.as_bytes());
         st.commit(&self.tree)?;
-        tracing::info!(contact = %contact.id, "contact erased");
-        Ok(Some(contact.identities))
+        self.tree.flush().map_err(backend)?;
+        tracing::info!(contact = %contact.id, events = event_seqs.len(), "contact erased");
+        Ok(Some(Erased {
+            identities: contact.identities,
+            event_seqs,
+        }))
     }
 
     /// Every merge and unmerge, oldest first.

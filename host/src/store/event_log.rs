@@ -13,7 +13,14 @@
 //! before writing the next, only the last group (at most [`MAX_GROUP_BYTES`]) can be torn by
 //! a crash; opening cuts such a tail, and refuses a bad record found earlier than that,
 //! since cutting there would drop acknowledged events.
+//!
+//! Erasure rewrites records in place ([`EventLog::redact`]): the payload becomes
+//! [`REDACTED`] padded with spaces to the same length, with a new checksum, so offsets and
+//! sequence numbers stay. The sequences are first written and synced to `DIR/redactions`;
+//! a crash in the middle of a rewrite leaves records whose checksum fails, and opening
+//! accepts exactly those listed there and rewrites them again before anything is read.
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::Range;
@@ -35,6 +42,26 @@ const MAX_GROUP_BYTES: usize = 16 << 20;
 const READ_CHUNK: usize = 32 << 10;
 /// How much the scan on open fetches at once.
 const SCAN_CHUNK: usize = 1 << 20;
+
+/// The start of a redacted record's payload (spaces pad it to its old length).
+pub const REDACTED: &[u8] = br#"{"redacted":true}"#;
+
+/// Whether a payload read from the log was redacted.
+pub fn is_redacted(payload: &[u8]) -> bool {
+    payload.starts_with(REDACTED) || (payload.len() < REDACTED.len() && payload.starts_with(b"{}"))
+}
+
+/// A redacted payload of `len` bytes: valid JSON whatever the length (at least 2).
+fn tombstone(len: usize) -> Vec<u8> {
+    let head: &[u8] = if len >= REDACTED.len() {
+        REDACTED
+    } else {
+        b"{}"
+    };
+    let mut out = head[..head.len().min(len)].to_vec();
+    out.resize(len, b' ');
+    out
+}
 
 /// Why the event log failed.
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +117,15 @@ pub struct EventLog {
 /// What readers and the writer share.
 struct Shared {
     path: PathBuf,
-    /// A read-only handle for positioned reads; they need no lock.
+    /// A read-only handle for positioned reads.
     reader: File,
+    /// Held shared by reads and exclusively while records are rewritten in place, so a
+    /// read never sees a half-rewritten record.
+    rewrite: RwLock<()>,
+    /// The write handle redaction rewrites through.
+    rewriter: std::sync::Mutex<File>,
+    /// `DIR/redactions`: sequences being redacted, synced before any rewrite starts.
+    journal: PathBuf,
     durable: RwLock<Durable>,
     /// Makes the next `fdatasync` fail, to test what the log does then.
     #[cfg(test)]
@@ -149,7 +183,9 @@ impl EventLog {
         }
         let reader = File::open(&path).map_err(io_err(&path))?;
         let len = file.metadata().map_err(io_err(&path))?.len();
-        let scan = scan(&reader, &path, len)?;
+        let journal = dir.join("redactions");
+        let unfinished = read_journal(&journal).map_err(io_err(&journal))?;
+        let scan = scan(&reader, &path, len, &unfinished)?;
         if scan.end < len {
             tracing::warn!(
                 path = %path.display(),
@@ -166,6 +202,9 @@ impl EventLog {
         let shared = Arc::new(Shared {
             path: path.clone(),
             reader,
+            rewrite: RwLock::new(()),
+            rewriter: std::sync::Mutex::new(file.try_clone().map_err(io_err(&path))?),
+            journal,
             durable: RwLock::new(Durable {
                 next_seq: scan.next_seq,
                 end: scan.end,
@@ -190,11 +229,91 @@ impl EventLog {
             .name("event-log-writer".into())
             .spawn(move || writer.run())
             .map_err(io_err(&path))?;
-        Ok(EventLog {
+        let log = EventLog {
             shared,
             sender: Some(sender),
             writer: Some(writer),
-        })
+        };
+        if !unfinished.is_empty() {
+            let seqs: Vec<u64> = unfinished.into_iter().collect();
+            tracing::warn!(records = seqs.len(), "finishing an interrupted redaction");
+            log.redact(&seqs)?;
+        }
+        Ok(log)
+    }
+
+    /// Rewrites the records `seqs` as [`REDACTED`] (same length, new checksum) and syncs;
+    /// returns how many records were rewritten. Crash-safe: the sequences are journalled
+    /// first and an interrupted redaction is finished on open. Blocking.
+    pub fn redact(&self, seqs: &[u64]) -> Result<usize, LogError> {
+        let next_seq = self.next_seq();
+        let mut seqs: Vec<u64> = seqs
+            .iter()
+            .copied()
+            .filter(|s| (1..next_seq).contains(s))
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        let shared = &self.shared;
+        let journal_err = |e| LogError::Io {
+            path: shared.journal.clone(),
+            source: e,
+        };
+        let file = shared.rewriter.lock().unwrap_or_else(|e| e.into_inner());
+        write_journal(&shared.journal, &seqs).map_err(journal_err)?;
+        let places = seqs
+            .iter()
+            .map(|&seq| self.locate(seq))
+            .collect::<Result<Vec<_>, _>>()?;
+        {
+            let _exclusive = shared.rewrite.write().unwrap_or_else(|e| e.into_inner());
+            for (offset, len) in places {
+                let payload = tombstone(len);
+                file.write_all_at(&crc32fast::hash(&payload).to_le_bytes(), offset + 4)
+                    .and_then(|()| file.write_all_at(&payload, offset + HEADER as u64))
+                    .map_err(|e| shared.io(e))?;
+            }
+            file.sync_data().map_err(|e| shared.io(e))?;
+        }
+        write_journal(&shared.journal, &[]).map_err(journal_err)?;
+        tracing::info!(records = seqs.len(), "event log records redacted");
+        Ok(seqs.len())
+    }
+
+    /// The file offset and payload length of durable record `seq`.
+    fn locate(&self, seq: u64) -> Result<(u64, usize), LogError> {
+        let (mut offset, mut at, end) = {
+            let durable = self.shared.durable();
+            let block = (seq - 1) / INDEX_STRIDE;
+            (
+                durable.index[block as usize],
+                block * INDEX_STRIDE + 1,
+                durable.end,
+            )
+        };
+        let mut header = [0u8; HEADER];
+        loop {
+            if offset + HEADER as u64 > end {
+                return Err(LogError::Corrupt {
+                    path: self.shared.path.clone(),
+                    offset,
+                    detail: format!("record {seq} not found"),
+                });
+            }
+            self.shared
+                .reader
+                .read_exact_at(&mut header, offset)
+                .map_err(|e| self.shared.io(e))?;
+            let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+            if at == seq {
+                return Ok((offset, len));
+            }
+            offset += (HEADER + len) as u64;
+            at += 1;
+        }
     }
 
     /// Appends `payloads` in order and returns their sequence numbers once they are on disk
@@ -246,6 +365,11 @@ impl EventLog {
         };
         let wanted = (limit as u64).min(next_seq - from_seq) as usize;
         let mut out = Vec::with_capacity(wanted);
+        let _shared = self
+            .shared
+            .rewrite
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         let mut frames = FrameReader::new(&self.shared.reader, start, end, READ_CHUNK);
         while out.len() < wanted {
             let offset = frames.offset();
@@ -433,8 +557,9 @@ struct Scan {
 }
 
 /// Verifies every record; a bad one within the last group's reach is a torn tail.
-fn scan(reader: &File, path: &Path, len: u64) -> Result<Scan, LogError> {
+fn scan(reader: &File, path: &Path, len: u64, redacting: &BTreeSet<u64>) -> Result<Scan, LogError> {
     let mut frames = FrameReader::new(reader, 0, len, SCAN_CHUNK);
+    frames.unchecked = redacting;
     let mut seq = 1;
     let mut index = Vec::new();
     let mut cut_reason = String::new();
@@ -486,8 +611,34 @@ enum Frame<'a> {
     Bad(String),
 }
 
+/// The sequences listed in a redaction journal (a torn last entry is ignored).
+fn read_journal(path: &Path) -> io::Result<BTreeSet<u64>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces the redaction journal with `seqs` (empty: nothing pending) and syncs it.
+fn write_journal(path: &Path, seqs: &[u64]) -> io::Result<()> {
+    let bytes: Vec<u8> = seqs.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.write_all_at(&bytes, 0)?;
+    file.sync_data()
+}
+
 /// Reads frames forward from an offset with positioned reads, a chunk at a time.
 struct FrameReader<'a> {
+    /// Records whose checksum is not checked (an interrupted redaction rewrites them).
+    unchecked: &'a BTreeSet<u64>,
     file: &'a File,
     buf: Vec<u8>,
     pos: usize,
@@ -499,7 +650,9 @@ struct FrameReader<'a> {
 
 impl<'a> FrameReader<'a> {
     fn new(file: &'a File, start: u64, end: u64, chunk: usize) -> Self {
+        static NONE: BTreeSet<u64> = BTreeSet::new();
         Self {
+            unchecked: &NONE,
             file,
             buf: Vec::new(),
             pos: 0,
@@ -530,10 +683,11 @@ impl<'a> FrameReader<'a> {
         if HEADER + len > MAX_GROUP_BYTES {
             return Ok(Frame::Bad(format!("record length {len} is impossible")));
         }
+        let unchecked = self.unchecked.contains(&seq);
         let Some(payload) = self.take(len)? else {
             return Ok(Frame::Bad(format!("record {seq} is cut short")));
         };
-        if crc32fast::hash(payload) != crc {
+        if !unchecked && crc32fast::hash(payload) != crc {
             return Ok(Frame::Bad(format!("record {seq} fails its checksum")));
         }
         Ok(Frame::Good(payload))
@@ -636,6 +790,85 @@ mod tests {
         }
         assert!(log.read(201, 10).unwrap().is_empty());
         assert!(log.read(1, 0).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn redacted_records_keep_their_place_and_their_bytes_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        log.append((1..=100).map(payload).collect()).await.unwrap();
+        assert_eq!(log.redact(&[33, 5, 33, 100, 7_000]).unwrap(), 3);
+        let all = log.read(1, usize::MAX).unwrap();
+        assert_eq!(all.len(), 100);
+        for (seq, bytes) in &all {
+            if [5, 33, 100].contains(seq) {
+                assert!(is_redacted(bytes), "{seq}");
+                assert_eq!(bytes.len(), payload(*seq).len());
+                serde_json::from_slice::<serde_json::Value>(bytes).expect("still JSON");
+            } else {
+                assert_eq!(bytes, &payload(*seq));
+            }
+        }
+        drop(log);
+        let file = std::fs::read(log_file(dir.path())).unwrap();
+        let needle = b"\"e33\"";
+        assert!(!file.windows(needle.len()).any(|w| w == needle));
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!(log.read(1, usize::MAX).unwrap(), all, "reopens as it was");
+        assert_eq!(log.append(vec![payload(101)]).await.unwrap(), 101..102);
+    }
+
+    #[tokio::test]
+    async fn a_redaction_torn_by_a_crash_is_finished_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        log.append((1..=100).map(payload).collect()).await.unwrap();
+        let (offset, len) = log.locate(40).unwrap();
+        drop(log);
+        // The journal was synced, then the crash came halfway through rewriting record 40.
+        write_journal(&dir.path().join("redactions"), &[40, 41]).unwrap();
+        let file = OpenOptions::new()
+            .write(true)
+            .open(log_file(dir.path()))
+            .unwrap();
+        file.write_all_at(&tombstone(len)[..len / 2], offset + HEADER as u64)
+            .unwrap();
+        drop(file);
+        let log = EventLog::open(dir.path()).unwrap();
+        let all = log.read(1, usize::MAX).unwrap();
+        assert_eq!(all.len(), 100);
+        assert!(is_redacted(&all[39].1) && is_redacted(&all[40].1));
+        assert_eq!(all[41].1, payload(42));
+        assert!(
+            read_journal(&dir.path().join("redactions"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_record_that_no_redaction_explains_is_still_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        // Enough records after it that a crash cannot explain the damage.
+        let big = vec![b'x'; 1 << 20];
+        log.append(vec![payload(1)]).await.unwrap();
+        for _ in 0..17 {
+            log.append(vec![big.clone()]).await.unwrap();
+        }
+        let (offset, _) = log.locate(1).unwrap();
+        drop(log);
+        write_journal(&dir.path().join("redactions"), &[2]).unwrap();
+        let file = OpenOptions::new()
+            .write(true)
+            .open(log_file(dir.path()))
+            .unwrap();
+        file.write_all_at(b"#", offset + HEADER as u64).unwrap();
+        drop(file);
+        assert!(matches!(
+            EventLog::open(dir.path()),
+            Err(LogError::Corrupt { .. })
+        ));
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use crate::plugins::Manifest;
 
 use crate::runtime::{KvNamespace, PluginKind};
 
-pub use event_log::{EventLog, LogError};
+pub use event_log::{EventLog, LogError, is_redacted};
 pub use sled_store::SledStore;
 
 /// A storage failure.

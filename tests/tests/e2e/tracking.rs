@@ -277,8 +277,14 @@ async fn erasing_a_contact_deletes_it_and_suppresses_its_identities() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["redacted_events"], 1, "{answer}");
     let (status, _) = host.get(&format!("/v1/contacts/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The event's bytes are gone from the log file itself, not only from the API.
+    let log = std::fs::read(host.data_dir.join("log/events.log")).unwrap();
+    let text = String::from_utf8_lossy(&log);
+    assert!(!text.contains("gone@example.com") && !text.contains("gone-1"));
 
     // Later events about the erased person are acknowledged but not stored.
     let (status, _) = host
@@ -311,4 +317,11 @@ async fn erasing_a_contact_deletes_it_and_suppresses_its_identities() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // The redacted log reopens, and the person stays erased after a restart.
+    let dir = host.stop().await;
+    let host = TestHost::start_in(dir.as_ref().unwrap().path(), |_| {}).await;
+    let (_, found) = host.get("/v1/contacts?identity=user_id:gone-1").await;
+    assert_eq!(found["contacts"], json!([]), "{found}");
+    host.wait_contact("user_id:marker", |_| true).await;
 }
