@@ -89,7 +89,11 @@ async fn events(
             .log()
             .read(*seq, 1)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        if let Some((_, bytes)) = records.into_iter().find(|(s, _)| s == seq) {
+        // Redacted: erased (or being erased) since the index was read.
+        let found = records
+            .into_iter()
+            .find(|(s, bytes)| s == seq && !crate::store::is_redacted(bytes));
+        if let Some((_, bytes)) = found {
             let event: StoredEvent =
                 serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
             out.push(json!({ "seq": seq, "event": event }));
@@ -103,9 +107,9 @@ async fn events(
     Ok(Json(json!({ "events": out, "next_after": next })))
 }
 
-/// Segment's "delete and suppress": the profile and its event index go, its events are
-/// redacted in the log, and its identities are suppressed so later events about them are
-/// acknowledged but not stored.
+/// Segment's "delete and suppress": its identities are suppressed (later events about them
+/// are acknowledged but not stored), the profile and its event index go, and its events are
+/// redacted in the log before the answer.
 async fn erase(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -114,18 +118,14 @@ async fn erase(
         .profiles
         .erase(&id)?
         .ok_or_else(|| ApiError::NotFound(format!("no contact `{id}`")))?;
-    let ingest = state.ingest.clone();
-    let (identities, seqs) = (erased.identities, erased.event_seqs);
-    let (identities, redacted) = tokio::task::spawn_blocking(move || {
-        let redacted = ingest.forget(&identities, &seqs);
-        (identities, redacted)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("erasure: {e}")))?;
+    let (profiles, ingest) = (state.profiles.clone(), state.ingest.clone());
+    tokio::task::spawn_blocking(move || profiles.finish_erasures(ingest.log()))
+        .await
+        .map_err(|e| ApiError::Internal(format!("erasure: {e}")))??;
     Ok(Json(json!({
         "erased": id,
-        "suppressed_identities": identities,
-        "redacted_events": redacted?,
+        "suppressed_identities": erased.identities,
+        "redacted_events": erased.event_seqs.len(),
     })))
 }
 

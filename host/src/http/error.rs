@@ -144,6 +144,15 @@ impl ApiError {
     }
 }
 
+impl From<crate::profiles::EraseError> for ApiError {
+    fn from(e: crate::profiles::EraseError) -> Self {
+        match e {
+            crate::profiles::EraseError::Store(e) => ApiError::Store(e),
+            crate::profiles::EraseError::Log(e) => ApiError::Ingest(IngestError::Log(e)),
+        }
+    }
+}
+
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {

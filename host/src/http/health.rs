@@ -31,6 +31,7 @@ async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
     Ok(Json(json!({
         "event_log": { "last_seq": logged },
         "profiles": { "applied_seq": applied, "behind": logged.saturating_sub(applied) },
+        "dedupe": { "awaiting_index": state.ingest.unindexed_len() },
     })))
 }
 

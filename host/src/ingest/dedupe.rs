@@ -28,8 +28,9 @@ pub struct DedupeIndex {
 }
 
 impl DedupeIndex {
-    /// Opens the index in `db`. An index that never recorded its sequence was written as
-    /// events were acknowledged, so it covers the log up to `logged_seq`.
+    /// Opens the index in `db`. An index that holds ids but never recorded its sequence was
+    /// written as events were acknowledged, so it covers the log up to `logged_seq`; an
+    /// empty one (a new or rebuilt store) covers nothing yet.
     pub fn open(db: &sled::Db, window: Duration, logged_seq: u64) -> Result<Self, StoreError> {
         // The time index of earlier versions: pruning walks the id tree instead.
         db.drop_tree("event_ids_by_time").map_err(store_err)?;
@@ -40,9 +41,10 @@ impl DedupeIndex {
             cursor: Mutex::new(Vec::new()),
         };
         if index.meta.get(INDEXED_SEQ).map_err(store_err)?.is_none() {
+            let covered = if index.seen.is_empty() { 0 } else { logged_seq };
             index
                 .meta
-                .insert(INDEXED_SEQ, &logged_seq.to_be_bytes())
+                .insert(INDEXED_SEQ, &covered.to_be_bytes())
                 .map_err(store_err)?;
         }
         Ok(index)
@@ -90,18 +92,18 @@ impl DedupeIndex {
     /// removes those stored a window or more before `now`. Returns how many went.
     pub fn prune(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
         let window = self.window_ms();
-        let mut cursor = self.cursor.lock().expect("prune cursor");
+        let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
         let (mut removed, mut visited) = (0, 0);
         for item in self.seen.range(cursor.as_slice()..).take(limit) {
             let (id, at) = item.map_err(store_err)?;
             visited += 1;
             if ms_of(&at).is_none_or(|at| now.saturating_sub(at) >= window) {
                 // Compare-and-swap: an id stored again meanwhile keeps its newer entry.
-                let _ = self
+                let swapped = self
                     .seen
                     .compare_and_swap(&id, Some(at), None as Option<&[u8]>)
                     .map_err(store_err)?;
-                removed += 1;
+                removed += usize::from(swapped.is_ok());
             }
             *cursor = [id.as_ref(), &[0]].concat();
         }
@@ -181,6 +183,13 @@ mod tests {
             ix.indexed_seq().unwrap(),
             7,
             "written as events were logged"
+        );
+        let rebuilt = sled::Config::new().temporary(true).open().unwrap();
+        let empty = DedupeIndex::open(&rebuilt, Duration::from_millis(1_000), 7).unwrap();
+        assert_eq!(
+            empty.indexed_seq().unwrap(),
+            0,
+            "a new store covers nothing"
         );
         assert!(
             !db.tree_names()

@@ -54,7 +54,8 @@ pub struct IngestReport {
     pub suppressed: usize,
 }
 
-/// The sled tree of suppressed identity keys (`kind:value`), shared with the profile stage.
+/// The sled tree of suppressed identity keys (`kind:value`): written by erasure in the profile
+/// stage, read by ingest.
 pub const SUPPRESSED_TREE: &str = "suppressed_identities";
 
 /// Ids the pruning walk looks at per indexed page, beyond twice the events in it: a full
@@ -72,10 +73,11 @@ pub struct Ingest {
     appended: tokio::sync::Notify,
 }
 
-/// Reads only the message id of a logged event.
+/// Reads only the message id and arrival time of a logged event.
 #[derive(serde::Deserialize)]
 struct MessageId {
     message_id: String,
+    received_at: String,
 }
 
 fn store_err(e: sled::Error) -> StoreError {
@@ -88,20 +90,23 @@ fn now_ms() -> u64 {
 
 impl Ingest {
     /// Ingest over `log`, deduplicating on message ids seen within `window`. The ids of
-    /// events logged after the dedupe index's last page are read back from the log.
+    /// events logged within the window after the dedupe index's last page are read back
+    /// from the log.
     pub fn new(log: Arc<EventLog>, db: &sled::Db, window: Duration) -> Result<Self, IngestError> {
         let dedupe = DedupeIndex::open(db, window, log.next_seq() - 1)?;
+        let since = OffsetDateTime::now_utc() - window;
         let mut unindexed = HashSet::new();
         let mut from = dedupe.indexed_seq()? + 1;
         loop {
             let page = log.read(from, 1_000)?;
             let Some((last, _)) = page.last() else { break };
             from = last + 1;
-            unindexed.extend(
-                page.iter()
-                    .filter_map(|(_, bytes)| serde_json::from_slice::<MessageId>(bytes).ok())
-                    .map(|m| m.message_id),
-            );
+            let ids = page
+                .iter()
+                .filter_map(|(_, bytes)| serde_json::from_slice::<MessageId>(bytes).ok())
+                .filter(|m| event::parse_time(&m.received_at).is_none_or(|t| t >= since))
+                .map(|m| m.message_id);
+            unindexed.extend(ids);
         }
         Ok(Self {
             log,
@@ -126,24 +131,6 @@ impl Ingest {
         self.dedupe.seen_recently(id, now)
     }
 
-    /// Segment's "delete and suppress" for an erased contact: stops storing events that
-    /// carry any of its identities, then redacts its events in the log (their bytes are
-    /// overwritten on disk). Returns how many log records were redacted. Blocking.
-    pub fn forget(&self, identities: &[Identity], seqs: &[u64]) -> Result<usize, IngestError> {
-        self.suppress(identities)?;
-        Ok(self.log.redact(seqs)?)
-    }
-
-    /// Stops storing events that carry any of these identities.
-    fn suppress(&self, identities: &[Identity]) -> Result<(), StoreError> {
-        for identity in identities {
-            self.suppressed
-                .insert(identity.key().as_bytes(), &[])
-                .map_err(store_err)?;
-        }
-        self.suppressed.flush().map(drop).map_err(store_err)
-    }
-
     /// Whether an event carries an identity of an erased contact.
     pub fn is_suppressed(&self, event: &StoredEvent) -> Result<bool, StoreError> {
         if self.suppressed.is_empty() {
@@ -161,21 +148,34 @@ impl Ingest {
         Ok(false)
     }
 
-    /// Adds the message ids of logged events (with the times they were received), read from
-    /// the log up to `through_seq`, to the dedupe index, and prunes a few expired ids. Called
-    /// by the profile stage, the index's one writer, before it applies the page.
-    pub fn index_logged(&self, ids: &[(&str, u64)], through_seq: u64) -> Result<(), StoreError> {
-        if through_seq <= self.dedupe.indexed_seq()? {
-            return Ok(());
+    /// Adds the message ids of logged events, read from the log up to `through_seq`, to the
+    /// dedupe index (each remembered for a window from now) and prunes a few expired ids.
+    /// Called by the profile stage, the index's one writer, before it applies the page.
+    pub fn index_logged(&self, ids: &[&str], through_seq: u64) -> Result<(), StoreError> {
+        // Timed from now, not from when the event was received: a replayed webhook's old
+        // events are still remembered for a whole window.
+        let now = now_ms();
+        let timed: Vec<(&str, u64)> = ids.iter().map(|id| (*id, now)).collect();
+        self.dedupe.index(&timed, through_seq)?;
+        {
+            let mut unindexed = self.unindexed();
+            for id in ids {
+                unindexed.remove(*id);
+            }
         }
-        self.dedupe.index(ids, through_seq)?;
-        self.dedupe
-            .prune(now_ms(), PRUNE_PER_PAGE + 2 * ids.len())?;
-        let mut unindexed = self.unindexed.lock().expect("unindexed lock");
-        for (id, _) in ids {
-            unindexed.remove(*id);
+        if let Err(e) = self.dedupe.prune(now, PRUNE_PER_PAGE + 2 * ids.len()) {
+            tracing::warn!("pruning expired message ids: {e}");
         }
         Ok(())
+    }
+
+    /// How many logged ids wait for the profile stage to index them.
+    pub fn unindexed_len(&self) -> usize {
+        self.unindexed().len()
+    }
+
+    fn unindexed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.unindexed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Appends the events that are new; returns once they are durable.
@@ -184,7 +184,7 @@ impl Ingest {
         let mut fresh = Vec::with_capacity(events.len());
         let mut report = IngestReport::default();
         {
-            let mut unindexed = self.unindexed.lock().expect("unindexed lock");
+            let mut unindexed = self.unindexed();
             for event in events {
                 if self.is_suppressed(&event)? {
                     report.suppressed += 1;
@@ -200,7 +200,7 @@ impl Ingest {
         }
         if let Err(e) = self.append(&fresh).await {
             // Not logged: a retry of these ids must not count as a duplicate.
-            let mut unindexed = self.unindexed.lock().expect("unindexed lock");
+            let mut unindexed = self.unindexed();
             for event in &fresh {
                 unindexed.remove(&event.message_id);
             }
@@ -320,11 +320,10 @@ mod tests {
         // Reopened before the profile stage indexed anything: the ids come back from the log.
         let (ingest, _db) = open(dir.path());
         assert_eq!(accepted(&ingest, &["b", "c", "d"]).await, 1);
-        let now = now_ms();
         ingest
-            .index_logged(&[("a", now), ("b", now), ("c", now), ("d", now)], 4)
+            .index_logged(&["a", "b", "c", "d"], 4)
             .expect("index");
-        assert!(ingest.unindexed.lock().expect("lock").is_empty());
+        assert_eq!(ingest.unindexed_len(), 0);
         assert_eq!(
             accepted(&ingest, &["a", "d", "e"]).await,
             1,

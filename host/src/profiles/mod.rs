@@ -16,7 +16,7 @@ pub use applier::{catch_up, run_applier};
 pub use unmerge::{Unmerge, UnmergeError};
 
 use crate::ingest::{Identity, StoredEvent};
-use crate::store::StoreError;
+use crate::store::{EventLog, LogError, StoreError};
 use staged::{OLD_TREE_NAMES, Staged, T, TREE_NAME};
 
 /// A contact profile.
@@ -70,6 +70,20 @@ pub struct Merge {
     /// When an unmerge was made, Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_ms: Option<u64>,
+}
+
+/// Meta key prefix of an erasure whose events are not redacted yet (`ERASING ++ contact`).
+const ERASING: &[u8] = b"erasing\0";
+
+/// Why an erasure could not be finished.
+#[derive(Debug, thiserror::Error)]
+pub enum EraseError {
+    /// The profile store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The event log could not redact the events (the redaction is retried).
+    #[error(transparent)]
+    Log(#[from] LogError),
 }
 
 /// What erasing a contact removed from profiles.
@@ -185,8 +199,10 @@ impl Profiles {
         Ok(out)
     }
 
-    /// Erases a contact: its profile, its identity index entries and its event index. Returns
-    /// its identities and the log sequences of its events (to suppress and redact), or
+    /// Erases a contact: suppresses its identities (from then on ingest acknowledges events
+    /// about them without storing them, and this stage skips any already logged), removes
+    /// its profile, identity index entries and event index, and records its events as
+    /// pending redaction, all before it returns; [`Profiles::finish_erasures`] redacts them.
     /// `None` when there is no such contact.
     pub fn erase(&self, id: &str) -> Result<Option<Erased>, StoreError> {
         let _writer = self.lock();
@@ -194,6 +210,12 @@ impl Profiles {
         let Some(contact) = resolve::get_root(&st, id)? else {
             return Ok(None);
         };
+        for identity in &contact.identities {
+            self.suppressed
+                .insert(identity.key().as_bytes(), &[])
+                .map_err(backend)?;
+        }
+        self.suppressed.flush().map_err(backend)?;
         for identity in &contact.identities {
             st.remove(T::Identities, identity.key().as_bytes());
         }
@@ -204,6 +226,8 @@ impl Profiles {
             st.remove(T::ContactEvents, k);
         }
         st.remove(T::Contacts, contact.id.as_bytes());
+        let seqs: Vec<u8> = event_seqs.iter().flat_map(|s| s.to_be_bytes()).collect();
+        st.insert(T::Meta, [ERASING, contact.id.as_bytes()].concat(), seqs);
         st.commit(&self.tree)?;
         self.tree.flush().map_err(backend)?;
         tracing::info!(contact = %contact.id, events = event_seqs.len(), "contact erased");
@@ -211,6 +235,23 @@ impl Profiles {
             identities: contact.identities,
             event_seqs,
         }))
+    }
+
+    /// Redacts in `log` the events of every erased contact whose redaction is not done yet
+    /// (after an erasure, and again after a crash or a failed redaction); returns how many
+    /// records were rewritten. Blocking.
+    pub fn finish_erasures(&self, log: &EventLog) -> Result<usize, EraseError> {
+        let mut redacted = 0;
+        for item in self.tree.scan_prefix(T::Meta.key(ERASING)) {
+            let (key, seqs) = item.map_err(backend)?;
+            let seqs: Vec<u64> = seqs
+                .chunks_exact(8)
+                .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+                .collect();
+            redacted += log.redact(&seqs)?;
+            self.tree.remove(key).map_err(backend)?;
+        }
+        Ok(redacted)
     }
 
     /// Every merge and unmerge, oldest first.

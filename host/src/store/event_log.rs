@@ -26,6 +26,7 @@ use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -126,6 +127,8 @@ struct Shared {
     rewriter: std::sync::Mutex<File>,
     /// `DIR/redactions`: sequences being redacted, synced before any rewrite starts.
     journal: PathBuf,
+    /// Whether the journal may list records not yet rewritten.
+    journal_pending: AtomicBool,
     durable: RwLock<Durable>,
     /// Makes the next `fdatasync` fail, to test what the log does then.
     #[cfg(test)]
@@ -184,6 +187,12 @@ impl EventLog {
         let reader = File::open(&path).map_err(io_err(&path))?;
         let len = file.metadata().map_err(io_err(&path))?.len();
         let journal = dir.join("redactions");
+        if !journal.exists() {
+            // Created once, with its name synced, so a rewrite never outlives its journal.
+            write_journal(&journal, &[])
+                .and_then(|()| File::open(dir).and_then(|d| d.sync_all()))
+                .map_err(io_err(&journal))?;
+        }
         let unfinished = read_journal(&journal).map_err(io_err(&journal))?;
         let scan = scan(&reader, &path, len, &unfinished)?;
         if scan.end < len {
@@ -205,6 +214,7 @@ impl EventLog {
             rewrite: RwLock::new(()),
             rewriter: std::sync::Mutex::new(file.try_clone().map_err(io_err(&path))?),
             journal,
+            journal_pending: AtomicBool::new(!unfinished.is_empty()),
             durable: RwLock::new(Durable {
                 next_seq: scan.next_seq,
                 end: scan.end,
@@ -235,35 +245,38 @@ impl EventLog {
             writer: Some(writer),
         };
         if !unfinished.is_empty() {
-            let seqs: Vec<u64> = unfinished.into_iter().collect();
-            tracing::warn!(records = seqs.len(), "finishing an interrupted redaction");
-            log.redact(&seqs)?;
+            tracing::warn!(
+                records = unfinished.len(),
+                "finishing an interrupted redaction"
+            );
+            log.redact(&[])?;
         }
         Ok(log)
     }
 
     /// Rewrites the records `seqs` as [`REDACTED`] (same length, new checksum) and syncs;
     /// returns how many records were rewritten. Crash-safe: the sequences are journalled
-    /// first and an interrupted redaction is finished on open. Blocking.
+    /// first and an interrupted redaction is finished on open; a failed one stays in the
+    /// journal and is done again by the next call (`redact(&[])` just retries). Blocking.
     pub fn redact(&self, seqs: &[u64]) -> Result<usize, LogError> {
-        let next_seq = self.next_seq();
-        let mut seqs: Vec<u64> = seqs
-            .iter()
-            .copied()
-            .filter(|s| (1..next_seq).contains(s))
-            .collect();
-        seqs.sort_unstable();
-        seqs.dedup();
-        if seqs.is_empty() {
+        let shared = &self.shared;
+        if seqs.is_empty() && !shared.journal_pending.load(Ordering::Acquire) {
             return Ok(0);
         }
-        let shared = &self.shared;
         let journal_err = |e| LogError::Io {
             path: shared.journal.clone(),
             source: e,
         };
         let file = shared.rewriter.lock().unwrap_or_else(|e| e.into_inner());
+        let next_seq = self.next_seq();
+        let mut all = read_journal(&shared.journal).map_err(journal_err)?;
+        all.extend(seqs.iter().copied().filter(|s| (1..next_seq).contains(s)));
+        let seqs: Vec<u64> = all.into_iter().collect();
+        if seqs.is_empty() {
+            return Ok(0);
+        }
         write_journal(&shared.journal, &seqs).map_err(journal_err)?;
+        shared.journal_pending.store(true, Ordering::Release);
         let places = seqs
             .iter()
             .map(|&seq| self.locate(seq))
@@ -279,6 +292,7 @@ impl EventLog {
             file.sync_data().map_err(|e| shared.io(e))?;
         }
         write_journal(&shared.journal, &[]).map_err(journal_err)?;
+        shared.journal_pending.store(false, Ordering::Release);
         tracing::info!(records = seqs.len(), "event log records redacted");
         Ok(seqs.len())
     }
@@ -308,6 +322,14 @@ impl EventLog {
                 .read_exact_at(&mut header, offset)
                 .map_err(|e| self.shared.io(e))?;
             let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+            let found = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+            if found != at {
+                return Err(LogError::Corrupt {
+                    path: self.shared.path.clone(),
+                    offset,
+                    detail: format!("sequence {found} where {at} was due"),
+                });
+            }
             if at == seq {
                 return Ok((offset, len));
             }
