@@ -108,8 +108,9 @@ async fn events(
 }
 
 /// Segment's "delete and suppress": its identities are suppressed (later events about them
-/// are acknowledged but not stored), the profile and its event index go, and its events are
-/// redacted in the log before the answer.
+/// are acknowledged but not stored), the profile and its event index go, its events are
+/// redacted in the log and retained raw webhook requests that mention it are dropped, all
+/// before the answer.
 async fn erase(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -118,14 +119,23 @@ async fn erase(
         .profiles
         .erase(&id)?
         .ok_or_else(|| ApiError::NotFound(format!("no contact `{id}`")))?;
-    let (profiles, ingest) = (state.profiles.clone(), state.ingest.clone());
-    tokio::task::spawn_blocking(move || profiles.finish_erasures(ingest.log()))
-        .await
-        .map_err(|e| ApiError::Internal(format!("erasure: {e}")))??;
+    let (profiles, ingest, raw) = (
+        state.profiles.clone(),
+        state.ingest.clone(),
+        state.raw_webhooks.clone(),
+    );
+    let identities = erased.identities.clone();
+    let dropped_webhooks = tokio::task::spawn_blocking(move || -> Result<usize, ApiError> {
+        profiles.finish_erasures(ingest.log())?;
+        Ok(raw.forget(&identities)?)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("erasure: {e}")))??;
     Ok(Json(json!({
         "erased": id,
         "suppressed_identities": erased.identities,
         "redacted_events": erased.event_seqs.len(),
+        "dropped_raw_webhooks": dropped_webhooks,
     })))
 }
 

@@ -10,6 +10,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::Identity;
 use crate::runtime::bindings::types::HttpRequest;
 use crate::store::StoreError;
 
@@ -131,7 +132,7 @@ impl RawWebhooks {
     fn prune(&self, plugin: &str, now_ms: u64) -> Result<(), StoreError> {
         let cutoff = now_ms.saturating_sub(self.retention.max_age.as_millis() as u64);
         let p = prefix(plugin);
-        let mut counts = self.counts.lock().expect("retention counts");
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         // Called right after an insert: count it, or count the tree once (which includes it).
         match counts.get_mut(plugin) {
             Some(count) => *count += 1,
@@ -150,6 +151,45 @@ impl RawWebhooks {
             *count -= 1;
         }
         Ok(())
+    }
+
+    /// Drops every retained request that mentions one of `identities`' values (in its body,
+    /// query or headers, case-insensitive, as a whole token: `7001` does not match `17001`),
+    /// for an erasure. Returns how many went. Scans every retained request.
+    pub fn forget(&self, identities: &[Identity]) -> Result<usize, StoreError> {
+        let needles: Vec<String> = identities
+            .iter()
+            .map(|i| i.value.to_lowercase())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if needles.is_empty() {
+            return Ok(0);
+        }
+        let mut removed = 0;
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        for item in self.tree.iter() {
+            let (key, value) = item.map_err(backend)?;
+            let Ok(raw) = serde_json::from_slice::<RawWebhook>(&value) else {
+                continue;
+            };
+            let request = raw.to_request();
+            let mut text = String::from_utf8_lossy(&request.body).to_lowercase();
+            text.push('\n');
+            text.push_str(&request.query.to_lowercase());
+            for (_, v) in &request.headers {
+                text.push('\n');
+                text.push_str(&v.to_lowercase());
+            }
+            if needles.iter().any(|n| mentions(&text, n)) {
+                self.tree.remove(&key).map_err(backend)?;
+                let plugin = key.split(|b| *b == 0).next().unwrap_or_default();
+                if let Some(count) = counts.get_mut(&*String::from_utf8_lossy(plugin)) {
+                    *count = count.saturating_sub(1);
+                }
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Retained requests of a connector that arrived at or after `since_ms`, oldest first.
@@ -171,6 +211,14 @@ impl RawWebhooks {
         }
         Ok(out)
     }
+}
+
+/// Whether `needle` occurs in `text` with no letter, digit, `_` or `-` right before or after.
+fn mentions(text: &str, needle: &str) -> bool {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-');
+    text.match_indices(needle).any(|(at, _)| {
+        !word(text[..at].chars().next_back()) && !word(text[at + needle.len()..].chars().next())
+    })
 }
 
 #[cfg(test)]
@@ -223,6 +271,36 @@ mod tests {
             raw.list("other", 0, 10).unwrap().len(),
             1,
             "limits are per connector"
+        );
+    }
+
+    #[test]
+    fn an_erasure_drops_the_requests_that_mention_the_person_and_only_those() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let raw = RawWebhooks::open(&db, Retention::default()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        for body in [
+            r#"{"email":"Gone@Example.com","id":1}"#,
+            r#"{"customer":{"id":7001}}"#,
+            r#"{"customer":{"id":17001},"email":"other@example.com"}"#,
+        ] {
+            raw.retain("shop", &request(body), now).unwrap();
+        }
+        let gone = [
+            Identity::new("email", "gone@example.com"),
+            Identity::new("shopify:customer", "7001"),
+        ];
+        assert_eq!(raw.forget(&gone).unwrap(), 2);
+        let left: Vec<Vec<u8>> = raw
+            .list("shop", 0, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.to_request().body)
+            .collect();
+        assert_eq!(
+            left,
+            vec![br#"{"customer":{"id":17001},"email":"other@example.com"}"#.to_vec()]
         );
     }
 }

@@ -279,6 +279,7 @@ async fn erasing_a_contact_deletes_it_and_suppresses_its_identities() {
     assert_eq!(response.status(), StatusCode::OK);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["redacted_events"], 1, "{answer}");
+    assert_eq!(answer["dropped_raw_webhooks"], 0, "{answer}");
     let (status, _) = host.get(&format!("/v1/contacts/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // The event's bytes are gone from the log file itself, not only from the API.
