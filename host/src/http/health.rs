@@ -26,7 +26,7 @@ pub fn admin_router() -> Router<AppState> {
 }
 
 async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let logged = state.ingest.log().next_seq().saturating_sub(1);
+    let logged = state.ingest.log().last_seq();
     let applied = state.profiles.applied_seq()?;
     Ok(Json(json!({
         "event_log": { "last_seq": logged },

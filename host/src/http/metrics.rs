@@ -59,8 +59,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    let logged = state.ingest.log().next_seq().saturating_sub(1);
-    metrics::gauge!("tessera_event_log_last_seq").set(logged as f64);
+    metrics::gauge!("tessera_event_log_last_seq").set(state.ingest.log().last_seq() as f64);
     if let Ok(applied) = state.profiles.applied_seq() {
         metrics::gauge!("tessera_profiles_applied_seq").set(applied as f64);
     }

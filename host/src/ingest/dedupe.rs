@@ -72,11 +72,11 @@ impl DedupeIndex {
         })
     }
 
-    /// Records ids stored at the given times, from log records up to `through_seq`. The ids
-    /// are written before the sequence, so writing the same page again changes nothing.
-    pub fn index(&self, ids: &[(&str, u64)], through_seq: u64) -> Result<(), StoreError> {
+    /// Records ids stored at `at_ms`, from log records up to `through_seq`. The ids are
+    /// written before the sequence, so writing the same page again changes nothing.
+    pub fn index(&self, ids: &[&str], at_ms: u64, through_seq: u64) -> Result<(), StoreError> {
         let mut seen = sled::Batch::default();
-        for (id, at_ms) in ids {
+        for id in ids {
             seen.insert(id.as_bytes(), &at_ms.to_be_bytes());
         }
         self.seen.apply_batch(seen).map_err(store_err)?;
@@ -134,7 +134,7 @@ mod tests {
     }
 
     fn remember(ix: &DedupeIndex, id: &str, at_ms: u64) {
-        ix.index(&[(id, at_ms)], 0).unwrap();
+        ix.index(&[id], at_ms, 0).unwrap();
     }
 
     #[test]
@@ -203,9 +203,9 @@ mod tests {
     #[test]
     fn the_indexed_sequence_only_moves_forward_and_a_page_indexed_twice_is_unchanged() {
         let ix = index(1_000);
-        ix.index(&[("a", 10), ("b", 11)], 2).unwrap();
-        ix.index(&[("a", 10), ("b", 11)], 2).unwrap();
-        ix.index(&[], 1).unwrap();
+        ix.index(&["a", "b"], 10, 2).unwrap();
+        ix.index(&["a", "b"], 10, 2).unwrap();
+        ix.index(&[], 11, 1).unwrap();
         assert_eq!(ix.indexed_seq().unwrap(), 2);
         assert_eq!(ix.len(), 2);
         assert_eq!(ix.prune(5_000, 10).unwrap(), 2);

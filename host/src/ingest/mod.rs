@@ -93,7 +93,7 @@ impl Ingest {
     /// events logged within the window after the dedupe index's last page are read back
     /// from the log.
     pub fn new(log: Arc<EventLog>, db: &sled::Db, window: Duration) -> Result<Self, IngestError> {
-        let dedupe = DedupeIndex::open(db, window, log.next_seq() - 1)?;
+        let dedupe = DedupeIndex::open(db, window, log.last_seq())?;
         let since = OffsetDateTime::now_utc() - window;
         let mut unindexed = HashSet::new();
         let mut from = dedupe.indexed_seq()? + 1;
@@ -155,8 +155,7 @@ impl Ingest {
         // Timed from now, not from when the event was received: a replayed webhook's old
         // events are still remembered for a whole window.
         let now = now_ms();
-        let timed: Vec<(&str, u64)> = ids.iter().map(|id| (*id, now)).collect();
-        self.dedupe.index(&timed, through_seq)?;
+        self.dedupe.index(ids, now, through_seq)?;
         {
             let mut unindexed = self.unindexed();
             for id in ids {

@@ -235,15 +235,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn retention_keeps_the_newest_within_count_and_age() {
+    fn store(retention: Retention) -> (tempfile::TempDir, RawWebhooks) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
+        (dir, RawWebhooks::open(&db, retention).unwrap())
+    }
+
+    /// The bodies a connector has retained, oldest first.
+    fn bodies(raw: &RawWebhooks, plugin: &str) -> Vec<Vec<u8>> {
+        raw.list(plugin, 0, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.to_request().body)
+            .collect()
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_within_count_and_age() {
         let retention = Retention {
             max_age: Duration::from_secs(3600),
             max_per_connector: 3,
         };
-        let raw = RawWebhooks::open(&db, retention).unwrap();
+        let (_dir, raw) = store(retention);
         let now = OffsetDateTime::now_utc();
         raw.retain("c", &request("ancient"), now - Duration::from_secs(7200))
             .unwrap();
@@ -260,13 +273,10 @@ mod tests {
             .unwrap();
         }
         raw.retain("other", &request("x"), now).unwrap();
-        let kept: Vec<Vec<u8>> = raw
-            .list("c", 0, 10)
-            .unwrap()
-            .iter()
-            .map(|r| r.to_request().body)
-            .collect();
-        assert_eq!(kept, vec![b"r2".to_vec(), b"r3".to_vec(), b"r4".to_vec()]);
+        assert_eq!(
+            bodies(&raw, "c"),
+            vec![b"r2".to_vec(), b"r3".to_vec(), b"r4".to_vec()]
+        );
         assert_eq!(
             raw.list("other", 0, 10).unwrap().len(),
             1,
@@ -276,9 +286,7 @@ mod tests {
 
     #[test]
     fn an_erasure_drops_the_requests_that_mention_the_person_and_only_those() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let raw = RawWebhooks::open(&db, Retention::default()).unwrap();
+        let (_dir, raw) = store(Retention::default());
         let now = OffsetDateTime::now_utc();
         for body in [
             r#"{"email":"Gone@Example.com","id":1}"#,
@@ -292,14 +300,8 @@ mod tests {
             Identity::new("shopify:customer", "7001"),
         ];
         assert_eq!(raw.forget(&gone).unwrap(), 2);
-        let left: Vec<Vec<u8>> = raw
-            .list("shop", 0, 10)
-            .unwrap()
-            .iter()
-            .map(|r| r.to_request().body)
-            .collect();
         assert_eq!(
-            left,
+            bodies(&raw, "shop"),
             vec![br#"{"customer":{"id":17001},"email":"other@example.com"}"#.to_vec()]
         );
     }

@@ -151,10 +151,9 @@ impl<'a> Staged<'a> {
     /// Writes everything staged to `tree` in one atomic batch.
     pub fn commit(self, tree: &sled::Tree) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for (i, writes) in self.writes.into_iter().enumerate() {
-            let prefix = PREFIXES[i];
+        for (t, writes) in T::ALL.into_iter().zip(self.writes) {
             for (k, v) in writes {
-                let key = [&[prefix][..], &k].concat();
+                let key = t.key(&k);
                 match v {
                     Some(v) => batch.insert(key, v),
                     None => batch.remove(key),

@@ -411,6 +411,11 @@ impl EventLog {
         Ok(out)
     }
 
+    /// The sequence number of the last durable record (0 while the log is empty).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq() - 1
+    }
+
     /// The sequence number the next durable record will get.
     pub fn next_seq(&self) -> u64 {
         self.shared.durable().next_seq
