@@ -12,6 +12,8 @@ use tessera::server::{Server, ServerConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod process;
+
 /// `X-Tessera-Signature` of `body` for the generic webhook connector: `sha256=<hex HMAC>`.
 pub fn tessera_signature(secret: &str, body: &str) -> String {
     use hmac::Mac;
@@ -78,13 +80,12 @@ pub fn manifest(name: &str) -> String {
         .expect("manifest beside the component")
 }
 
-/// A running host.
+/// A running host, in this process.
 pub struct TestHost {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
+    /// The host's API, spoken to over HTTP.
+    pub api: Api,
     /// The data directory (kept across restarts of the same host).
     pub data_dir: PathBuf,
-    client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _tmp: Option<tempfile::TempDir>,
@@ -114,7 +115,7 @@ impl TestHost {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let api = Api::new(format!("http://{}", listener.local_addr().expect("addr")));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -125,12 +126,8 @@ impl TestHost {
                 .expect("host serves");
         });
         Self {
-            base,
+            api,
             data_dir: data_dir.to_path_buf(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("client"),
             stop: Some(stop),
             task: Some(task),
             _tmp: None,
@@ -146,6 +143,35 @@ impl TestHost {
             task.await.expect("host task");
         }
         self._tmp.take()
+    }
+}
+
+impl std::ops::Deref for TestHost {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// A host's HTTP API with the admin key: what every test speaks to, whether the host runs in
+/// this process ([`TestHost`]) or in its own ([`process::HostProcess`]).
+pub struct Api {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    /// An API client for the host at `base`.
+    pub fn new(base: String) -> Self {
+        Self {
+            base,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+        }
     }
 
     /// A request builder with the admin key.
@@ -241,7 +267,7 @@ impl TestHost {
     }
 }
 
-impl TestHost {
+impl Api {
     /// Creates a tracking source; returns its write key.
     pub async fn create_source(&self, name: &str) -> String {
         let (status, body) = self.post("/v1/sources", &json!({ "name": name })).await;
@@ -311,12 +337,8 @@ pub fn rule_batch(n: usize) -> Value {
     Value::Array(batch)
 }
 
-/// Resident memory of this process, in bytes (Linux).
+/// Resident memory of this process, in bytes (Linux); panics when it cannot be read, so a
+/// test that measures never passes without measuring.
 pub fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    process::own_resident_bytes()
 }

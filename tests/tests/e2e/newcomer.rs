@@ -18,127 +18,16 @@ use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::Sha256;
+use tessera_tests::ADMIN_KEY;
+use tessera_tests::process::{HostOptions, HostProcess, tessera_binary};
 use tessera_tests::workspace;
 
-const ADMIN_KEY: &str = "newcomer-admin-key";
 const SECRET: &str = "whsec_newcomer";
-
-/// The `tessera` binary of this test's profile, built (or found fresh) by cargo.
-fn tessera_binary() -> PathBuf {
-    // The test runs from target/<profile>/deps/; the binary lives in target/<profile>/.
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args(["build", "-p", "tessera", "--bin", "tessera"])
-        .current_dir(workspace());
-    // Cargo gives this test its package's variables (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...);
-    // build scripts that watch them (ring's does) would rebuild on every run if they leaked
-    // into the inner build.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("CARGO_PKG_")
-            || key.starts_with("CARGO_MANIFEST_")
-            || [
-                "CARGO_CRATE_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-            ]
-            .contains(&key.as_ref())
-        {
-            build.env_remove(key.as_ref());
-        }
-    }
-    if profile_dir.ends_with("release") {
-        build.arg("--release");
-    }
-    let status = build.status().expect("cargo runs");
-    assert!(status.success(), "building the tessera binary failed");
-    profile_dir.join("tessera")
-}
-
-/// `tessera serve` in a child process, killed on drop; its output is kept for failures.
-struct Serve {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Serve {
-    /// Starts the host as the README's run command does, on a free loopback port.
-    fn start(binary: &Path, data_dir: &Path) -> Self {
-        let plugins = workspace().join("target/plugins");
-        assert!(
-            plugins.is_dir(),
-            "{} is missing: run scripts/build-plugins.sh first",
-            plugins.display()
-        );
-        let mut child = Command::new(binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--plugins-dir")
-            .arg(&plugins)
-            .env("TESSERA_ADMIN_KEY", ADMIN_KEY)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tessera serve starts");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Keep draining stdout so that the host never blocks on a full pipe.
-        let stdout = child.stdout.take().expect("stdout");
-        let kept = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(address) = line.split("listening on http://").nth(1) {
-                    let address: String = address
-                        .chars()
-                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                        .collect();
-                    let _ = tx.send(address);
-                }
-                kept.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let stderr = child.stderr.take().expect("stderr");
-        let kept = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                kept.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let address = rx
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "tessera serve did not start listening:\n{}",
-                    log.lock().unwrap()
-                )
-            });
-        Self {
-            child,
-            base: format!("http://{address}"),
-            log,
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs `tessera plugin ARGS` in `dir` against the host, as a newcomer's shell would.
 struct Cli<'a> {
     binary: &'a Path,
-    serve: &'a Serve,
+    serve: &'a HostProcess,
     home: &'a Path,
     timings: Vec<(String, Duration)>,
 }
@@ -178,7 +67,7 @@ impl Cli<'_> {
             "`tessera plugin {}` failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- host log\n{}",
             args.join(" "),
             output.status,
-            self.serve.log.lock().unwrap()
+            self.serve.output()
         );
         eprintln!("tessera plugin {} ({elapsed:.1?})", args.join(" "));
         self.timings.push((args[0].to_string(), elapsed));
@@ -270,7 +159,13 @@ async fn a_scaffolded_connector_goes_from_new_to_live_events_unchanged() {
     let started = Instant::now();
     let binary = tessera_binary();
     let tmp = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&binary, &tmp.path().join("data"));
+    let serve = HostProcess::start_in(
+        &tmp.path().join("data"),
+        HostOptions {
+            bundled_plugins: true,
+            ..HostOptions::default()
+        },
+    );
     let ready = started.elapsed();
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
