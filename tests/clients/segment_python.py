@@ -1,28 +1,61 @@
-"""Sends real tracking calls with Segment's official Python library (segment-analytics-python).
+"""Sends identify, track, page, screen, group and alias with segment-analytics-python (gzip on).
 
 Usage: segment_python.py BASE_URL WRITE_KEY USER_ID
-Exits non-zero if the library reports any error.
+Library defaults except gzip=True, no retries and a short upload interval (same wire format).
+Exits 0 only if the library reported no error (no on_error call, no error logged by "segment").
 """
+import logging
 import sys
 
-import segment.analytics as analytics
+from segment.analytics import Client
+from segment.analytics.version import VERSION
 
-base, write_key, user_id = sys.argv[1:4]
-errors = []
-analytics.write_key = write_key
-analytics.host = base
-analytics.sync_mode = True
-analytics.max_retries = 0
-analytics.on_error = lambda error, items: errors.append(repr(error))
 
-analytics.identify(user_id, {"email": f"{user_id}@example.com", "plan": "pro"}, anonymous_id="py-anon")
-analytics.track(user_id, "Order Completed", {"order_id": "o-1", "total": 42.5, "currency": "USD"})
-analytics.page(user_id, "Docs", "Getting Started", {"url": "https://example.com/docs"})
-analytics.group(user_id, "team-1", {"name": "Acme"})
-analytics.alias("py-previous", user_id)
-analytics.flush()
+class Errors(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records = []
 
-if errors:
-    print("errors:", errors, file=sys.stderr)
-    sys.exit(1)
-print("sent")
+    def emit(self, record):
+        self.records.append(f"{record.levelname} {record.getMessage()}")
+
+
+def main():
+    if len(sys.argv) != 4:
+        print(__doc__, file=sys.stderr)
+        return 2
+    base, write_key, user_id = sys.argv[1:4]
+    logged = Errors()
+    logging.getLogger("segment").addHandler(logged)
+    failed = []
+    client = Client(
+        write_key,
+        host=base,
+        gzip=True,
+        max_retries=0,
+        upload_interval=0.1,
+        on_error=lambda error, batch: failed.append(f"{error!r} for {[m.get('type') for m in batch]}"),
+    )
+    sent = [
+        client.identify(user_id, {"email": f"{user_id}@example.com", "plan": "pro", "name": "Ada"}, anonymous_id=f"{user_id}-anon"),
+        client.track(user_id, "Order Completed", {"order_id": "o-1", "total": 42.5, "currency": "USD"}),
+        client.page(user_id, "Docs", "Getting Started", {"url": "https://example.com/docs", "title": "Getting Started"}),
+        client.screen(user_id, "App", "Home", {"variation": "blue"}),
+        client.group(user_id, "team-1", {"name": "Acme", "plan": "enterprise"}),
+        client.alias(f"{user_id}-previous", user_id),
+    ]
+    client.flush()
+    client.shutdown()
+    enqueued = [msg["type"] for ok, msg in sent if ok]
+    print(f"segment-analytics-python {VERSION}: enqueued {enqueued}")
+    for line in logged.records + failed:
+        print(f"FAILED {line}", file=sys.stderr)
+    if failed or logged.records or len(enqueued) != 6:
+        print("segment-python: not all calls delivered")
+        return 1
+    print("segment-python: all 6 calls delivered")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
