@@ -79,7 +79,11 @@ async function main() {
     page.on('pageerror', (e) => failures.push(`page error: ${e.message}`));
     const q = new URLSearchParams({ lib, base, writeKey, userId, beacon: beacon ? '1' : '0' });
     await page.goto(`${pageOrigin}/page.html?${q}`);
-    await page.waitForFunction(() => window.__report && window.__report.done, null, { timeout: 20000 });
+    try {
+      await page.waitForFunction(() => window.__report && window.__report.done, null, { timeout: 10000 });
+    } catch (e) {
+      failures.push('the library did not finish its calls within 10 s (see the console lines above)');
+    }
     const report = await page.evaluate(() => window.__report);
     for (const c of report.calls) console.log(`${lib}${beacon ? ' (beacon)' : ''}: ${c}`);
     for (const f of report.failures) failures.push(`library: ${f}`);

@@ -117,22 +117,18 @@ def make_handler(args):
             if url.path.rstrip("/") == "/sourceConfig":
                 q = parse_qs(url.query)
                 key = (q.get("writeKey") or [""])[0]
-                cfg = {
-                    "isHosted": False,
-                    "source": {
-                        "id": "src-1", "name": "recorder", "writeKey": key, "enabled": True,
-                        "workspaceId": "ws-1", "updatedAt": "2026-01-01T00:00:00.000Z",
-                        "config": {}, "destinations": [],
-                        "dataplanes": {},
-                    },
-                }
+                # The least @rudderstack/analytics-js 3.34.1 needs (isValidSourceConfig): source.id not
+                # null, source.config an object, source.destinations an array, enabled not false.
+                cfg = {"source": {"id": "src-" + key, "config": {}, "destinations": []}}
                 self.record(None, 200)
                 return self.reply(200, json.dumps(cfg))
             if url.path.startswith("/v1/projects/") and url.path.endswith("/settings"):
                 host = self.headers.get("Host")
+                # The least @segment/analytics-next 1.84.3 needs to send here: only "Segment.io" under
+                # integrations (another key loads legacy destinations from the CDN); apiKey becomes the
+                # body's writeKey and the Basic user; apiHost + protocol make the event URLs.
                 settings = {
                     "integrations": {"Segment.io": {"apiKey": url.path.split("/")[3], "apiHost": f"{host}/v1", "protocol": "http"}},
-                    "plan": {"track": {"__default": {"enabled": True}}, "identify": {"__default": {"enabled": True}}, "group": {"__default": {"enabled": True}}},
                 }
                 self.record(None, 200)
                 return self.reply(200, json.dumps(settings))
