@@ -41,6 +41,15 @@ pub enum ApiError {
     /// The body is over the route's limit.
     #[error("{0}")]
     TooLarge(String),
+    /// The route exists but not for this method (the `Allow` header lists those it takes).
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// The body's `Content-Encoding` is not one the host decodes.
+    #[error("Content-Encoding `{0}` is not supported; send gzip, deflate or an uncompressed body")]
+    UnsupportedEncoding(String),
+    /// A browser page from an origin the source does not list.
+    #[error("origin `{0}` is not allowed to send to this source")]
+    OriginNotAllowed(String),
     /// A tracking call without a known write key.
     #[error(
         "a valid write key is required (HTTP Basic with the write key as user name, or `writeKey`)"
@@ -74,6 +83,11 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::UnsupportedEncoding(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding")
+            }
+            ApiError::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Internal(_) | ApiError::Store(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -163,8 +177,29 @@ impl From<BytesRejection> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
+/// An [`ApiError`] on the tracking routes: the same `error` object, plus `code` and `message`
+/// at the top level, where Segment's and RudderStack's client libraries read them.
+#[derive(Debug)]
+pub struct TrackingError(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for TrackingError {
+    fn from(e: E) -> Self {
+        TrackingError(e.into())
+    }
+}
+
+impl IntoResponse for TrackingError {
     fn into_response(self) -> Response {
+        let (status, error) = self.0.render();
+        let body = json!({ "code": error["code"], "message": error["message"], "error": error });
+        self.0.finish((status, Json(body)).into_response())
+    }
+}
+
+impl ApiError {
+    /// The status and the JSON `error` object; server errors are logged here and their
+    /// details kept from the client.
+    fn render(&self) -> (StatusCode, serde_json::Value) {
         let (status, code) = self.parts();
         let message = if status.is_server_error()
             && !matches!(self, ApiError::Plugin(PluginError::Call(_)))
@@ -175,22 +210,33 @@ impl IntoResponse for ApiError {
             self.to_string()
         };
         let mut error = json!({ "code": code, "message": message });
-        if let ApiError::Plugin(PluginError::Call(call)) = &self {
+        if let ApiError::Plugin(PluginError::Call(call)) = self {
             error["plugin"] = call.plugin.clone().into();
             error["version"] = call.version.clone().into();
             error["sha256"] = call.sha256.clone().into();
             error["cause"] = call.cause.code().into();
         }
-        if let ApiError::Plugin(PluginError::ApprovalRequired { review, .. }) = &self {
+        if let ApiError::Plugin(PluginError::ApprovalRequired { review, .. }) = self {
             error["review"] = json!(review);
         }
-        let mut response = (status, Json(json!({ "error": error }))).into_response();
-        if let ApiError::Plugin(PluginError::BreakerOpen { retry_in_ms, .. }) = &self {
+        (status, error)
+    }
+
+    /// Headers that go with the error: `Retry-After` while a breaker is open.
+    fn finish(&self, mut response: Response) -> Response {
+        if let ApiError::Plugin(PluginError::BreakerOpen { retry_in_ms, .. }) = self {
             let secs = retry_in_ms.div_ceil(1000).max(1);
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error) = self.render();
+        self.finish((status, Json(json!({ "error": error }))).into_response())
     }
 }

@@ -2,6 +2,7 @@
 
 mod auth;
 mod body;
+mod client_config;
 mod contacts;
 mod error;
 mod health;
@@ -17,7 +18,7 @@ use std::sync::atomic::AtomicBool;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 
-pub use error::ApiError;
+pub use error::{ApiError, TrackingError};
 
 use crate::ingest::{Ingest, Poller, RawWebhooks, Sources};
 use crate::plugins::PluginRegistry;
@@ -64,12 +65,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(tracking::router())
+        .merge(client_config::router())
         .merge(webhooks::router())
         .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .method_not_allowed_fallback(|| async {
-            ApiError::BadRequest("method not allowed on this route".into())
-        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .with_state(state)
 }

@@ -19,6 +19,9 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct NewSource {
     name: String,
+    /// Browser origins allowed to send (`https://shop.example.com`); absent: any.
+    #[serde(default)]
+    allowed_origins: Vec<String>,
 }
 
 async fn create(
@@ -30,12 +33,29 @@ async fn create(
             "a source needs a non-empty `name`".into(),
         ));
     }
-    let (source, write_key) = state.sources.create(body.name.trim())?;
+    let mut origins = Vec::with_capacity(body.allowed_origins.len());
+    for origin in body.allowed_origins {
+        let origin = origin.trim().trim_end_matches('/').to_string();
+        let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+            && !origin[origin.find("//").map_or(0, |i| i + 2)..].contains('/')
+            && origin.len() <= 256;
+        if !valid {
+            return Err(ApiError::BadRequest(format!(
+                "`{origin}` is not an origin like https://shop.example.com (scheme and host, no path)"
+            )));
+        }
+        origins.push(origin);
+    }
+    let (source, write_key) = state.sources.create(body.name.trim(), origins)?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "id": source.id, "name": source.name, "created_at": source.created_at, "write_key": write_key }),
-        ),
+        Json(json!({
+            "id": source.id,
+            "name": source.name,
+            "created_at": source.created_at,
+            "allowed_origins": source.allowed_origins,
+            "write_key": write_key,
+        })),
     ))
 }
 

@@ -48,6 +48,8 @@ pub enum EventType {
     Group,
     /// `alias`
     Alias,
+    /// RudderStack's `merge`: the identities in `mergeProperties` belong to one person.
+    Merge,
 }
 
 impl EventType {
@@ -60,6 +62,7 @@ impl EventType {
             "screen" => Self::Screen,
             "group" => Self::Group,
             "alias" => Self::Alias,
+            "merge" => Self::Merge,
             _ => return None,
         })
     }

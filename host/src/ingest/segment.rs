@@ -170,7 +170,11 @@ fn event(
     };
     let user_id = string_field(obj, "userId", index)?;
     let anonymous_id = string_field(obj, "anonymousId", index)?;
-    if user_id.is_none() && anonymous_id.is_none() {
+    let merged = match kind {
+        EventType::Merge => merge_properties(obj, index)?,
+        _ => Vec::new(),
+    };
+    if user_id.is_none() && anonymous_id.is_none() && merged.is_empty() {
         return Err(invalid(index, "needs a `userId` or an `anonymousId`"));
     }
     let event_name = match kind {
@@ -203,7 +207,20 @@ fn event(
         }
     };
     let traits = match kind {
-        EventType::Identify | EventType::Group => object_field(obj, "traits", index)?,
+        // RudderStack's libraries send identify traits in `context.traits`; where both are
+        // present the top-level ones win.
+        EventType::Identify => {
+            let mut traits = context
+                .get("traits")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            if let Value::Object(top) = object_field(obj, "traits", index)? {
+                traits.extend(top);
+            }
+            Value::Object(traits)
+        }
+        EventType::Group => object_field(obj, "traits", index)?,
         // Segment clients may put identify-style traits in context.traits on other calls.
         _ => context
             .get("traits")
@@ -211,14 +228,21 @@ fn event(
             .cloned()
             .unwrap_or_else(|| Value::Object(Map::new())),
     };
-    let properties = object_field(obj, "properties", index)?;
+    let mut properties = object_field(obj, "properties", index)?;
+    // A page's top-level `category` is kept in its properties, as Segment does.
+    if kind == EventType::Page
+        && let Some(category) = string_field(obj, "category", index)?
+        && let Value::Object(props) = &mut properties
+    {
+        props.entry("category").or_insert(Value::String(category));
+    }
     let message_id = string_field(obj, "messageId", index)?
         .unwrap_or_else(|| format!("tessera-{}", hex::encode(rand::random::<[u8; 16]>())));
     if message_id.len() > 256 {
         return Err(invalid(index, "`messageId` is longer than 256 characters"));
     }
     let timestamp = corrected_timestamp(obj, batch_sent_at, received_at, index)?;
-    let mut identities = Vec::new();
+    let mut identities = merged;
     for source in [&traits, context.get("traits").unwrap_or(&Value::Null)] {
         for key in ["email", "phone"] {
             if let Some(v) = source
@@ -254,6 +278,48 @@ fn event(
         group_id,
         previous_id,
     })
+}
+
+/// The identities of a RudderStack `merge` call: `mergeProperties` is a list of
+/// `{"type", "value"}` pairs (`userId`, `anonymousId`, `email`, `phone` or any other kind).
+fn merge_properties(obj: &Map<String, Value>, index: usize) -> Result<Vec<Identity>, SegmentError> {
+    let Some(Value::Array(items)) = obj.get("mergeProperties") else {
+        return Err(invalid(
+            index,
+            "a merge call needs a `mergeProperties` array",
+        ));
+    };
+    let mut out: Vec<Identity> = Vec::with_capacity(items.len());
+    for item in items {
+        let kind = item.get("type").and_then(Value::as_str).unwrap_or_default();
+        let value = match item.get("value") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        if kind.trim().is_empty() || value.trim().is_empty() || kind.len() > 64 {
+            return Err(invalid(
+                index,
+                "each of `mergeProperties` needs a `type` and a non-empty `value`",
+            ));
+        }
+        let kind = match kind {
+            "userId" | "user_id" => "user_id",
+            "anonymousId" | "anonymous_id" => "anonymous_id",
+            other => other,
+        };
+        let id = Identity::new(kind, &value);
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    if out.len() < 2 {
+        return Err(invalid(
+            index,
+            "a merge call needs two different identities in `mergeProperties`",
+        ));
+    }
+    Ok(out)
 }
 
 /// Segment's rule: `timestamp + (receivedAt - sentAt)` corrects a client clock that is off;
@@ -370,6 +436,55 @@ mod tests {
                 }
                 other => panic!("{items}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn rudderstack_shapes_are_read() {
+        // identify traits in context.traits (RudderStack), top level winning where both are set.
+        let body = json!({ "userId": "u", "traits": { "plan": "pro" },
+            "context": { "traits": { "plan": "free", "email": "r@example.com" } } });
+        let e = &parse(
+            &serde_json::to_vec(&body).unwrap(),
+            Some(EventType::Identify),
+            NOW,
+            "s",
+        )
+        .unwrap()[0];
+        assert_eq!(e.traits["plan"], "pro");
+        assert_eq!(e.traits["email"], "r@example.com");
+        // page category kept in properties.
+        let body = json!({ "userId": "u", "name": "Home", "category": "Docs", "properties": { "path": "/" } });
+        let e = &parse(
+            &serde_json::to_vec(&body).unwrap(),
+            Some(EventType::Page),
+            NOW,
+            "s",
+        )
+        .unwrap()[0];
+        assert_eq!(e.properties["category"], "Docs");
+        assert_eq!(e.properties["path"], "/");
+        // merge: two identities from mergeProperties, no userId needed.
+        let body = json!({ "type": "merge", "mergeProperties": [
+            { "type": "email", "value": "A@example.com" }, { "type": "userId", "value": "u-9" } ] });
+        let e = &parse(&batch(json!([body])), None, NOW, "s").unwrap()[0];
+        assert_eq!(e.kind, EventType::Merge);
+        let ids = e.all_identities();
+        assert!(
+            ids.contains(&Identity::new("email", "a@example.com")),
+            "{ids:?}"
+        );
+        assert!(ids.contains(&Identity::new("user_id", "u-9")), "{ids:?}");
+        for bad in [
+            json!([]),
+            json!([{ "type": "email", "value": "a@x.io" }]),
+            json!("x"),
+        ] {
+            let body = json!({ "type": "merge", "userId": "u", "mergeProperties": bad });
+            assert!(
+                parse(&batch(json!([body])), None, NOW, "s").is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -14,6 +14,21 @@ pub struct Source {
     pub name: String,
     /// Creation time, RFC 3339.
     pub created_at: String,
+    /// Browser origins (`https://shop.example.com`) whose pages may send to this source;
+    /// empty means any origin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+}
+
+impl Source {
+    /// True when a page from `origin` may send to this source.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.is_empty()
+            || self
+                .allowed_origins
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(origin.trim_end_matches('/')))
+    }
 }
 
 /// The sources and their write-key hashes, in sled.
@@ -37,11 +52,16 @@ impl Sources {
     }
 
     /// Creates a source; returns it with its write key (shown this once).
-    pub fn create(&self, name: &str) -> Result<(Source, String), StoreError> {
+    pub fn create(
+        &self,
+        name: &str,
+        allowed_origins: Vec<String>,
+    ) -> Result<(Source, String), StoreError> {
         let source = Source {
             id: format!("src_{}", hex::encode(rand::random::<[u8; 8]>())),
             name: name.to_string(),
             created_at: super::event::now_rfc3339(),
+            allowed_origins,
         };
         let key = format!("wk_{}", hex::encode(rand::random::<[u8; 20]>()));
         self.add(&source, &key)?;

@@ -1,11 +1,13 @@
 //! End-to-end tests: one binary, one module per topic, each starting real hosts.
 
 mod admin_api;
+mod clients;
 mod contacts;
 mod hostile_guests;
 mod newcomer;
 mod plugin_kinds;
 mod polling;
+mod published_clients;
 mod replay;
 mod restart;
 mod rollout;

@@ -229,36 +229,6 @@ async fn signed_webhooks_land_as_events_and_bad_signatures_store_nothing() {
 }
 
 #[tokio::test]
-async fn segments_official_python_library_works_unchanged() {
-    let host = TestHost::start().await;
-    let key = host.create_source("python").await;
-    let script = tessera_tests::workspace().join("tests/clients/segment_python.py");
-    let (base, user) = (host.base.clone(), "py-user");
-    let output = tokio::process::Command::new("python3")
-        .arg(script)
-        .args([&base, &key, user])
-        .output()
-        .await
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "segment-analytics-python failed (scripts/test.sh installs it): {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let c = host
-        .wait_contact("user_id:py-user", |c| c["counters"]["Order Completed"] == 1)
-        .await;
-    assert_eq!(c["traits"]["plan"], "pro", "{c}");
-    let by_email = host
-        .wait_contact("email:py-user@example.com", |_| true)
-        .await;
-    assert_eq!(by_email["id"], c["id"]);
-    let by_alias = host.wait_contact("user_id:py-previous", |_| true).await;
-    assert_eq!(by_alias["id"], c["id"], "alias links the previous id");
-}
-
-#[tokio::test]
 async fn erasing_a_contact_deletes_it_and_suppresses_its_identities() {
     let host = TestHost::start().await;
     let key = host.create_source("app").await;
