@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tessera::server::{Server, ServerConfig};
+use tessera::store::KvQuota;
 
 // glibc's malloc spent a quarter of the ingest path's CPU in its arena locks; mimalloc
 // raised batched ingest ~1.6x and kept p99 under 8 ms at 10,000 req/s (docs/BENCHMARKS.md).
@@ -65,6 +66,15 @@ struct ServeArgs {
     /// everywhere). Without it, only plugins whose manifest sets `limits.fuel` are metered.
     #[arg(long, env = "TESSERA_FUEL")]
     fuel: bool,
+    /// Most keys one plugin's kv namespace may hold.
+    #[arg(long, default_value_t = KvQuota::default().plugin_keys)]
+    kv_plugin_keys: u64,
+    /// Most bytes (keys and values) one plugin's kv namespace may hold.
+    #[arg(long, default_value_t = KvQuota::default().plugin_bytes)]
+    kv_plugin_bytes: u64,
+    /// Most bytes all plugins' kv namespaces may hold together.
+    #[arg(long, default_value_t = KvQuota::default().total_bytes)]
+    kv_total_bytes: u64,
 }
 
 #[tokio::main]
@@ -93,6 +103,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.bundled_plugins = args.plugins_dir;
     config.allow_addresses = args.allow_addresses;
     config.engine.fuel = args.fuel;
+    config.kv_quota = KvQuota {
+        plugin_keys: args.kv_plugin_keys,
+        plugin_bytes: args.kv_plugin_bytes,
+        total_bytes: args.kv_total_bytes,
+    };
     config.registry.breaker.failure_threshold = args.breaker_threshold;
     config.registry.breaker.cool_down = std::time::Duration::from_secs(args.breaker_cool_down_secs);
     let server = Server::start(config).await.context("starting the host")?;

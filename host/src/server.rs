@@ -15,7 +15,7 @@ use crate::plugins::Actor;
 use crate::plugins::{PluginError, PluginRegistry, RegistryConfig, sha256_hex};
 use crate::profiles::{Profiles, run_applier};
 use crate::runtime::{AddressGrants, EngineLimits, LoadError, Runtime};
-use crate::store::{EventLog, LogError, PluginStore, SledStore, StoreError};
+use crate::store::{EventLog, KvQuota, LogError, PluginStore, SledStore, StoreError};
 
 /// Everything an operator sets.
 #[derive(Debug, Clone)]
@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub dedupe_window: Duration,
     /// How many raw webhook requests are kept for replay, and how long.
     pub webhook_retention: Retention,
+    /// What plugins' kv namespaces may hold, each and together.
+    pub kv_quota: KvQuota,
 }
 
 impl ServerConfig {
@@ -50,6 +52,7 @@ impl ServerConfig {
             allow_addresses: Vec::new(),
             dedupe_window: Duration::from_secs(24 * 3600),
             webhook_retention: Retention::default(),
+            kv_quota: KvQuota::default(),
         }
     }
 }
@@ -93,6 +96,7 @@ impl Server {
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let store = SledStore::open(&config.data_dir.join("db"))?;
+        store.set_kv_quota(config.kv_quota);
         let grants = AddressGrants::parse(&config.allow_addresses).map_err(ServerError::Config)?;
         http::metrics::install();
         let runtime = Runtime::new(&config.engine, grants, &config.data_dir.join("compiled"))?;

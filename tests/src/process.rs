@@ -103,6 +103,7 @@ pub struct HostProcess {
     options: HostOptions,
     child: Child,
     log: Arc<Mutex<String>>,
+    output_bytes: Arc<std::sync::atomic::AtomicU64>,
     killed_for_memory: Arc<std::sync::atomic::AtomicBool>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -126,7 +127,7 @@ impl HostProcess {
 
     /// A host on `data_dir` (which may hold a previous host's state).
     pub fn start_in(data_dir: &Path, options: HostOptions) -> Self {
-        let (child, log, base) = spawn(data_dir, &options);
+        let (child, log, output_bytes, base) = spawn(data_dir, &options);
         let killed_for_memory = watch_memory(child.id(), options.memory_watchdog);
         Self {
             api: Api::new(base),
@@ -134,6 +135,7 @@ impl HostProcess {
             options,
             child,
             log,
+            output_bytes,
             killed_for_memory,
             _tmp: None,
         }
@@ -165,6 +167,12 @@ impl HostProcess {
         self.log.lock().unwrap().clone()
     }
 
+    /// Bytes the process wrote to stdout and stderr so far (all of them, not only what
+    /// [`output`](Self::output) keeps).
+    pub fn output_bytes(&self) -> u64 {
+        self.output_bytes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Resident memory now, in bytes. Panics when it cannot be read: a test that measures
     /// must never pass without measuring.
     pub fn resident_bytes(&self) -> u64 {
@@ -193,10 +201,11 @@ impl HostProcess {
     /// Kills the process and starts a new one on the same data directory and options.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, log, base) = spawn(&self.data_dir, &self.options);
+        let (child, log, output_bytes, base) = spawn(&self.data_dir, &self.options);
         self.killed_for_memory = watch_memory(child.id(), self.options.memory_watchdog);
         self.child = child;
         self.log = log;
+        self.output_bytes = output_bytes;
         self.api = Api::new(base);
     }
 }
@@ -210,7 +219,14 @@ impl Drop for HostProcess {
     }
 }
 
-fn spawn(data_dir: &Path, options: &HostOptions) -> (Child, Arc<Mutex<String>>, String) {
+type Spawned = (
+    Child,
+    Arc<Mutex<String>>,
+    Arc<std::sync::atomic::AtomicU64>,
+    String,
+);
+
+fn spawn(data_dir: &Path, options: &HostOptions) -> Spawned {
     let mut command = Command::new(tessera_binary());
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -232,12 +248,15 @@ fn spawn(data_dir: &Path, options: &HostOptions) -> (Child, Arc<Mutex<String>>, 
     }
     let mut child = command.spawn().expect("tessera serve starts");
     let log = Arc::new(Mutex::new(String::new()));
+    let output_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (tx, rx) = std::sync::mpsc::channel();
     // Keep draining both pipes so that the host never blocks on a full one.
     let stdout = child.stdout.take().expect("stdout");
     let kept = log.clone();
+    let counted = output_bytes.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            counted.fetch_add(line.len() as u64 + 1, std::sync::atomic::Ordering::SeqCst);
             if let Some(address) = line.split("listening on http://").nth(1) {
                 let address: String = address
                     .chars()
@@ -259,8 +278,10 @@ fn spawn(data_dir: &Path, options: &HostOptions) -> (Child, Arc<Mutex<String>>, 
     });
     let stderr = child.stderr.take().expect("stderr");
     let kept = log.clone();
+    let counted = output_bytes.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            counted.fetch_add(line.len() as u64 + 1, std::sync::atomic::Ordering::SeqCst);
             kept.lock().unwrap().push_str(&(line + "\n"));
         }
     });
@@ -273,7 +294,7 @@ fn spawn(data_dir: &Path, options: &HostOptions) -> (Child, Arc<Mutex<String>>, 
                 log.lock().unwrap()
             )
         });
-    (child, log, format!("http://{address}"))
+    (child, log, output_bytes, format!("http://{address}"))
 }
 
 /// Polls the process's resident memory every 5 ms and kills it past `limit` bytes.

@@ -36,10 +36,7 @@ pub fn admin_router() -> Router<AppState> {
 /// Whether a request is worth keeping for replay: everything the connector saw except what it
 /// refused as unsigned, and what never reached it because the plugin does not exist.
 fn worth_keeping(
-    outcome: &Result<
-        Result<Vec<crate::runtime::bindings::types::Event>, ConnectorError>,
-        PluginError,
-    >,
+    outcome: &Result<Result<Vec<crate::runtime::ConnectorEvent>, ConnectorError>, PluginError>,
 ) -> bool {
     !matches!(
         outcome,

@@ -26,6 +26,7 @@ pub use poller::{PollError, PollStatus, Poller};
 pub use raw_webhooks::{RawWebhooks, Retention};
 pub use sources::{Source, Sources};
 
+use crate::runtime::ConnectorEvent;
 use crate::runtime::bindings::types as wit;
 use crate::store::{EventLog, LogError, StoreError};
 
@@ -223,10 +224,11 @@ impl Ingest {
     }
 }
 
-/// Converts a connector's events into stored events from `connector:<plugin>`.
+/// Converts a connector's events (checked, their JSON parsed once by the runtime) into stored
+/// events from `connector:<plugin>`.
 pub fn from_connector(
     plugin: &str,
-    events: Vec<wit::Event>,
+    events: Vec<ConnectorEvent>,
     received_at: OffsetDateTime,
 ) -> Vec<StoredEvent> {
     let received = event::format_rfc3339(received_at);
@@ -246,9 +248,6 @@ pub fn from_connector(
                 .as_deref()
                 .and_then(event::parse_time)
                 .map_or_else(|| received.clone(), event::format_rfc3339);
-            // The runtime checked that both are JSON objects.
-            let properties = serde_json::from_str(&e.properties).unwrap_or_default();
-            let traits = serde_json::from_str(&e.traits).unwrap_or_default();
             StoredEvent {
                 message_id: e.id,
                 kind,
@@ -264,8 +263,8 @@ pub fn from_connector(
                 timestamp,
                 received_at: received.clone(),
                 source: format!("connector:{plugin}"),
-                properties,
-                traits,
+                properties: serde_json::Value::Object(e.properties),
+                traits: serde_json::Value::Object(e.traits),
                 context: serde_json::Value::Null,
                 integrations: serde_json::Value::Null,
                 group_id: None,

@@ -8,9 +8,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::runtime::bindings::types::{
-    ConnectorError, Delivery, Event, HttpRequest, Message, PollPage, RuleInput, SendError,
+    ConnectorError, Delivery, HttpRequest, Message, RuleInput, SendError,
 };
-use crate::runtime::{CallEnv, CallError, Effects, PluginKind, SandboxedPlugin};
+use crate::runtime::{
+    CallEnv, CallError, ConnectorEvent, ConnectorPage, Effects, PluginKind, SandboxedPlugin,
+};
 use crate::store::FailureRecord;
 
 use super::local::{CallReport, outcome_json, readable_error, run_input};
@@ -39,7 +41,7 @@ impl PluginRegistry {
         &self,
         id: &str,
         request: &HttpRequest,
-    ) -> Result<Result<Vec<Event>, ConnectorError>, PluginError> {
+    ) -> Result<Result<Vec<ConnectorEvent>, ConnectorError>, PluginError> {
         let input = || CallInput::Webhook {
             request: WebhookInput::from_request(request),
         };
@@ -58,7 +60,7 @@ impl PluginRegistry {
         &self,
         id: &str,
         cursor: Option<&str>,
-    ) -> Result<Result<PollPage, ConnectorError>, PluginError> {
+    ) -> Result<Result<ConnectorPage, ConnectorError>, PluginError> {
         let input = || CallInput::Poll {
             cursor: cursor.map(str::to_string),
         };

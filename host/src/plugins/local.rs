@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::runtime::bindings::types::{HttpRequest, Message, RuleInput};
 use crate::runtime::{
-    AddressGrants, CallEnv, CallError, EngineLimits, KvNamespace, Runtime, SandboxedPlugin,
+    AddressGrants, CallEnv, CallError, EngineLimits, KvError, KvNamespace, Runtime, SandboxedPlugin,
 };
 
 use super::{Manifest, OperatorLimits, PluginError, sha256_hex};
@@ -278,11 +278,16 @@ impl KvNamespace for MemoryKv {
         Ok(self.0.lock().map_err(|e| e.to_string())?.get(key).cloned())
     }
 
-    fn set(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
-        self.0
-            .lock()
-            .map_err(|e| e.to_string())?
-            .insert(key.to_vec(), value.to_vec());
+    fn set(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        let mut map = self.0.lock().map_err(|e| KvError::Backend(e.to_string()))?;
+        let quota = crate::store::KvQuota::default();
+        if !map.contains_key(key) && map.len() as u64 >= quota.plugin_keys {
+            return Err(KvError::Quota(format!(
+                "a namespace holds at most {} keys",
+                quota.plugin_keys
+            )));
+        }
+        map.insert(key.to_vec(), value.to_vec());
         Ok(())
     }
 

@@ -7,8 +7,11 @@ use serde::Serialize;
 
 use crate::runtime::LogSink;
 
-/// Lines a slot keeps.
+/// Lines a slot keeps at most.
 pub const KEPT_LINES: usize = 1_000;
+/// Bytes of lines a slot keeps at most (the oldest go first): what `GET /v1/plugins/{id}/logs`
+/// may have to copy out. A line is at most [`crate::runtime::MAX_LINE_BYTES`].
+pub const KEPT_BYTES: usize = 1 << 20;
 
 /// One log line.
 #[derive(Debug, Clone, Serialize)]
@@ -23,33 +26,49 @@ pub struct LogLine {
     pub message: String,
 }
 
-/// A bounded ring of log lines.
+/// What one kept line costs: its text and its bookkeeping.
+fn line_bytes(line: &LogLine) -> usize {
+    line.message.len() + line.version.len() + size_of::<LogLine>()
+}
+
+/// The kept lines and what they cost.
+#[derive(Default)]
+struct Kept {
+    lines: VecDeque<LogLine>,
+    bytes: usize,
+}
+
+/// A ring of log lines bounded in lines and in bytes.
 #[derive(Default)]
 pub struct LogRing {
-    lines: Mutex<VecDeque<LogLine>>,
+    kept: Mutex<Kept>,
 }
 
 impl LogRing {
     /// The newest `limit` lines, oldest first.
     pub fn tail(&self, limit: usize) -> Vec<LogLine> {
-        let lines = self.lines.lock().expect("log ring lock");
-        let skip = lines.len().saturating_sub(limit);
-        lines.iter().skip(skip).cloned().collect()
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let skip = kept.lines.len().saturating_sub(limit);
+        kept.lines.iter().skip(skip).cloned().collect()
     }
 }
 
 impl LogSink for LogRing {
     fn line(&self, level: &'static str, source: &str, message: &str) {
-        let mut lines = self.lines.lock().expect("log ring lock");
-        if lines.len() == KEPT_LINES {
-            lines.pop_front();
-        }
-        lines.push_back(LogLine {
+        let line = LogLine {
             at_ms: super::registry::now_ms(),
             level,
             version: source.to_string(),
             message: message.to_string(),
-        });
+        };
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.bytes += line_bytes(&line);
+        kept.lines.push_back(line);
+        while kept.lines.len() > KEPT_LINES || (kept.bytes > KEPT_BYTES && kept.lines.len() > 1) {
+            if let Some(old) = kept.lines.pop_front() {
+                kept.bytes -= line_bytes(&old);
+            }
+        }
     }
 }
 
@@ -67,5 +86,18 @@ mod tests {
         assert_eq!(tail.len(), 2);
         assert_eq!(tail[1].message, format!("line {}", KEPT_LINES + 4));
         assert_eq!(ring.tail(usize::MAX).len(), KEPT_LINES);
+    }
+
+    #[test]
+    fn keeps_at_most_its_bytes() {
+        let ring = LogRing::default();
+        let long = "x".repeat(10_000);
+        for _ in 0..1_000 {
+            ring.line("info", "p@1", &long);
+        }
+        let kept = ring.tail(usize::MAX);
+        let bytes: usize = kept.iter().map(line_bytes).sum();
+        assert!(bytes <= KEPT_BYTES, "{bytes}");
+        assert!(kept.len() > 90, "{}", kept.len());
     }
 }

@@ -63,6 +63,17 @@ pub enum CallFailure {
     /// The guest returned something that breaks the contract.
     #[error("returned malformed output: {0}")]
     MalformedOutput(String),
+    /// The guest's output is over the call's output budget or an event is over the event
+    /// limit.
+    #[error("returned too much: {0}")]
+    OutputLimit(String),
+    /// The guest made the host hold more resources (handles, header maps, buffered bodies)
+    /// than its share.
+    #[error("held too many host resources: {0}")]
+    ResourceLimit(String),
+    /// The guest logged more than the call's log budget.
+    #[error("logged too much: {0}")]
+    LogLimit(String),
 }
 
 impl CallFailure {
@@ -78,6 +89,9 @@ impl CallFailure {
             CallFailure::Instantiate(_) => "instantiate",
             CallFailure::MalformedOutput(_) => "malformed_output",
             CallFailure::FuelExhausted(_) => "fuel",
+            CallFailure::OutputLimit(_) => "output_limit",
+            CallFailure::ResourceLimit(_) => "resource_limit",
+            CallFailure::LogLimit(_) => "log_limit",
         }
     }
 }

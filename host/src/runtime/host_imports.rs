@@ -1,76 +1,18 @@
-//! The host interfaces every plugin imports: `log`, `config` and `kv`.
+//! The host interfaces every plugin imports besides `log` (see [`super::log_import`]):
+//! `config` and `kv`.
 //!
 //! Guest-visible failures (a kv value too large) are returned as WIT errors; nothing here traps
 //! except on a host bug, so a plugin cannot crash the host through its imports.
 
-use super::bindings::{config, kv, log, types};
-use super::state::PluginState;
+use super::bindings::{config, kv, types};
+use super::state::{KvError, PluginState};
 
-/// Log records a single call may write; more are dropped.
-pub const LOG_BUDGET: u32 = 100;
 /// Largest kv key, in bytes.
 pub const KV_MAX_KEY: usize = 512;
 /// Largest kv value, in bytes.
 pub const KV_MAX_VALUE: usize = 64 * 1024;
-/// Most keys one plugin's namespace may hold.
-pub const KV_MAX_KEYS: usize = 10_000;
 
 impl types::Host for PluginState {}
-
-impl log::Host for PluginState {
-    fn log(
-        &mut self,
-        level: log::Level,
-        message: String,
-        fields: Vec<(String, String)>,
-    ) -> wasmtime::Result<()> {
-        if self.logs_left == 0 {
-            return Ok(());
-        }
-        self.logs_left -= 1;
-        let message: String = message.chars().take(2_000).collect();
-        let fields = fields
-            .iter()
-            .take(16)
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let plugin = &*self.plugin;
-        if let Some(sink) = &self.env.logs {
-            let name = match level {
-                log::Level::Trace => "trace",
-                log::Level::Debug => "debug",
-                log::Level::Info => "info",
-                log::Level::Warn => "warn",
-                log::Level::Error => "error",
-            };
-            let line = if fields.is_empty() {
-                message.clone()
-            } else {
-                format!("{message} {fields}")
-            };
-            sink.line(name, plugin, &line);
-        }
-        match level {
-            log::Level::Trace => {
-                tracing::trace!(target: "tessera::plugin", plugin, fields, "{message}")
-            }
-            log::Level::Debug => {
-                tracing::debug!(target: "tessera::plugin", plugin, fields, "{message}")
-            }
-            log::Level::Info => {
-                tracing::info!(target: "tessera::plugin", plugin, fields, "{message}")
-            }
-            log::Level::Warn => {
-                tracing::warn!(target: "tessera::plugin", plugin, fields, "{message}")
-            }
-            log::Level::Error => {
-                tracing::error!(target: "tessera::plugin", plugin, fields, "{message}")
-            }
-        }
-        Ok(())
-    }
-}
 
 impl config::Host for PluginState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
@@ -108,15 +50,16 @@ impl kv::Host for PluginState {
                 "values are at most {KV_MAX_VALUE} bytes"
             ))));
         }
-        let kv = &self.env.kv;
-        if kv.len() >= KV_MAX_KEYS && matches!(kv.get(key.as_bytes()), Ok(None)) {
-            return Ok(Err(kv::KvError::QuotaExceeded(format!(
-                "at most {KV_MAX_KEYS} keys"
-            ))));
-        }
-        Ok(kv
+        // The namespace checks its quotas and writes in one step, so concurrent writers cannot
+        // pass the check together.
+        Ok(self
+            .env
+            .kv
             .set(key.as_bytes(), &value)
-            .map_err(kv::KvError::Unavailable))
+            .map_err(|e| match e {
+                KvError::Quota(why) => kv::KvError::QuotaExceeded(why),
+                KvError::Backend(why) => kv::KvError::Unavailable(why),
+            }))
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), kv::KvError>> {

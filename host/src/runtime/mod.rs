@@ -7,9 +7,13 @@
 pub mod bindings;
 mod engine;
 mod error;
+mod events;
 mod host_imports;
+mod log_import;
 pub mod net_policy;
 mod outbound;
+pub mod output;
+mod resources;
 mod sandbox;
 mod state;
 mod stats;
@@ -26,10 +30,16 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 pub use engine::{EPOCH_TICK, EngineLimits};
 pub use error::{CallError, CallFailure, LoadError};
-pub use host_imports::{KV_MAX_KEY, KV_MAX_KEYS, KV_MAX_VALUE, LOG_BUDGET};
+pub use events::{ConnectorEvent, ConnectorPage};
+pub use host_imports::{KV_MAX_KEY, KV_MAX_VALUE};
+pub use log_import::{
+    LOG_BUDGET, LOG_BYTES_PER_CALL, MAX_FIELD_KEY_BYTES, MAX_FIELD_VALUE_BYTES, MAX_FIELDS,
+    MAX_LINE_BYTES, MAX_MESSAGE_BYTES,
+};
 pub use net_policy::{AddressGrants, HostPattern};
+pub use resources::HostResources;
 pub use sandbox::SandboxedPlugin;
-pub use state::{CallEnv, Effects, KvNamespace, LogSink, PluginState};
+pub use state::{CallEnv, Effects, KvError, KvNamespace, LogSink, PluginState};
 pub use stats::{CallStats, CallStatsSnapshot, LatencyHistogram};
 pub use tape::{Stub, Tape};
 
@@ -110,11 +120,14 @@ impl Flavor {
         // still instantiate. What it may do is decided by policy in its WasiCtx, per call.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
-        bindings::connector::Connector::add_to_linker::<_, HasSelf<PluginState>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(link)?;
+        // `log` reads the guest's strings in place (see `log_import`); the other host
+        // interfaces use the generated bindings.
+        bindings::types::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(link)?;
+        bindings::config::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(link)?;
+        bindings::kv::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s).map_err(link)?;
+        log_import::add_to_linker(&mut linker).map_err(link)?;
         let cache = CompileCache::new(cache_dir, &engine)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Self {

@@ -196,6 +196,12 @@ impl WasiHttpHooks for OutboundHooks {
             Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
     }
+
+    /// An outgoing body buffers at most two chunks: this keeps every handle's payload
+    /// within what [`super::resources::HostResources`] charges it.
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        super::resources::OUTGOING_BODY_CHUNK
+    }
 }
 
 /// A response body that fails once more than `left` bytes arrived, and feeds a shadow run's

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 use tracing::Instrument;
-use wasmtime::component::{Instance, InstancePre, ResourceTable};
+use wasmtime::component::{ComponentExportIndex, Instance, InstancePre, ResourceTable};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -17,24 +17,52 @@ use super::bindings::channel::exports::tessera::cx::sender as channel_api;
 use super::bindings::connector::exports::tessera::cx::{self_test, source as connector_api};
 use super::bindings::segment_rule::exports::tessera::cx::rule as rule_api;
 use super::bindings::types::{
-    ConnectorError, Delivery, Event, HttpRequest, Message, PollPage, RuleInput, SendError,
+    ConnectorError, Delivery, HttpRequest, Message, RuleInput, SendError,
 };
 use super::engine::EPOCH_TICK;
 use super::error::{CallError, CallFailure, LoadError};
+use super::events::{ConnectorEvent, ConnectorPage, accept_page, accept_webhook};
+use super::log_import::LogLimitExceeded;
 use super::net_policy::AddressGrants;
 use super::outbound::{OutboundHooks, OutboundPolicy};
+use super::output::{
+    LiftedConnectorError, LiftedDecisions, LiftedDelivery, LiftedEvents, LiftedPollPage,
+    LiftedSendError, Message as LiftedMessage, Metered, OutputLimitExceeded,
+};
+use super::resources::HostResources;
 use super::state::{CallEnv, CallLimiter, LimitHit, PluginState};
 use super::stats::{CallStats, CallStatsSnapshot};
 use super::{PluginKind, SandboxSpec};
-use crate::runtime::host_imports::LOG_BUDGET;
 
-/// Most events one webhook call or poll page may return.
-pub const MAX_EVENTS_PER_CALL: usize = 10_000;
-
+/// The exports the host calls, looked up once per version. Each call lifts their results
+/// through the budgeted types of [`super::output`], not through the generated bindings, so
+/// that nothing is copied out of the guest before its size is known.
 enum Exports {
-    Connector(connector_api::GuestIndices),
-    SegmentRule(rule_api::GuestIndices),
-    Channel(channel_api::GuestIndices),
+    Connector {
+        handle_webhook: ComponentExportIndex,
+        poll: ComponentExportIndex,
+    },
+    SegmentRule {
+        evaluate: ComponentExportIndex,
+    },
+    Channel {
+        send: ComponentExportIndex,
+    },
+}
+
+/// The index of `func` in the exported interface `interface`.
+fn export_index(
+    pre: &InstancePre<PluginState>,
+    interface: &str,
+    func: &str,
+) -> Result<ComponentExportIndex, wasmtime::Error> {
+    let component = pre.component();
+    let instance = component
+        .get_export_index(None, interface)
+        .ok_or_else(|| wasmtime::format_err!("no exported instance `{interface}`"))?;
+    component
+        .get_export_index(Some(&instance), func)
+        .ok_or_else(|| wasmtime::format_err!("`{interface}` exports no `{func}`"))
 }
 
 /// A compiled, world-checked plugin version, ready for calls.
@@ -42,7 +70,7 @@ pub struct SandboxedPlugin {
     spec: SandboxSpec,
     pre: InstancePre<PluginState>,
     exports: Exports,
-    self_test: Option<self_test::GuestIndices>,
+    self_test: Option<ComponentExportIndex>,
     policy: Arc<OutboundPolicy>,
     tcp_allow: Arc<[std::net::SocketAddr]>,
     name: Arc<str>,
@@ -73,10 +101,31 @@ impl SandboxedPlugin {
             found,
             detail: format!("{e:#}"),
         };
+        // The generated indices check the world's types; the calls use indices of their own.
         let exports = match spec.kind {
-            PluginKind::Connector => Exports::Connector(connector.map_err(mismatch)?),
-            PluginKind::SegmentRule => Exports::SegmentRule(rule.map_err(mismatch)?),
-            PluginKind::Channel => Exports::Channel(channel.map_err(mismatch)?),
+            PluginKind::Connector => {
+                connector.map_err(mismatch)?;
+                let source = "tessera:cx/source@0.1.0";
+                Exports::Connector {
+                    handle_webhook: export_index(&pre, source, "handle-webhook")
+                        .map_err(mismatch)?,
+                    poll: export_index(&pre, source, "poll").map_err(mismatch)?,
+                }
+            }
+            PluginKind::SegmentRule => {
+                rule.map_err(mismatch)?;
+                Exports::SegmentRule {
+                    evaluate: export_index(&pre, "tessera:cx/rule@0.1.0", "evaluate")
+                        .map_err(mismatch)?,
+                }
+            }
+            PluginKind::Channel => {
+                channel.map_err(mismatch)?;
+                Exports::Channel {
+                    send: export_index(&pre, "tessera:cx/sender@0.1.0", "send")
+                        .map_err(mismatch)?,
+                }
+            }
         };
         let policy = Arc::new(OutboundPolicy {
             plugin: spec.plugin.clone(),
@@ -96,7 +145,9 @@ impl SandboxedPlugin {
         Ok(Self {
             stats: CallStats::new(&spec.plugin, &spec.version, &spec.sha256),
             imports,
-            self_test: self_test::GuestIndices::new(&pre).ok(),
+            self_test: self_test::GuestIndices::new(&pre)
+                .ok()
+                .and_then(|_| export_index(&pre, "tessera:cx/self-test@0.1.0", "self-test").ok()),
             tcp_allow: spec.tcp_allow.clone().into(),
             name: format!("{}@{}", spec.plugin, spec.version).into(),
             spec,
@@ -159,16 +210,21 @@ impl SandboxedPlugin {
         } else {
             wasi.allow_tcp(false);
         }
+        let resources = HostResources::for_memory_cap(self.spec.memory_bytes);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(resources.field_bytes);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(resources.handles);
         let state = PluginState {
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
+            http,
             hooks: OutboundHooks::new(self.policy.clone(), env.effects.clone()),
-            table: ResourceTable::new(),
+            table,
             limiter: CallLimiter::new(self.spec.memory_bytes, self.spec.table_elements),
             env: env.clone(),
             plugin: self.name.clone(),
             stderr,
-            logs_left: LOG_BUDGET,
+            logs: Default::default(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -208,6 +264,15 @@ impl SandboxedPlugin {
             }
             Some(LimitHit::Table(_)) => return CallFailure::TableLimit,
             None => {}
+        }
+        if let Some(e) = err.downcast_ref::<OutputLimitExceeded>() {
+            return CallFailure::OutputLimit(e.0.clone());
+        }
+        if let Some(e) = err.downcast_ref::<LogLimitExceeded>() {
+            return CallFailure::LogLimit(e.to_string());
+        }
+        if let Some(what) = HostResources::exhausted(err) {
+            return CallFailure::ResourceLimit(what);
         }
         match err.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallFailure::Deadline(self.spec.timeout),
@@ -283,7 +348,11 @@ impl SandboxedPlugin {
 
     /// Records a contract violation the host found in the guest's answer.
     fn malformed(&self, msg: String) -> CallError {
-        let cause = CallFailure::MalformedOutput(msg);
+        self.refuse(CallFailure::MalformedOutput(msg))
+    }
+
+    /// Records a failure the host found in the guest's answer after the call.
+    fn refuse(&self, cause: CallFailure) -> CallError {
         self.stats.record_failure(&cause);
         tracing::warn!(plugin = %self.spec.plugin, version = %self.spec.version, "plugin call failed: {cause}");
         self.fail(cause)
@@ -301,21 +370,19 @@ impl SandboxedPlugin {
         &self,
         env: &CallEnv,
         request: &HttpRequest,
-    ) -> Result<Result<Vec<Event>, ConnectorError>, CallError> {
-        let Exports::Connector(idx) = &self.exports else {
+    ) -> Result<Result<Vec<ConnectorEvent>, ConnectorError>, CallError> {
+        let Exports::Connector { handle_webhook, .. } = &self.exports else {
             return Err(self.wrong_kind("handle-webhook"));
         };
-        let out = self
+        type Out = Metered<Result<LiftedEvents, LiftedConnectorError>>;
+        let Metered(out, spent) = self
             .invoke(env, "handle-webhook", async |store, instance| {
-                idx.load(&mut *store, instance)?
-                    .call_handle_webhook(&mut *store, request)
-                    .await
+                let func = instance
+                    .get_typed_func::<(&HttpRequest,), (Out,)>(&mut *store, handle_webhook)?;
+                Ok(func.call_async(&mut *store, (request,)).await?.0)
             })
             .await?;
-        if let Ok(events) = &out {
-            self.check_events(events)?;
-        }
-        Ok(out)
+        accept_webhook(out, spent).map_err(|cause| self.refuse(cause))
     }
 
     /// Connector: pulls the page after `cursor`.
@@ -323,21 +390,18 @@ impl SandboxedPlugin {
         &self,
         env: &CallEnv,
         cursor: Option<&str>,
-    ) -> Result<Result<PollPage, ConnectorError>, CallError> {
-        let Exports::Connector(idx) = &self.exports else {
+    ) -> Result<Result<ConnectorPage, ConnectorError>, CallError> {
+        let Exports::Connector { poll, .. } = &self.exports else {
             return Err(self.wrong_kind("poll"));
         };
-        let out = self
+        type Out = Metered<Result<LiftedPollPage, LiftedConnectorError>>;
+        let Metered(out, spent) = self
             .invoke(env, "poll", async |store, instance| {
-                idx.load(&mut *store, instance)?
-                    .call_poll(&mut *store, cursor)
-                    .await
+                let func = instance.get_typed_func::<(Option<&str>,), (Out,)>(&mut *store, poll)?;
+                Ok(func.call_async(&mut *store, (cursor,)).await?.0)
             })
             .await?;
-        if let Ok(page) = &out {
-            self.check_events(&page.events)?;
-        }
-        Ok(out)
+        accept_page(out, spent).map_err(|cause| self.refuse(cause))
     }
 
     /// Segment rule: decides membership for a batch.
@@ -347,16 +411,21 @@ impl SandboxedPlugin {
         params: &str,
         batch: &[RuleInput],
     ) -> Result<Result<Vec<bool>, String>, CallError> {
-        let Exports::SegmentRule(idx) = &self.exports else {
+        let Exports::SegmentRule { evaluate } = &self.exports else {
             return Err(self.wrong_kind("evaluate"));
         };
         let out = self
             .invoke(env, "evaluate", async |store, instance| {
-                idx.load(&mut *store, instance)?
-                    .call_evaluate(&mut *store, params, batch)
-                    .await
+                let func = instance
+                    .get_typed_func::<(&str, &[RuleInput]), (Metered<LiftedDecisions>,)>(
+                        &mut *store,
+                        evaluate,
+                    )?;
+                Ok(func.call_async(&mut *store, (params, batch)).await?.0.0)
             })
-            .await?;
+            .await?
+            .map(|decisions| decisions.0)
+            .map_err(|message| message.0);
         if let Ok(decisions) = &out
             && decisions.len() != batch.len()
         {
@@ -375,15 +444,17 @@ impl SandboxedPlugin {
         env: &CallEnv,
         message: &Message,
     ) -> Result<Result<Delivery, SendError>, CallError> {
-        let Exports::Channel(idx) = &self.exports else {
+        let Exports::Channel { send } = &self.exports else {
             return Err(self.wrong_kind("send"));
         };
-        self.invoke(env, "send", async |store, instance| {
-            idx.load(&mut *store, instance)?
-                .call_send(&mut *store, message)
-                .await
-        })
-        .await
+        type Out = Metered<Result<LiftedDelivery, LiftedSendError>>;
+        let out = self
+            .invoke(env, "send", async |store, instance| {
+                let func = instance.get_typed_func::<(&Message,), (Out,)>(&mut *store, send)?;
+                Ok(func.call_async(&mut *store, (message,)).await?.0.0)
+            })
+            .await?;
+        Ok(out.map(Delivery::from).map_err(SendError::from))
     }
 
     /// Runs the version's `self-test`; a component without one passes.
@@ -391,34 +462,13 @@ impl SandboxedPlugin {
         let Some(idx) = &self.self_test else {
             return Ok(Ok(()));
         };
-        self.invoke(env, "self-test", async |store, instance| {
-            idx.load(&mut *store, instance)?
-                .call_self_test(&mut *store)
-                .await
-        })
-        .await
-    }
-
-    fn check_events(&self, events: &[Event]) -> Result<(), CallError> {
-        if events.len() > MAX_EVENTS_PER_CALL {
-            return Err(self.malformed(format!(
-                "{} events, more than {MAX_EVENTS_PER_CALL}",
-                events.len()
-            )));
-        }
-        for (i, e) in events.iter().enumerate() {
-            if e.id.is_empty() || e.id.len() > 256 {
-                return Err(self.malformed(format!("event {i}: id must be 1 to 256 bytes")));
-            }
-            for (field, text) in [("properties", &e.properties), ("traits", &e.traits)] {
-                if !matches!(
-                    serde_json::from_str::<serde_json::Value>(text),
-                    Ok(serde_json::Value::Object(_))
-                ) {
-                    return Err(self.malformed(format!("event {i}: {field} is not a JSON object")));
-                }
-            }
-        }
-        Ok(())
+        type Out = Metered<Result<(), LiftedMessage>>;
+        let out = self
+            .invoke(env, "self-test", async |store, instance| {
+                let func = instance.get_typed_func::<(), (Out,)>(&mut *store, idx)?;
+                Ok(func.call_async(&mut *store, ()).await?.0.0)
+            })
+            .await?;
+        Ok(out.map_err(|message| message.0))
     }
 }

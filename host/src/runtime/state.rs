@@ -19,8 +19,9 @@ use super::tape::{Stub, Tape};
 pub trait KvNamespace: Send + Sync {
     /// The value of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
-    /// Sets `key`; `Err` carries the store's message.
-    fn set(&self, key: &[u8], value: &[u8]) -> Result<(), String>;
+    /// Sets `key`, unless that would put the namespace (or all namespaces together) over
+    /// a quota; the check and the write are one atomic step.
+    fn set(&self, key: &[u8], value: &[u8]) -> Result<(), KvError>;
     /// Deletes `key`.
     fn delete(&self, key: &[u8]) -> Result<(), String>;
     /// How many keys the namespace holds.
@@ -29,6 +30,17 @@ pub trait KvNamespace: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Why a kv write was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    /// The write would put the namespace, or the kv store as a whole, over a quota.
+    #[error("quota exceeded: {0}")]
+    Quota(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Backend(String),
 }
 
 /// Everything a call needs from outside the sandbox: config, kv, and whether writes are allowed.
@@ -164,7 +176,7 @@ pub struct PluginState {
     pub(crate) env: CallEnv,
     pub(crate) plugin: Arc<str>,
     pub(crate) stderr: MemoryOutputPipe,
-    pub(crate) logs_left: u32,
+    pub(crate) logs: super::log_import::LogBudget,
 }
 
 impl WasiView for PluginState {

@@ -5,6 +5,7 @@
 //! The embedded backend is `sled` ([`SledStore`]).
 
 mod event_log;
+mod kv_quota;
 mod sled_store;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::plugins::Manifest;
 use crate::runtime::{KvNamespace, PluginKind};
 
 pub use event_log::{EventLog, LogError, is_redacted};
+pub use kv_quota::{KvLedger, KvQuota, KvUsage};
 pub use sled_store::SledStore;
 
 /// A storage failure.

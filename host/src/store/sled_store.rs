@@ -6,8 +6,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::kv_quota::{KvLedger, KvQuota, SledKv};
 use super::{AuditEntry, FailureRecord, PluginStore, SlotRecord, StoreError, VersionRecord};
 use crate::runtime::KvNamespace;
+
+/// The prefix of every plugin's kv tree.
+const KV_TREE_PREFIX: &str = "plugin_kv/";
 
 fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -23,13 +27,24 @@ pub struct SledStore {
     keys: sled::Tree,
     audit: sled::Tree,
     failures: sled::Tree,
+    kv: KvLedger,
 }
 
 impl SledStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = sled::open(path).map_err(backend)?;
+        // What every namespace holds now, read once: the ledger keeps it from then on.
+        let mut namespaces = Vec::new();
+        for name in db.tree_names() {
+            if let Some(plugin) = name.strip_prefix(KV_TREE_PREFIX.as_bytes()) {
+                let tree = db.open_tree(&name).map_err(backend)?;
+                let plugin = String::from_utf8_lossy(plugin).into_owned();
+                namespaces.push((plugin, SledKv::measure(&tree)));
+            }
+        }
         Ok(Self {
+            kv: KvLedger::new(KvQuota::default(), namespaces),
             versions: db.open_tree("plugin_versions").map_err(backend)?,
             components: db.open_tree("plugin_components").map_err(backend)?,
             slots: db.open_tree("plugins").map_err(backend)?,
@@ -38,6 +53,16 @@ impl SledStore {
             failures: db.open_tree("plugin_failures").map_err(backend)?,
             db,
         })
+    }
+
+    /// Sets the kv quotas (they apply to every write from now on).
+    pub fn set_kv_quota(&self, quota: KvQuota) {
+        self.kv.set_quota(quota);
+    }
+
+    /// The kv ledger: quotas and what each namespace holds.
+    pub fn kv_ledger(&self) -> &KvLedger {
+        &self.kv
     }
 
     /// The database, for the pipeline stages that keep derived state in it.
@@ -126,9 +151,9 @@ impl PluginStore for SledStore {
     fn kv(&self, plugin: &str) -> Result<Arc<dyn KvNamespace>, StoreError> {
         let tree = self
             .db
-            .open_tree(format!("plugin_kv/{plugin}"))
+            .open_tree(format!("{KV_TREE_PREFIX}{plugin}"))
             .map_err(backend)?;
-        Ok(Arc::new(SledKv { tree }))
+        Ok(Arc::new(SledKv::new(plugin, tree, self.kv.clone())))
     }
 
     fn admin_key_hash(&self) -> Result<Option<String>, StoreError> {
@@ -211,35 +236,6 @@ impl PluginStore for SledStore {
                 decode(&k, &v)
             })
             .collect()
-    }
-}
-
-/// One plugin's kv namespace: a sled tree of its own.
-struct SledKv {
-    tree: sled::Tree,
-}
-
-impl KvNamespace for SledKv {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        self.tree
-            .get(key)
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| e.to_string())
-    }
-
-    fn set(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
-        self.tree
-            .insert(key, value)
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-
-    fn delete(&self, key: &[u8]) -> Result<(), String> {
-        self.tree.remove(key).map(drop).map_err(|e| e.to_string())
-    }
-
-    fn len(&self) -> usize {
-        self.tree.len()
     }
 }
 

@@ -12,3 +12,9 @@ pub fn serial() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+mod budget_kv;
+mod budget_logs;
+mod budget_output;
+mod budget_probe;
+mod budget_resources;
