@@ -10,6 +10,7 @@ mod error;
 mod host_imports;
 pub mod net_policy;
 mod outbound;
+mod pinned_send;
 mod sandbox;
 mod state;
 mod stats;
@@ -27,7 +28,8 @@ use wasmtime::component::{Component, HasSelf, Linker};
 pub use engine::{EPOCH_TICK, EngineLimits};
 pub use error::{CallError, CallFailure, LoadError};
 pub use host_imports::{KV_MAX_KEY, KV_MAX_KEYS, KV_MAX_VALUE, LOG_BUDGET};
-pub use net_policy::{AddressGrants, HostPattern};
+pub use net_policy::{AddressGrants, AddressRefused, HostPattern};
+pub use outbound::{OutboundNet, OutboundTlsError, read_root_certs};
 pub use sandbox::SandboxedPlugin;
 pub use state::{CallEnv, Effects, KvNamespace, LogSink, PluginState};
 pub use stats::{CallStats, CallStatsSnapshot, LatencyHistogram};
@@ -137,7 +139,7 @@ pub struct Runtime {
     metered: std::sync::Mutex<Option<Arc<Flavor>>>,
     limits: EngineLimits,
     cache_dir: std::path::PathBuf,
-    grants: Arc<AddressGrants>,
+    net: Arc<OutboundNet>,
     slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -153,9 +155,20 @@ impl Runtime {
             metered: std::sync::Mutex::new(None),
             limits: limits.clone(),
             cache_dir: cache_dir.to_path_buf(),
-            grants: Arc::new(grants),
+            net: Arc::new(OutboundNet::new(grants)),
             slots: Arc::new(tokio::sync::Semaphore::new(limits.max_instances as usize)),
         })
+    }
+
+    /// Outbound HTTPS of every plugin also trusts `roots` (an internal CA; tests use a test
+    /// root). The operator's choice: no manifest can add a root.
+    pub fn trust_outbound_roots(
+        &mut self,
+        roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> Result<(), OutboundTlsError> {
+        let net = OutboundNet::new(self.net.grants.clone()).with_extra_roots(roots)?;
+        self.net = Arc::new(net);
+        Ok(())
     }
 
     /// The engine of unmetered plugins, for benchmarks that compare against bare wasmtime.
@@ -185,6 +198,12 @@ impl Runtime {
         spec: SandboxSpec,
         bytes: impl FnOnce() -> Result<Vec<u8>, LoadError>,
     ) -> Result<SandboxedPlugin, LoadError> {
+        // Raw TCP meets the same internal-address policy as HTTP, before anything compiles;
+        // the socket check of every call applies it again.
+        for addr in &spec.tcp_allow {
+            net_policy::check_address(*addr, &self.net.grants)
+                .map_err(LoadError::AddressNotAllowed)?;
+        }
         let metered;
         let flavor = if spec.fuel.is_some() && !self.limits.fuel {
             metered = self.metered()?;
@@ -197,6 +216,6 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::UnsatisfiedImport(format!("{e:#}")))?;
-        SandboxedPlugin::new(spec, pre, self.grants.clone(), self.slots.clone())
+        SandboxedPlugin::new(spec, pre, self.net.clone(), self.slots.clone())
     }
 }
