@@ -9,6 +9,15 @@ use serde_json::Value;
 use tessera_tests::process::{HostOptions, HostProcess};
 use tessera_tests::{ADMIN_KEY, artifact, counting_listener, workspace};
 
+/// A runtime for one test; the test holds its turn outside of it.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// A manifest for one of the probing guests with the given grants.
 fn probe_manifest(id: &str, http: &[String], tcp: &[String]) -> String {
     let list = |items: &[String]| {
@@ -81,69 +90,71 @@ async fn tcp_grant_is_refused(host: &HostProcess, target: &str, accepted: &Atomi
     );
 }
 
-#[tokio::test]
-async fn tcp_grants_to_internal_addresses_need_the_operators_grant() {
+#[test]
+fn tcp_grants_to_internal_addresses_need_the_operators_grant() {
     let _turn = crate::serial();
-    let (listener, accepted) = counting_listener().await;
+    runtime().block_on(async {
+        let (listener, accepted) = counting_listener().await;
 
-    // No operator grant: a TCP grant to a loopback service, to the host's own admin port or
-    // to the cloud metadata address is refused at upload, and nothing is connected.
-    let host = HostProcess::start(HostOptions::default());
-    let admin = admin_address(&host);
-    for target in [listener.as_str(), admin.as_str(), "169.254.169.254:80"] {
-        tcp_grant_is_refused(&host, target, &accepted).await;
-    }
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        0,
-        "no connection was opened"
-    );
-    drop(host);
+        // No operator grant: a TCP grant to a loopback service, to the host's own admin port or
+        // to the cloud metadata address is refused at upload, and nothing is connected.
+        let host = HostProcess::start(HostOptions::default());
+        let admin = admin_address(&host);
+        for target in [listener.as_str(), admin.as_str(), "169.254.169.254:80"] {
+            tcp_grant_is_refused(&host, target, &accepted).await;
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            0,
+            "no connection was opened"
+        );
+        drop(host);
 
-    // The operator lists the listener: that grant is accepted and connects, once; the host's
-    // own port stays refused because the operator did not list it.
-    let host = HostProcess::start(HostOptions {
-        args: vec!["--allow-address".into(), listener.clone()],
-        ..Default::default()
+        // The operator lists the listener: that grant is accepted and connects, once; the host's
+        // own port stays refused because the operator did not list it.
+        let host = HostProcess::start(HostOptions {
+            args: vec!["--allow-address".into(), listener.clone()],
+            ..Default::default()
+        });
+        let admin = admin_address(&host);
+        tcp_grant_is_refused(&host, &admin, &accepted).await;
+        let sha = host
+            .upload_with(
+                "net-raw-http",
+                &probe_manifest("net-raw-http", &[], std::slice::from_ref(&listener)),
+            )
+            .await;
+        host.activate("net-raw-http", &sha).await;
+        let (_, out) = host
+            .webhook("net-raw-http", "/", &format!("{listener} /"))
+            .await;
+        assert_eq!(outcome(&out), "status:HTTP/1.1 200 OK", "{out}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        drop(host);
+
+        // Listing the loopback address opens it, the host's own API included: the operator's
+        // explicit choice, never a plugin's.
+        let host = HostProcess::start(HostOptions {
+            args: vec!["--allow-address".into(), "127.0.0.1".into()],
+            ..Default::default()
+        });
+        let admin = admin_address(&host);
+        let sha = host
+            .upload_with(
+                "net-raw-http",
+                &probe_manifest("net-raw-http", &[], std::slice::from_ref(&admin)),
+            )
+            .await;
+        host.activate("net-raw-http", &sha).await;
+        let (_, out) = host
+            .webhook(
+                "net-raw-http",
+                "/",
+                &format!("{admin} /v1/plugins {ADMIN_KEY}"),
+            )
+            .await;
+        assert_eq!(outcome(&out), "status:HTTP/1.1 200 OK", "{out}");
     });
-    let admin = admin_address(&host);
-    tcp_grant_is_refused(&host, &admin, &accepted).await;
-    let sha = host
-        .upload_with(
-            "net-raw-http",
-            &probe_manifest("net-raw-http", &[], &[listener.clone()]),
-        )
-        .await;
-    host.activate("net-raw-http", &sha).await;
-    let (_, out) = host
-        .webhook("net-raw-http", "/", &format!("{listener} /"))
-        .await;
-    assert_eq!(outcome(&out), "status:HTTP/1.1 200 OK", "{out}");
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
-    drop(host);
-
-    // Listing the loopback address opens it, the host's own API included: the operator's
-    // explicit choice, never a plugin's.
-    let host = HostProcess::start(HostOptions {
-        args: vec!["--allow-address".into(), "127.0.0.1".into()],
-        ..Default::default()
-    });
-    let admin = admin_address(&host);
-    let sha = host
-        .upload_with(
-            "net-raw-http",
-            &probe_manifest("net-raw-http", &[], &[admin.clone()]),
-        )
-        .await;
-    host.activate("net-raw-http", &sha).await;
-    let (_, out) = host
-        .webhook(
-            "net-raw-http",
-            "/",
-            &format!("{admin} /v1/plugins {ADMIN_KEY}"),
-        )
-        .await;
-    assert_eq!(outcome(&out), "status:HTTP/1.1 200 OK", "{out}");
 }
 
 /// IPv6 spellings that embed, translate to or stand for internal or unroutable addresses.
@@ -169,51 +180,53 @@ const IPV6_FORMS: &[&str] = &[
     "5f00::1",
 ];
 
-#[tokio::test]
-async fn ipv6_spellings_of_internal_addresses_are_refused_over_http_and_tcp() {
+#[test]
+fn ipv6_spellings_of_internal_addresses_are_refused_over_http_and_tcp() {
     let _turn = crate::serial();
-    let (listener, accepted) = counting_listener().await;
-    let port = listener.rsplit(':').next().expect("port").to_string();
-    let host = HostProcess::start(HostOptions::default());
+    runtime().block_on(async {
+        let (listener, accepted) = counting_listener().await;
+        let port = listener.rsplit(':').next().expect("port").to_string();
+        let host = HostProcess::start(HostOptions::default());
 
-    // HTTP: the manifest allows every spelling by name; the address check refuses each one.
-    let http: Vec<String> = IPV6_FORMS.iter().map(|f| format!("[{f}]:{port}")).collect();
-    let sha = host
-        .upload_with("hostile", &probe_manifest("hostile", &http, &[]))
-        .await;
-    host.activate("hostile", &sha).await;
-    let mut let_through = Vec::new();
-    for form in IPV6_FORMS {
-        let (_, out) = host
-            .webhook("hostile", "/http", &format!("http://[{form}]:{port}/"))
+        // HTTP: the manifest allows every spelling by name; the address check refuses each one.
+        let http: Vec<String> = IPV6_FORMS.iter().map(|f| format!("[{f}]:{port}")).collect();
+        let sha = host
+            .upload_with("hostile", &probe_manifest("hostile", &http, &[]))
             .await;
-        let got = outcome(&out);
-        if !got.starts_with("err:denied") {
-            let_through.push(format!("http [{form}]: {got}"));
+        host.activate("hostile", &sha).await;
+        let mut let_through = Vec::new();
+        for form in IPV6_FORMS {
+            let (_, out) = host
+                .webhook("hostile", "/http", &format!("http://[{form}]:{port}/"))
+                .await;
+            let got = outcome(&out);
+            if !got.starts_with("err:denied") {
+                let_through.push(format!("http [{form}]: {got}"));
+            }
         }
-    }
 
-    // TCP: a grant to any of them is refused at upload.
-    for form in IPV6_FORMS {
-        let target = format!("[{form}]:{port}");
-        let manifest = probe_manifest("net-raw-http", &[], std::slice::from_ref(&target));
-        let (status, body) = host.upload_bytes(raw_http(), &manifest).await;
-        if status != StatusCode::BAD_REQUEST || body["error"]["code"] != "address_not_allowed" {
-            let_through.push(format!("tcp {target}: upload answered {status} {body}"));
+        // TCP: a grant to any of them is refused at upload.
+        for form in IPV6_FORMS {
+            let target = format!("[{form}]:{port}");
+            let manifest = probe_manifest("net-raw-http", &[], std::slice::from_ref(&target));
+            let (status, body) = host.upload_bytes(raw_http(), &manifest).await;
+            if status != StatusCode::BAD_REQUEST || body["error"]["code"] != "address_not_allowed" {
+                let_through.push(format!("tcp {target}: upload answered {status} {body}"));
+            }
         }
-    }
-    assert!(
-        let_through.is_empty(),
-        "{} of {} probes were not refused by policy:\n{}",
-        let_through.len(),
-        IPV6_FORMS.len() * 2,
-        let_through.join("\n")
-    );
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        0,
-        "nothing reached loopback"
-    );
+        assert!(
+            let_through.is_empty(),
+            "{} of {} probes were not refused by policy:\n{}",
+            let_through.len(),
+            IPV6_FORMS.len() * 2,
+            let_through.join("\n")
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            0,
+            "nothing reached loopback"
+        );
+    });
 }
 
 /// A TLS server on 127.0.0.1 with the test certificate for `localhost`; answers `200` and
@@ -263,64 +276,66 @@ async fn tls_listener() -> (u16, Arc<AtomicUsize>) {
     (port, handshakes)
 }
 
-#[tokio::test]
-async fn https_connects_to_the_checked_address_and_verifies_the_name() {
+#[test]
+fn https_connects_to_the_checked_address_and_verifies_the_name() {
     let _turn = crate::serial();
-    let (port, handshakes) = tls_listener().await;
-    let root = workspace().join("tests/fixtures/tls/ca.pem");
-    let http = vec![format!("localhost:{port}"), format!("127.0.0.1:{port}")];
+    runtime().block_on(async {
+        let (port, handshakes) = tls_listener().await;
+        let root = workspace().join("tests/fixtures/tls/ca.pem");
+        let http = vec![format!("localhost:{port}"), format!("127.0.0.1:{port}")];
 
-    // The operator allows the address and trusts the test root: the request goes to the
-    // checked address and the certificate is verified against the name.
-    let host = HostProcess::start(HostOptions {
-        args: vec![
-            "--allow-address".into(),
-            format!("127.0.0.1:{port}"),
-            "--outbound-root-cert".into(),
-            root.display().to_string(),
-        ],
-        ..Default::default()
+        // The operator allows the address and trusts the test root: the request goes to the
+        // checked address and the certificate is verified against the name.
+        let host = HostProcess::start(HostOptions {
+            args: vec![
+                "--allow-address".into(),
+                format!("127.0.0.1:{port}"),
+                "--outbound-root-cert".into(),
+                root.display().to_string(),
+            ],
+            ..Default::default()
+        });
+        let sha = host
+            .upload_with("hostile", &probe_manifest("hostile", &http, &[]))
+            .await;
+        host.activate("hostile", &sha).await;
+        let (_, out) = host
+            .webhook("hostile", "/http", &format!("https://localhost:{port}/"))
+            .await;
+        assert_eq!(outcome(&out), "ok:200", "{out}");
+        assert_eq!(handshakes.load(Ordering::SeqCst), 1);
+
+        // The certificate names `localhost`, not the address: asking by address fails the
+        // verification (the name, not the connected address, is what is verified).
+        let (_, out) = host
+            .webhook("hostile", "/http", &format!("https://127.0.0.1:{port}/"))
+            .await;
+        assert!(outcome(&out).starts_with("err:"), "{out}");
+        assert_eq!(
+            handshakes.load(Ordering::SeqCst),
+            1,
+            "no handshake completed"
+        );
+        drop(host);
+
+        // Without the operator's root, the test certificate is not trusted: roots come from the
+        // operator only, and a plugin has no way to add one.
+        let host = HostProcess::start(HostOptions {
+            args: vec!["--allow-address".into(), format!("127.0.0.1:{port}")],
+            ..Default::default()
+        });
+        let sha = host
+            .upload_with("hostile", &probe_manifest("hostile", &http, &[]))
+            .await;
+        host.activate("hostile", &sha).await;
+        let (_, out) = host
+            .webhook("hostile", "/http", &format!("https://localhost:{port}/"))
+            .await;
+        assert!(outcome(&out).starts_with("err:"), "{out}");
+        assert_eq!(
+            handshakes.load(Ordering::SeqCst),
+            1,
+            "no handshake completed"
+        );
     });
-    let sha = host
-        .upload_with("hostile", &probe_manifest("hostile", &http, &[]))
-        .await;
-    host.activate("hostile", &sha).await;
-    let (_, out) = host
-        .webhook("hostile", "/http", &format!("https://localhost:{port}/"))
-        .await;
-    assert_eq!(outcome(&out), "ok:200", "{out}");
-    assert_eq!(handshakes.load(Ordering::SeqCst), 1);
-
-    // The certificate names `localhost`, not the address: asking by address fails the
-    // verification (the name, not the connected address, is what is verified).
-    let (_, out) = host
-        .webhook("hostile", "/http", &format!("https://127.0.0.1:{port}/"))
-        .await;
-    assert!(outcome(&out).starts_with("err:"), "{out}");
-    assert_eq!(
-        handshakes.load(Ordering::SeqCst),
-        1,
-        "no handshake completed"
-    );
-    drop(host);
-
-    // Without the operator's root, the test certificate is not trusted: roots come from the
-    // operator only, and a plugin has no way to add one.
-    let host = HostProcess::start(HostOptions {
-        args: vec!["--allow-address".into(), format!("127.0.0.1:{port}")],
-        ..Default::default()
-    });
-    let sha = host
-        .upload_with("hostile", &probe_manifest("hostile", &http, &[]))
-        .await;
-    host.activate("hostile", &sha).await;
-    let (_, out) = host
-        .webhook("hostile", "/http", &format!("https://localhost:{port}/"))
-        .await;
-    assert!(outcome(&out).starts_with("err:"), "{out}");
-    assert_eq!(
-        handshakes.load(Ordering::SeqCst),
-        1,
-        "no handshake completed"
-    );
 }
