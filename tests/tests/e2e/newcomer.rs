@@ -8,10 +8,8 @@
 //! The scaffolded crate builds into `target/newcomer-plugin/`, kept between runs, so only
 //! the first run compiles its dependencies.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
