@@ -56,6 +56,14 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     allow_addresses: Vec<String>,
+    /// PEM file of extra roots (an internal CA) that plugins' outbound HTTPS trusts besides
+    /// the web's public roots; repeatable.
+    #[arg(
+        long = "outbound-root-cert",
+        env = "TESSERA_OUTBOUND_ROOT_CERTS",
+        value_delimiter = ','
+    )]
+    outbound_root_certs: Vec<PathBuf>,
     /// Consecutive failed calls that open a plugin's circuit breaker.
     #[arg(long, default_value_t = 5)]
     breaker_threshold: u32,
@@ -102,6 +110,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.admin_key = args.admin_key;
     config.bundled_plugins = args.plugins_dir;
     config.allow_addresses = args.allow_addresses;
+    config.outbound_root_certs = args.outbound_root_certs;
     config.engine.fuel = args.fuel;
     config.kv_quota = KvQuota {
         plugin_keys: args.kv_plugin_keys,

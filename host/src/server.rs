@@ -14,7 +14,9 @@ use crate::ingest::{Ingest, Poller, RawWebhooks, Retention, Sources};
 use crate::plugins::Actor;
 use crate::plugins::{PluginError, PluginRegistry, RegistryConfig, sha256_hex};
 use crate::profiles::{Profiles, run_applier};
-use crate::runtime::{AddressGrants, EngineLimits, LoadError, Runtime};
+use crate::runtime::{
+    AddressGrants, EngineLimits, LoadError, OutboundTlsError, Runtime, read_root_certs,
+};
 use crate::store::{EventLog, KvQuota, LogError, PluginStore, SledStore, StoreError};
 
 /// Everything an operator sets.
@@ -32,6 +34,8 @@ pub struct ServerConfig {
     pub registry: RegistryConfig,
     /// Internal addresses (`ip` or `ip:port`) plugins may reach; all others are refused.
     pub allow_addresses: Vec<String>,
+    /// PEM files of roots that plugins' outbound HTTPS trusts besides the web's public ones.
+    pub outbound_root_certs: Vec<PathBuf>,
     /// How long a message id is remembered for deduplication.
     pub dedupe_window: Duration,
     /// How many raw webhook requests are kept for replay, and how long.
@@ -50,6 +54,7 @@ impl ServerConfig {
             engine: EngineLimits::default(),
             registry: RegistryConfig::default(),
             allow_addresses: Vec::new(),
+            outbound_root_certs: Vec::new(),
             dedupe_window: Duration::from_secs(24 * 3600),
             webhook_retention: Retention::default(),
             kv_quota: KvQuota::default(),
@@ -69,6 +74,9 @@ pub enum ServerError {
     /// The runtime could not be built.
     #[error(transparent)]
     Runtime(#[from] LoadError),
+    /// The roots for plugins' outbound HTTPS could not be read.
+    #[error("outbound HTTPS roots: {0}")]
+    OutboundTls(#[from] OutboundTlsError),
     /// Restoring plugin slots failed.
     #[error(transparent)]
     Plugins(#[from] PluginError),
@@ -99,7 +107,14 @@ impl Server {
         store.set_kv_quota(config.kv_quota);
         let grants = AddressGrants::parse(&config.allow_addresses).map_err(ServerError::Config)?;
         http::metrics::install();
-        let runtime = Runtime::new(&config.engine, grants, &config.data_dir.join("compiled"))?;
+        let mut runtime = Runtime::new(&config.engine, grants, &config.data_dir.join("compiled"))?;
+        if !config.outbound_root_certs.is_empty() {
+            let mut roots = Vec::new();
+            for path in &config.outbound_root_certs {
+                roots.extend(read_root_certs(path)?);
+            }
+            runtime.trust_outbound_roots(roots)?;
+        }
         let first_start = store.slots()?.is_empty();
         let registry = Arc::new(PluginRegistry::open(
             runtime,

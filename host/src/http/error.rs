@@ -135,6 +135,10 @@ impl ApiError {
                     ..
                 } => (StatusCode::CONFLICT, "world_mismatch"),
                 P::Load {
+                    source: LoadError::AddressNotAllowed(_),
+                    ..
+                } => (StatusCode::BAD_REQUEST, "address_not_allowed"),
+                P::Load {
                     source: LoadError::Cache(_),
                     ..
                 } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -23,6 +23,9 @@ pub enum LoadError {
     /// The component imports an interface the host does not provide.
     #[error("the component imports something the host does not provide: {0}")]
     UnsatisfiedImport(String),
+    /// A raw TCP grant names an internal address the operator did not list.
+    #[error("capabilities.tcp: {0}")]
+    AddressNotAllowed(super::net_policy::AddressRefused),
     /// The on-disk compiled-code cache failed.
     #[error("compiled-code cache: {0}")]
     Cache(String),

@@ -13,6 +13,7 @@ mod log_import;
 pub mod net_policy;
 mod outbound;
 pub mod output;
+mod pinned_send;
 mod resources;
 mod sandbox;
 mod state;
@@ -36,7 +37,8 @@ pub use log_import::{
     LOG_BUDGET, LOG_BYTES_PER_CALL, MAX_FIELD_KEY_BYTES, MAX_FIELD_VALUE_BYTES, MAX_FIELDS,
     MAX_LINE_BYTES, MAX_MESSAGE_BYTES,
 };
-pub use net_policy::{AddressGrants, HostPattern};
+pub use net_policy::{AddressGrants, AddressRefused, HostPattern};
+pub use outbound::{OutboundNet, OutboundTlsError, read_root_certs};
 pub use resources::HostResources;
 pub use sandbox::SandboxedPlugin;
 pub use state::{CallEnv, Effects, KvError, KvNamespace, LogSink, PluginState};
@@ -150,7 +152,7 @@ pub struct Runtime {
     metered: std::sync::Mutex<Option<Arc<Flavor>>>,
     limits: EngineLimits,
     cache_dir: std::path::PathBuf,
-    grants: Arc<AddressGrants>,
+    net: Arc<OutboundNet>,
     slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -166,9 +168,20 @@ impl Runtime {
             metered: std::sync::Mutex::new(None),
             limits: limits.clone(),
             cache_dir: cache_dir.to_path_buf(),
-            grants: Arc::new(grants),
+            net: Arc::new(OutboundNet::new(grants)),
             slots: Arc::new(tokio::sync::Semaphore::new(limits.max_instances as usize)),
         })
+    }
+
+    /// Outbound HTTPS of every plugin also trusts `roots` (an internal CA; tests use a test
+    /// root). The operator's choice: no manifest can add a root.
+    pub fn trust_outbound_roots(
+        &mut self,
+        roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> Result<(), OutboundTlsError> {
+        let net = OutboundNet::new(self.net.grants.clone()).with_extra_roots(roots)?;
+        self.net = Arc::new(net);
+        Ok(())
     }
 
     /// The engine of unmetered plugins, for benchmarks that compare against bare wasmtime.
@@ -198,6 +211,12 @@ impl Runtime {
         spec: SandboxSpec,
         bytes: impl FnOnce() -> Result<Vec<u8>, LoadError>,
     ) -> Result<SandboxedPlugin, LoadError> {
+        // Raw TCP meets the same internal-address policy as HTTP, before anything compiles;
+        // the socket check of every call applies it again.
+        for addr in &spec.tcp_allow {
+            net_policy::check_address(*addr, &self.net.grants)
+                .map_err(LoadError::AddressNotAllowed)?;
+        }
         let metered;
         let flavor = if spec.fuel.is_some() && !self.limits.fuel {
             metered = self.metered()?;
@@ -210,6 +229,6 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::UnsatisfiedImport(format!("{e:#}")))?;
-        SandboxedPlugin::new(spec, pre, self.grants.clone(), self.slots.clone())
+        SandboxedPlugin::new(spec, pre, self.net.clone(), self.slots.clone())
     }
 }

@@ -106,16 +106,32 @@ impl AddressGrants {
     }
 }
 
+/// Why a destination was refused: an internal address the operator did not list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{addr} is a {reason} address; a plugin reaches it only when the operator lists it with \
+     --allow-address"
+)]
+pub struct AddressRefused {
+    /// The refused address.
+    pub addr: SocketAddr,
+    /// What kind of internal address it is.
+    pub reason: &'static str,
+}
+
 /// Why an address is internal, for error messages; `None` for a public address.
+///
+/// Anything that is, embeds, translates to or routes to a non-public address counts: the
+/// IANA special-purpose registries of both families, the IPv6 spellings of IPv4 addresses,
+/// and every IPv6 address outside global unicast (`2000::/3`).
 pub fn internal_reason(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => v4_reason(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return v4_reason(v4);
-            }
-            v6_reason(v6)
-        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            // `::ffff:a.b.c.d` is the IPv4 address itself on a dual-stack socket.
+            Some(v4) => v4_reason(v4),
+            None => v6_reason(v6),
+        },
     }
 }
 
@@ -138,6 +154,10 @@ fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
         Some("IETF protocol assignments")
     } else if o[0] == 198 && (o[1] == 18 || o[1] == 19) {
         Some("benchmarking")
+    } else if matches!(o[..3], [192, 0, 2] | [198, 51, 100] | [203, 0, 113]) {
+        Some("documentation")
+    } else if o[..3] == [192, 88, 99] {
+        Some("6to4 relay anycast (deprecated)")
     } else {
         None
     }
@@ -149,31 +169,55 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
         Some("loopback")
     } else if ip.is_unspecified() {
         Some("unspecified")
+    } else if s[..6] == [0; 6] {
+        // `::a.b.c.d`, deprecated; some stacks still route it to the IPv4 address.
+        Some("IPv4-compatible (::/96)")
+    } else if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        Some("IPv4-translated (SIIT, ::ffff:0:0/96)")
+    } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+    {
+        // A NAT64 gateway turns it into any IPv4 address, internal ones included.
+        Some("NAT64 (64:ff9b::/96, 64:ff9b:1::/48)")
+    } else if s[..4] == [0x100, 0, 0, 0] {
+        Some("discard-only (100::/64)")
+    } else if s[0] == 0xfd00 && s[1] == 0x0ec2 {
+        Some("metadata")
     } else if (s[0] & 0xfe00) == 0xfc00 {
         Some("unique local (private)")
     } else if (s[0] & 0xffc0) == 0xfe80 {
         Some("link-local")
+    } else if (s[0] & 0xffc0) == 0xfec0 {
+        Some("site-local (deprecated)")
     } else if ip.is_multicast() {
         Some("multicast")
-    } else if s[0] == 0xfd00 && s[1] == 0x0ec2 {
-        Some("metadata")
-    } else if s[0] == 0x64 && s[1] == 0xff9b {
-        // NAT64 can wrap any IPv4 address, internal ones included.
-        Some("NAT64")
+    } else if s[0] == 0x2002 {
+        // 6to4 embeds an IPv4 address and goes through relays the host does not choose;
+        // it is refused whatever it embeds (a public service has a native address).
+        Some("6to4 (2002::/16)")
+    } else if s[0] == 0x2001 && s[1] == 0 {
+        // Teredo embeds a server and an (inverted) client IPv4 address.
+        Some("Teredo (2001::/32)")
+    } else if (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] == 0x3fff && s[1] < 0x1000) {
+        Some("documentation (2001:db8::/32, 3fff::/20)")
+    } else if s[0] == 0x2001 && s[1] < 0x0200 {
+        // Benchmarking, ORCHID and other protocol assignments.
+        Some("IETF protocol assignments (2001::/23)")
+    } else if (s[0] & 0xe000) != 0x2000 {
+        // Every unicast address in use is in 2000::/3; the rest (SRv6 5f00::/16 among
+        // them) is reserved or special.
+        Some("reserved (outside 2000::/3)")
     } else {
         None
     }
 }
 
 /// The verdict on one resolved address: allowed, or refused with the reason.
-pub fn check_address(addr: SocketAddr, grants: &AddressGrants) -> Result<(), String> {
+pub fn check_address(addr: SocketAddr, grants: &AddressGrants) -> Result<(), AddressRefused> {
     if grants.allows(addr) {
         return Ok(());
     }
     match internal_reason(addr.ip()) {
-        Some(reason) => Err(format!(
-            "{addr} is a {reason} address; only an address the operator lists is reachable"
-        )),
+        Some(reason) => Err(AddressRefused { addr, reason }),
         None => Ok(()),
     }
 }
@@ -238,5 +282,98 @@ mod tests {
         let grants = AddressGrants::parse(&["127.0.0.1:9000"]).unwrap();
         assert!(check_address("127.0.0.1:9000".parse().unwrap(), &grants).is_ok());
         assert!(check_address("127.0.0.1:9001".parse().unwrap(), &grants).is_err());
+    }
+
+    /// Every IPv6 form that is, embeds or leads to an internal address, with the reason.
+    #[test]
+    fn ipv6_forms_of_internal_addresses_are_refused() {
+        let none = AddressGrants::default();
+        for (ip, reason) in [
+            ("::1", "loopback"),
+            ("::", "unspecified"),
+            ("::127.0.0.1", "IPv4-compatible"),
+            ("::169.254.169.254", "IPv4-compatible"),
+            ("::8.8.8.8", "IPv4-compatible"),
+            ("::ffff:127.0.0.1", "loopback"),
+            ("::ffff:169.254.169.254", "metadata"),
+            ("::ffff:10.0.0.1", "private"),
+            ("::ffff:0:127.0.0.1", "SIIT"),
+            ("::ffff:0:8.8.8.8", "SIIT"),
+            ("64:ff9b::7f00:1", "NAT64"),
+            ("64:ff9b::a9fe:a9fe", "NAT64"),
+            ("64:ff9b:1::7f00:1", "NAT64"),
+            ("100::1", "discard-only"),
+            ("100::ffff:ffff:ffff:ffff", "discard-only"),
+            ("fd00:ec2::254", "metadata"),
+            ("fd12:3456::1", "unique local"),
+            ("fc00::1", "unique local"),
+            ("fe80::1", "link-local"),
+            ("febf::1", "link-local"),
+            ("fec0::1", "site-local"),
+            ("feff::1", "site-local"),
+            ("ff02::1", "multicast"),
+            ("2002:7f00:1::1", "6to4"),
+            ("2002:a9fe:a9fe::1", "6to4"),
+            ("2002:808:808::1", "6to4"),
+            ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo"),
+            ("2001::1", "Teredo"),
+            ("2001:db8::1", "documentation"),
+            ("2001:db8:ffff::1", "documentation"),
+            ("3fff::1", "documentation"),
+            ("3fff:fff::1", "documentation"),
+            ("2001:2::1", "IETF protocol assignments"),
+            ("2001:20::1", "IETF protocol assignments"),
+            ("5f00::1", "reserved"),
+            ("4000::1", "reserved"),
+            ("1::1", "reserved"),
+            ("e000::1", "reserved"),
+        ] {
+            let addr = SocketAddr::new(ip.parse().unwrap(), 80);
+            let refused = check_address(addr, &none).expect_err(ip);
+            assert!(
+                refused.reason.contains(reason),
+                "{ip}: `{}` should say {reason}",
+                refused.reason
+            );
+        }
+    }
+
+    #[test]
+    fn public_addresses_of_both_families_pass() {
+        let none = AddressGrants::default();
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "1.1.1.1",
+            "192.0.3.1",
+            "2606:4700:4700::1111",
+            "2a00:1450:4001:81b::200e",
+            "2001:200::1",
+            "::ffff:8.8.8.8",
+            "3ffe::1",
+        ] {
+            let addr = SocketAddr::new(ip.parse().unwrap(), 443);
+            assert_eq!(check_address(addr, &none), Ok(()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn documentation_and_relay_ipv4_ranges_are_refused() {
+        let none = AddressGrants::default();
+        for ip in ["192.0.2.1", "198.51.100.7", "203.0.113.9", "192.88.99.1"] {
+            let addr = SocketAddr::new(ip.parse().unwrap(), 80);
+            assert!(check_address(addr, &none).is_err(), "{ip}");
+        }
+    }
+
+    #[test]
+    fn an_operator_grant_opens_one_ipv6_form_only() {
+        let grants = AddressGrants::parse(&["[fd00::5]:9000"]).unwrap();
+        assert_eq!(
+            check_address("[fd00::5]:9000".parse().unwrap(), &grants),
+            Ok(())
+        );
+        assert!(check_address("[fd00::5]:9001".parse().unwrap(), &grants).is_err());
+        assert!(check_address("[fd00::6]:9000".parse().unwrap(), &grants).is_err());
     }
 }

@@ -23,8 +23,8 @@ use super::engine::EPOCH_TICK;
 use super::error::{CallError, CallFailure, LoadError};
 use super::events::{ConnectorEvent, ConnectorPage, accept_page, accept_webhook};
 use super::log_import::LogLimitExceeded;
-use super::net_policy::AddressGrants;
-use super::outbound::{OutboundHooks, OutboundPolicy};
+use super::net_policy::check_address;
+use super::outbound::{OutboundHooks, OutboundNet, OutboundPolicy};
 use super::output::{
     LiftedConnectorError, LiftedDecisions, LiftedDelivery, LiftedEvents, LiftedPollPage,
     LiftedSendError, Message as LiftedMessage, Metered, OutputLimitExceeded,
@@ -83,7 +83,7 @@ impl SandboxedPlugin {
     pub(super) fn new(
         spec: SandboxSpec,
         pre: InstancePre<PluginState>,
-        grants: Arc<AddressGrants>,
+        net: Arc<OutboundNet>,
         slots: Arc<Semaphore>,
     ) -> Result<Self, LoadError> {
         let connector = connector_api::GuestIndices::new(&pre);
@@ -130,7 +130,7 @@ impl SandboxedPlugin {
         let policy = Arc::new(OutboundPolicy {
             plugin: spec.plugin.clone(),
             allow: spec.http_allow.clone(),
-            grants,
+            net,
             timeout: spec.timeout,
             max_response_bytes: spec.http_response_bytes,
             requests: AtomicU64::new(0),
@@ -197,12 +197,15 @@ impl SandboxedPlugin {
             wasi.env(k, v);
         }
         if !self.tcp_allow.is_empty() && env.effects.is_live() {
-            let allow = self.tcp_allow.clone();
+            let (allow, net) = (self.tcp_allow.clone(), self.policy.net.clone());
             wasi.allow_tcp(true).socket_addr_check(move |addr, use_| {
                 let ok = match use_ {
                     // A connect is first checked as an implicit bind to the wildcard address.
                     SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
-                    SocketAddrUse::TcpConnect => allow.contains(&addr),
+                    // The grant was checked at upload; checked again in case it was not.
+                    SocketAddrUse::TcpConnect => {
+                        allow.contains(&addr) && check_address(addr, &net.grants).is_ok()
+                    }
                     _ => false,
                 };
                 Box::pin(async move { ok })

@@ -110,14 +110,20 @@ impl KvLedger {
                 quota.plugin_keys
             )));
         }
-        let plugin_after = usage.bytes.saturating_sub(old.unwrap_or(0)).saturating_add(new);
+        let plugin_after = usage
+            .bytes
+            .saturating_sub(old.unwrap_or(0))
+            .saturating_add(new);
         if grows && plugin_after > quota.plugin_bytes {
             return Err(KvError::Quota(format!(
                 "a namespace holds at most {} bytes",
                 quota.plugin_bytes
             )));
         }
-        let total_after = ledger.total.saturating_sub(old.unwrap_or(0)).saturating_add(new);
+        let total_after = ledger
+            .total
+            .saturating_sub(old.unwrap_or(0))
+            .saturating_add(new);
         if grows && total_after > quota.total_bytes {
             return Err(KvError::Quota(format!(
                 "the kv store (all plugins) holds at most {} bytes",

@@ -18,3 +18,4 @@ mod budget_logs;
 mod budget_output;
 mod budget_probe;
 mod budget_resources;
+mod net_policy;
