@@ -6,7 +6,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{AuditEntry, FailureRecord, PluginStore, SlotRecord, StoreError, VersionRecord};
+use super::bounded::{BoundedTree, Budget, owner_prefix};
+use super::{
+    AuditEntry, FailureLimits, FailureRecord, PluginStore, SlotRecord, StoreError, VersionRecord,
+};
 use crate::runtime::KvNamespace;
 
 fn backend(e: sled::Error) -> StoreError {
@@ -22,7 +25,7 @@ pub struct SledStore {
     slots: sled::Tree,
     keys: sled::Tree,
     audit: sled::Tree,
-    failures: sled::Tree,
+    failures: Arc<BoundedTree>,
 }
 
 impl SledStore {
@@ -35,7 +38,9 @@ impl SledStore {
             slots: db.open_tree("plugins").map_err(backend)?,
             keys: db.open_tree("keys").map_err(backend)?,
             audit: db.open_tree("audit").map_err(backend)?,
-            failures: db.open_tree("plugin_failures").map_err(backend)?,
+            failures: Arc::new(BoundedTree::open(
+                db.open_tree("plugin_failures").map_err(backend)?,
+            )?),
             db,
         })
     }
@@ -176,35 +181,29 @@ impl PluginStore for SledStore {
         &self,
         plugin: &str,
         record: &FailureRecord,
-        keep: usize,
+        limits: &FailureLimits,
     ) -> Result<u64, StoreError> {
         let id = self.db.generate_id().map_err(backend)? + 1;
-        let prefix = [plugin.as_bytes(), b"\0"].concat();
-        let key = [prefix.as_slice(), &id.to_be_bytes()].concat();
+        let key = [owner_prefix(plugin).as_slice(), &id.to_be_bytes()].concat();
         let record = FailureRecord {
             id,
             ..record.clone()
         };
         let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let budget = Budget {
+            per_owner_count: limits.per_plugin,
+            per_owner_bytes: limits.per_plugin_bytes,
+            total_bytes: limits.total_bytes,
+        };
         // Failures are diagnostics: no flush per failure (a crash may lose the newest few).
-        self.failures.insert(key, bytes).map_err(backend)?;
-        let stale: Vec<_> = self
-            .failures
-            .scan_prefix(&prefix)
-            .rev()
-            .skip(keep)
-            .filter_map(|item| item.ok().map(|(k, _)| k))
-            .collect();
-        for k in stale {
-            self.failures.remove(k).map_err(backend)?;
-        }
+        self.failures.insert(plugin, &key, &bytes, &budget)?;
         Ok(id)
     }
 
     fn failures(&self, plugin: &str) -> Result<Vec<FailureRecord>, StoreError> {
-        let prefix = [plugin.as_bytes(), b"\0"].concat();
         self.failures
-            .scan_prefix(prefix)
+            .tree()
+            .scan_prefix(owner_prefix(plugin))
             .rev()
             .map(|item| {
                 let (k, v) = item.map_err(backend)?;
@@ -330,9 +329,14 @@ mod tests {
             message: "boom".into(),
             micros: 1,
             input: crate::plugins::CallInput::Poll { cursor: None },
+            input_truncated: false,
+        };
+        let limits = FailureLimits {
+            per_plugin: 3,
+            ..FailureLimits::default()
         };
         for n in 0..5 {
-            store.put_failure("p", &failure(n), 3).unwrap();
+            store.put_failure("p", &failure(n), &limits).unwrap();
         }
         let kept = store.failures("p").unwrap();
         assert_eq!(kept.iter().map(|f| f.at_ms).collect::<Vec<_>>(), [4, 3, 2]);
