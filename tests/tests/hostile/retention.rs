@@ -196,7 +196,7 @@ async fn unauthenticated_floods_neither_fill_the_disk_nor_evict_real_failures() 
 }
 
 /// Replaying 100 retained 2 MB requests pages through them: the host's resident memory rises
-/// by less than 100 MB while it runs. Before: +560 MB (every request loaded at once).
+/// by less than 100 MB while it runs. Before: +274 MB (every request loaded at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_streams_retained_requests() {
     let _turn = crate::serial();
