@@ -210,28 +210,31 @@ impl PluginRegistry {
         micros: u64,
         input: CallInput,
     ) {
-        let (code, message) = match outcome {
-            Err(e) => (e.cause.code().to_string(), e.to_string()),
+        // A refused signature is the caller's doing, not the plugin's: it is kept in a small
+        // class of its own, so that anyone without the secret can neither fill the store nor
+        // evict real failures.
+        let (code, message, refused) = match outcome {
+            Err(e) => (e.cause.code().to_string(), e.to_string(), false),
             Ok(Err(e)) => {
                 // `code: message` from the `{code, message}` the API shows errors as.
                 let error = readable_error(serde_json::json!(e));
-                // A refused signature is the caller's failure, not the plugin's: keeping it
-                // would let anyone without the secret fill the store and evict real failures.
-                if error["code"] == "unauthorized" {
-                    return;
-                }
+                let refused = error["code"] == "unauthorized";
                 let message = match (error["code"].as_str(), error["message"].as_str()) {
                     (Some(code), Some(message)) => format!("{code}: {message}"),
                     _ => error.to_string(),
                 };
-                ("error".to_string(), message)
+                ("error".to_string(), message, refused)
             }
             Ok(Ok(_)) => return,
         };
         let spec = plugin.spec();
         let limits = self.config.failures;
-        let (input, input_truncated) =
-            bounded_input(self.redacted(slot, plugin, input), limits.max_input_bytes);
+        let max_input = if refused {
+            limits.refused_max_input_bytes
+        } else {
+            limits.max_input_bytes
+        };
+        let (input, input_truncated) = bounded_input(self.redacted(slot, plugin, input), max_input);
         let record = FailureRecord {
             id: 0,
             at_ms: now_ms(),
@@ -244,7 +247,12 @@ impl PluginRegistry {
             input,
             input_truncated,
         };
-        if let Err(e) = self.store.put_failure(&slot.id, &record, &limits) {
+        let kept = if refused {
+            self.store.put_refusal(&slot.id, &record, &limits)
+        } else {
+            self.store.put_failure(&slot.id, &record, &limits)
+        };
+        if let Err(e) = kept {
             tracing::error!(plugin = %slot.id, "failure not kept: {e}");
         }
     }

@@ -156,6 +156,15 @@ pub struct FailureLimits {
     pub total_bytes: u64,
     /// The largest input a failure keeps whole; a larger one is cut to this size.
     pub max_input_bytes: usize,
+    /// Calls refused as unauthorized (a bad webhook signature) are kept apart, in a class
+    /// of their own that can never evict the real failures: this many per plugin,
+    pub refused_per_plugin: usize,
+    /// this many bytes per plugin,
+    pub refused_per_plugin_bytes: u64,
+    /// this many bytes across every plugin,
+    pub refused_total_bytes: u64,
+    /// with inputs cut to this size.
+    pub refused_max_input_bytes: usize,
 }
 
 impl Default for FailureLimits {
@@ -165,6 +174,10 @@ impl Default for FailureLimits {
             per_plugin_bytes: 4 << 20,
             total_bytes: 64 << 20,
             max_input_bytes: 256 << 10,
+            refused_per_plugin: 10,
+            refused_per_plugin_bytes: 1 << 20,
+            refused_total_bytes: 8 << 20,
+            refused_max_input_bytes: 64 << 10,
         }
     }
 }
@@ -203,6 +216,14 @@ pub trait PluginStore: Send + Sync {
         record: &FailureRecord,
         limits: &FailureLimits,
     ) -> Result<u64, StoreError>;
-    /// A plugin's kept failures, newest first.
+    /// Keeps a call refused as unauthorized in its own class (see
+    /// [`FailureLimits::refused_per_plugin`]), which never evicts real failures; returns its id.
+    fn put_refusal(
+        &self,
+        plugin: &str,
+        record: &FailureRecord,
+        limits: &FailureLimits,
+    ) -> Result<u64, StoreError>;
+    /// A plugin's kept failures and refusals, newest first.
     fn failures(&self, plugin: &str) -> Result<Vec<FailureRecord>, StoreError>;
 }
