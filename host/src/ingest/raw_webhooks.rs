@@ -360,8 +360,9 @@ mod tests {
 
     #[test]
     fn retention_is_bounded_in_bytes_per_connector_and_in_total() {
+        // One stored request (its time at most 20 digits, its key 18 bytes), with some slack.
         let one = serde_json::to_vec(&RawWebhook {
-            received_ms: 0,
+            received_ms: u64::MAX,
             method: "POST".into(),
             query: String::new(),
             headers: vec![],
@@ -369,7 +370,7 @@ mod tests {
         })
         .unwrap()
         .len() as u64
-            + 20;
+            + 40;
         let retention = Retention {
             max_bytes_per_connector: 3 * one,
             max_total_bytes: 5 * one,
