@@ -83,6 +83,25 @@ struct ServeArgs {
     /// Most bytes all plugins' kv namespaces may hold together.
     #[arg(long, default_value_t = KvQuota::default().total_bytes)]
     kv_total_bytes: u64,
+    /// Megabytes of raw webhook requests kept for replay per connector (oldest dropped first).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    webhook_retention_connector_mb: u64,
+    /// Megabytes of raw webhook requests kept for replay across all connectors.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    webhook_retention_total_mb: u64,
+    /// Megabytes of kept failures (with their inputs) per plugin.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    failures_plugin_mb: u64,
+    /// Megabytes of kept failures across all plugins.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    failures_total_mb: u64,
+    /// Seconds a connection has to send a whole request head (also the keep-alive idle time).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen backlog. Keep it well under the
+    /// process's open-file limit (ulimit -n).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    max_connections: u64,
 }
 
 #[tokio::main]
@@ -119,6 +138,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     config.registry.breaker.failure_threshold = args.breaker_threshold;
     config.registry.breaker.cool_down = std::time::Duration::from_secs(args.breaker_cool_down_secs);
+    const MB: u64 = 1 << 20;
+    config.webhook_retention.max_bytes_per_connector = args.webhook_retention_connector_mb * MB;
+    config.webhook_retention.max_total_bytes = args.webhook_retention_total_mb * MB;
+    config.registry.failures.per_plugin_bytes = args.failures_plugin_mb * MB;
+    config.registry.failures.total_bytes = args.failures_total_mb * MB;
+    config.http.header_read_timeout = std::time::Duration::from_secs(args.header_read_timeout_secs);
+    config.http.max_connections = usize::try_from(args.max_connections)
+        .context("--max-connections does not fit this platform")?;
     let server = Server::start(config).await.context("starting the host")?;
     if let Some(key) = &server.generated_admin_key {
         println!(

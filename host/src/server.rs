@@ -38,10 +38,35 @@ pub struct ServerConfig {
     pub outbound_root_certs: Vec<PathBuf>,
     /// How long a message id is remembered for deduplication.
     pub dedupe_window: Duration,
-    /// How many raw webhook requests are kept for replay, and how long.
+    /// How many raw webhook requests are kept for replay, how many bytes of them, how long.
     pub webhook_retention: Retention,
     /// What plugins' kv namespaces may hold, each and together.
     pub kv_quota: KvQuota,
+    /// Limits on HTTP connections: timeouts and a cap.
+    pub http: HttpLimits,
+}
+
+/// Limits on the HTTP listener, so slow or abandoned connections cannot starve it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A connection must deliver a whole request head within this long of the server
+    /// starting to wait for it (on a new connection, and between requests on a kept-alive
+    /// one, so it is also the idle timeout); otherwise it is closed.
+    pub header_read_timeout: Duration,
+    /// Whether a connection may carry more than one request.
+    pub keep_alive: bool,
+    /// Connections served at once; further ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive: true,
+            max_connections: 4096,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -58,6 +83,7 @@ impl ServerConfig {
             dedupe_window: Duration::from_secs(24 * 3600),
             webhook_retention: Retention::default(),
             kv_quota: KvQuota::default(),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -95,6 +121,7 @@ pub enum ServerError {
 pub struct Server {
     state: AppState,
     store: SledStore,
+    http: HttpLimits,
     /// Set when this start generated the admin key: print it once.
     pub generated_admin_key: Option<String>,
 }
@@ -139,6 +166,16 @@ impl Server {
             }
         };
 
+        if config.http.max_connections == 0 || config.http.max_connections > MAX_CONNECTIONS {
+            return Err(ServerError::Config(format!(
+                "max connections must be 1 to {MAX_CONNECTIONS}"
+            )));
+        }
+        if config.http.header_read_timeout.is_zero() {
+            return Err(ServerError::Config(
+                "the header read timeout must be above zero".into(),
+            ));
+        }
         if let (true, Some(dir)) = (first_start, &config.bundled_plugins) {
             load_bundled(&registry, dir).await?;
         }
@@ -159,6 +196,7 @@ impl Server {
         Ok(Self {
             state,
             store,
+            http: config.http,
             generated_admin_key,
         })
     }
@@ -197,15 +235,97 @@ impl Server {
             stopped.clone(),
         ));
         let poller = tokio::spawn(self.state.poller.clone().run(stopped));
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        serve(listener, self.router(), self.http, shutdown).await;
         let _ = stop.send(true);
         let _ = poller.await;
         let _ = applier.await;
         self.store.flush()?;
         Ok(())
     }
+}
+
+/// The most connections [`HttpLimits::max_connections`] may allow (a semaphore's limit).
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
+/// Accepts connections while fewer than `limits.max_connections` are open and serves each
+/// with HTTP/1.1 and a header-read timeout. When `shutdown` resolves: stops accepting, lets
+/// every connection finish its request in flight (idle ones close at once), and returns once
+/// all are closed.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tokio::sync::Semaphore;
+    use tower::ServiceExt;
+
+    let permits = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let slots = Arc::new(Semaphore::new(permits as usize));
+    let (closing, _) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(limits.keep_alive);
+    loop {
+        // A slot first: past the cap, new connections wait in the listen backlog.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                ) {
+                    // Typically out of file descriptors: wait for some to close.
+                    tracing::error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone().map_request(
+            |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+        ));
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let mut closing = closing.subscribe();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                }
+                _ = async { closing.wait_for(|c| *c).await.map(drop) } => {
+                    connection.as_mut().graceful_shutdown();
+                    if let Err(e) = connection.await {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+    let _ = closing.send(true);
+    // Every connection holds a slot until it ends: all of them back means all are closed.
+    let _ = slots.acquire_many(permits).await;
 }
 
 /// Uploads and activates every `NAME.wasm` + `NAME.toml` pair in `dir`. A plugin whose

@@ -157,6 +157,7 @@ impl ApiError {
                 P::BadCanaryPlan(_) => (StatusCode::BAD_REQUEST, "bad_request"),
                 P::NoRollout(_) => (StatusCode::CONFLICT, "no_rollout"),
                 P::UnknownFailure { .. } => (StatusCode::NOT_FOUND, "unknown_failure"),
+                P::TruncatedFailure { .. } => (StatusCode::CONFLICT, "truncated_failure"),
             },
         }
     }

@@ -14,12 +14,16 @@ use serde::Deserialize;
 use super::body::{JsonBody, RawBody};
 use super::{ApiError, AppState};
 use crate::ingest::event::parse_time;
-use crate::ingest::from_connector;
+use crate::ingest::{PageStart, from_connector};
 use crate::plugins::PluginError;
 use crate::runtime::bindings::types::{ConnectorError, HttpRequest};
 
 /// Largest webhook body, bytes.
 pub const MAX_WEBHOOK_BYTES: usize = 2 << 20;
+/// Retained requests a replay holds at once.
+const REPLAY_PAGE: usize = 16;
+/// Bytes of retained requests (as stored) a replay holds at once, past the first request.
+const REPLAY_PAGE_BYTES: u64 = 8 << 20;
 
 /// The webhook route (authenticated by the connector's signature check, not by a key).
 pub fn router() -> Router<AppState> {
@@ -33,16 +37,21 @@ pub fn admin_router() -> Router<AppState> {
     Router::new().route("/v1/connectors/{id}/replay", post(replay))
 }
 
-/// Whether a request is worth keeping for replay: everything the connector saw except what it
-/// refused as unsigned, and what never reached it because the plugin does not exist.
+/// Whether a request is worth keeping for replay: one the live connector saw and did not
+/// refuse as unsigned, or one a live connector could not take because the operator disabled
+/// it or its breaker is open (replay is how those are recovered). Nothing is kept for an
+/// unknown plugin or a connector that is not live: anyone may post there, nobody checks.
 fn worth_keeping(
     outcome: &Result<Result<Vec<crate::runtime::ConnectorEvent>, ConnectorError>, PluginError>,
 ) -> bool {
-    !matches!(
-        outcome,
-        Ok(Err(ConnectorError::Unauthorized(_)))
-            | Err(PluginError::UnknownPlugin(_) | PluginError::WrongKind { .. })
-    )
+    match outcome {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => !matches!(e, ConnectorError::Unauthorized(_)),
+        Err(PluginError::Call(_) | PluginError::Disabled(_) | PluginError::BreakerOpen { .. }) => {
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 async fn webhook(
@@ -94,8 +103,8 @@ struct ReplayBody {
     limit: Option<usize>,
 }
 
-/// Runs the connector's live version over retained requests, oldest first; events already
-/// stored are deduplicated, so replaying twice stores nothing twice.
+/// Runs the connector's live version over retained requests, oldest first, a page at a time;
+/// events already stored are deduplicated, so replaying twice stores nothing twice.
 async fn replay(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -111,28 +120,41 @@ async fn replay(
         }
         None => 0,
     };
-    let retained = state
-        .raw_webhooks
-        .list(&id, since_ms, body.limit.unwrap_or(10_000))?;
-    let (mut accepted, mut duplicates, mut failures) = (0, 0, Vec::new());
-    for raw in &retained {
-        let outcome = state.registry.handle_webhook(&id, &raw.to_request()).await;
-        match outcome {
-            Ok(Ok(events)) => {
-                let report = state
-                    .ingest
-                    .ingest(from_connector(&id, events, raw.received_at()))
-                    .await?;
-                accepted += report.accepted;
-                duplicates += report.duplicates;
+    let limit = body.limit.unwrap_or(10_000);
+    let (mut replayed, mut accepted, mut duplicates, mut failures) = (0, 0, 0, Vec::new());
+    let mut start = PageStart::Since(since_ms);
+    // A page at a time: at most 16 requests or 8 MiB of them in memory.
+    while replayed < limit {
+        let page = state.raw_webhooks.page(
+            &id,
+            &start,
+            (limit - replayed).min(REPLAY_PAGE),
+            REPLAY_PAGE_BYTES,
+        )?;
+        for raw in &page.requests {
+            replayed += 1;
+            let outcome = state.registry.handle_webhook(&id, &raw.to_request()).await;
+            match outcome {
+                Ok(Ok(events)) => {
+                    let report = state
+                        .ingest
+                        .ingest(from_connector(&id, events, raw.received_at()))
+                        .await?;
+                    accepted += report.accepted;
+                    duplicates += report.duplicates;
+                }
+                Ok(Err(e)) => failures.push(json!({ "received_ms": raw.received_ms, "error": e })),
+                Err(e) => {
+                    failures.push(json!({ "received_ms": raw.received_ms, "error": e.to_string() }))
+                }
             }
-            Ok(Err(e)) => failures.push(json!({ "received_ms": raw.received_ms, "error": e })),
-            Err(e) => {
-                failures.push(json!({ "received_ms": raw.received_ms, "error": e.to_string() }))
-            }
+        }
+        match page.next {
+            Some(next) => start = next,
+            None => break,
         }
     }
     Ok(Json(json!({
-        "replayed": retained.len(), "accepted": accepted, "duplicates": duplicates, "failures": failures
+        "replayed": replayed, "accepted": accepted, "duplicates": duplicates, "failures": failures
     })))
 }

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 pub use dedupe::DedupeIndex;
 pub use event::{EventType, Identity, StoredEvent};
 pub use poller::{PollError, PollStatus, Poller};
-pub use raw_webhooks::{RawWebhooks, Retention};
+pub use raw_webhooks::{Page, PageStart, RawWebhooks, Retention};
 pub use sources::{Source, Sources};
 
 use crate::runtime::ConnectorEvent;

@@ -1,9 +1,8 @@
-//! Raw webhook retention: every webhook request a connector was handed (bar those it refused
-//! as unsigned) is kept, bounded by age and count, so a fixed connector version can be replayed
-//! over past requests. Deduplication keeps replays idempotent.
+//! Raw webhook retention: every webhook request a live connector was handed (bar those it
+//! refused as unsigned) is kept, bounded by age, count and bytes, so a fixed connector version
+//! can be replayed over past requests, a page at a time. Deduplication keeps replays idempotent.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -13,6 +12,7 @@ use time::OffsetDateTime;
 use super::Identity;
 use crate::runtime::bindings::types::HttpRequest;
 use crate::store::StoreError;
+use crate::store::bounded::{BoundedTree, Budget, Usage, owner_prefix};
 
 /// A retained request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,12 +51,18 @@ impl RawWebhook {
 }
 
 /// Retention limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     /// Requests older than this are dropped.
     pub max_age: Duration,
     /// At most this many requests per connector; the oldest go first.
     pub max_per_connector: usize,
+    /// At most this many bytes per connector (as stored: the body as base64 with the
+    /// headers); the oldest go first.
+    pub max_bytes_per_connector: u64,
+    /// At most this many bytes across every connector; over it, the connector holding the
+    /// most loses its oldest.
+    pub max_total_bytes: u64,
 }
 
 impl Default for Retention {
@@ -64,19 +70,46 @@ impl Default for Retention {
         Self {
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_per_connector: 10_000,
+            max_bytes_per_connector: 64 << 20,
+            max_total_bytes: 256 << 20,
         }
     }
 }
 
-/// The retained requests, in a sled tree keyed by (plugin, arrival time, counter).
+impl Retention {
+    fn budget(&self) -> Budget {
+        Budget {
+            per_owner_count: self.max_per_connector,
+            per_owner_bytes: self.max_bytes_per_connector,
+            total_bytes: self.max_total_bytes,
+        }
+    }
+}
+
+/// One page of retained requests, oldest first.
+pub struct Page {
+    /// The requests.
+    pub requests: Vec<RawWebhook>,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<PageStart>,
+}
+
+/// Where a page starts: a time, or just after a request already read.
+#[derive(Debug, Clone)]
+pub enum PageStart {
+    /// The first request that arrived at or after this time, Unix milliseconds.
+    Since(u64),
+    /// The request after this key.
+    After(Vec<u8>),
+}
+
+/// The retained requests, in a sled tree keyed by (plugin, arrival time, counter), bounded
+/// by age, count and bytes.
 #[derive(Clone)]
 pub struct RawWebhooks {
-    tree: sled::Tree,
+    tree: Arc<BoundedTree>,
     db: sled::Db,
     retention: Retention,
-    /// Retained requests per connector, counted once per process and then kept current, so
-    /// pruning does not scan the tree on every webhook.
-    counts: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -84,28 +117,41 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn prefix(plugin: &str) -> Vec<u8> {
-    [plugin.as_bytes(), b"\0"].concat()
+    owner_prefix(plugin)
 }
 
 impl RawWebhooks {
-    /// Opens the retention tree of `db`.
+    /// Opens the retention tree of `db` (reading it once to count what each connector holds).
     pub fn open(db: &sled::Db, retention: Retention) -> Result<Self, StoreError> {
         Ok(Self {
-            tree: db.open_tree("raw_webhooks").map_err(backend)?,
+            tree: Arc::new(BoundedTree::open(
+                db.open_tree("raw_webhooks").map_err(backend)?,
+            )?),
             db: db.clone(),
             retention,
-            counts: Arc::default(),
         })
     }
 
-    /// Keeps one request and drops what the limits exclude.
+    /// What a connector holds: requests and bytes.
+    pub fn usage(&self, plugin: &str) -> Usage {
+        self.tree.usage(plugin)
+    }
+
+    /// Bytes retained across every connector.
+    pub fn total_bytes(&self) -> u64 {
+        self.tree.total_bytes()
+    }
+
+    /// Keeps one request and drops what the limits exclude, oldest first. A request larger
+    /// than a connector's whole byte budget is not kept.
     pub fn retain(
         &self,
         plugin: &str,
         request: &HttpRequest,
         received_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let received_ms = (received_at.unix_timestamp_nanos() / 1_000_000) as u64;
+        let received_ms =
+            u64::try_from(received_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         let raw = RawWebhook {
             received_ms,
             method: request.method.clone(),
@@ -120,36 +166,34 @@ impl RawWebhooks {
             &id.to_be_bytes(),
         ]
         .concat();
-        self.tree
-            .insert(key, serde_json::to_vec(&raw).map_err(backend)?)
-            .map_err(backend)?;
-        let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64;
+        let value = serde_json::to_vec(&raw).map_err(backend)?;
+        if !self
+            .tree
+            .insert(plugin, &key, &value, &self.retention.budget())?
+        {
+            tracing::warn!(
+                plugin,
+                bytes = value.len(),
+                "raw webhook larger than the connector's retention budget: not retained"
+            );
+        }
+        let now_ms = u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+            .unwrap_or(0);
         self.prune(plugin, now_ms)
     }
 
-    /// Drops the oldest requests while they are too old or too many. Keys sort by arrival
+    /// Drops the connector's requests older than the retention age. Keys sort by arrival
     /// time, so this touches only what it removes (plus one key).
     fn prune(&self, plugin: &str, now_ms: u64) -> Result<(), StoreError> {
-        let cutoff = now_ms.saturating_sub(self.retention.max_age.as_millis() as u64);
+        let max_age = u64::try_from(self.retention.max_age.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = now_ms.saturating_sub(max_age);
         let p = prefix(plugin);
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        // Called right after an insert: count it, or count the tree once (which includes it).
-        match counts.get_mut(plugin) {
-            Some(count) => *count += 1,
-            None => {
-                counts.insert(plugin.to_string(), self.tree.scan_prefix(&p).count());
-            }
-        }
-        let count = counts.get_mut(plugin).expect("counted above");
-        for item in self.tree.scan_prefix(&p) {
-            let (k, _) = item.map_err(backend)?;
-            let at = u64::from_be_bytes(k[p.len()..p.len() + 8].try_into().map_err(backend)?);
-            if *count <= self.retention.max_per_connector && at >= cutoff {
-                break;
-            }
-            self.tree.remove(&k).map_err(backend)?;
-            *count -= 1;
-        }
+        self.tree.evict_oldest_while(plugin, |k| {
+            k.get(p.len()..p.len() + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .is_some_and(|at| at < cutoff)
+        })?;
         Ok(())
     }
 
@@ -166,8 +210,7 @@ impl RawWebhooks {
             return Ok(0);
         }
         let mut removed = 0;
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        for item in self.tree.iter() {
+        for item in self.tree.tree().iter() {
             let (key, value) = item.map_err(backend)?;
             let Ok(raw) = serde_json::from_slice::<RawWebhook>(&value) else {
                 continue;
@@ -180,12 +223,7 @@ impl RawWebhooks {
                 text.push('\n');
                 text.push_str(&v.to_lowercase());
             }
-            if needles.iter().any(|n| mentions(&text, n)) {
-                self.tree.remove(&key).map_err(backend)?;
-                let plugin = key.split(|b| *b == 0).next().unwrap_or_default();
-                if let Some(count) = counts.get_mut(&*String::from_utf8_lossy(plugin)) {
-                    *count = count.saturating_sub(1);
-                }
+            if needles.iter().any(|n| mentions(&text, n)) && self.tree.remove(&key)? {
                 removed += 1;
             }
         }
@@ -199,17 +237,52 @@ impl RawWebhooks {
         since_ms: u64,
         limit: usize,
     ) -> Result<Vec<RawWebhook>, StoreError> {
+        Ok(self
+            .page(plugin, &PageStart::Since(since_ms), limit, u64::MAX)?
+            .requests)
+    }
+
+    /// One page of a connector's retained requests, oldest first, from `start`: at most
+    /// `limit` requests and, past the first, at most `max_bytes` of them as stored, so a
+    /// caller walking through every retained request holds one page at a time.
+    pub fn page(
+        &self,
+        plugin: &str,
+        start: &PageStart,
+        limit: usize,
+        max_bytes: u64,
+    ) -> Result<Page, StoreError> {
+        use std::ops::Bound;
         let p = prefix(plugin);
-        let start = [p.as_slice(), &since_ms.to_be_bytes()].concat();
-        let mut out = Vec::new();
-        for item in self.tree.range(start..) {
+        let from = match start {
+            PageStart::Since(ms) => Bound::Included([p.as_slice(), &ms.to_be_bytes()].concat()),
+            PageStart::After(key) => Bound::Excluded(key.clone()),
+        };
+        let mut requests = Vec::new();
+        let mut bytes = 0u64;
+        let mut last = None;
+        let mut more = false;
+        for item in self
+            .tree
+            .tree()
+            .range::<Vec<u8>, _>((from, Bound::Unbounded))
+        {
             let (k, v) = item.map_err(backend)?;
-            if !k.starts_with(&p) || out.len() >= limit {
+            if !k.starts_with(&p) {
                 break;
             }
-            out.push(serde_json::from_slice(&v).map_err(backend)?);
+            if requests.len() >= limit || (!requests.is_empty() && bytes >= max_bytes) {
+                more = true;
+                break;
+            }
+            bytes = bytes.saturating_add(v.len() as u64);
+            requests.push(serde_json::from_slice(&v).map_err(backend)?);
+            last = Some(k.to_vec());
         }
-        Ok(out)
+        Ok(Page {
+            requests,
+            next: last.filter(|_| more).map(PageStart::After),
+        })
     }
 }
 
@@ -255,6 +328,7 @@ mod tests {
         let retention = Retention {
             max_age: Duration::from_secs(3600),
             max_per_connector: 3,
+            ..Retention::default()
         };
         let (_dir, raw) = store(retention);
         let now = OffsetDateTime::now_utc();
@@ -282,6 +356,72 @@ mod tests {
             1,
             "limits are per connector"
         );
+    }
+
+    #[test]
+    fn retention_is_bounded_in_bytes_per_connector_and_in_total() {
+        // One stored request (its time at most 20 digits, its key 18 bytes), with some slack.
+        let one = serde_json::to_vec(&RawWebhook {
+            received_ms: u64::MAX,
+            method: "POST".into(),
+            query: String::new(),
+            headers: vec![],
+            body: base64::engine::general_purpose::STANDARD.encode([b'x'; 3000]),
+        })
+        .unwrap()
+        .len() as u64
+            + 40;
+        let retention = Retention {
+            max_bytes_per_connector: 3 * one,
+            max_total_bytes: 5 * one,
+            ..Retention::default()
+        };
+        let (_dir, raw) = store(retention);
+        let now = OffsetDateTime::now_utc();
+        let body = "x".repeat(3000);
+        for i in 0..6 {
+            raw.retain("a", &request(&body), now + Duration::from_millis(i))
+                .unwrap();
+        }
+        assert_eq!(raw.list("a", 0, 100).unwrap().len(), 3, "per connector");
+        for i in 0..3 {
+            raw.retain("b", &request(&body), now + Duration::from_millis(i))
+                .unwrap();
+        }
+        assert!(raw.total_bytes() <= 5 * one, "in total");
+        assert_eq!(
+            raw.list("a", 0, 100).unwrap().len() + raw.list("b", 0, 100).unwrap().len(),
+            5
+        );
+        assert!(raw.usage("b").count >= 2, "the largest connector paid");
+    }
+
+    #[test]
+    fn pages_walk_every_request_once_in_order() {
+        let (_dir, raw) = store(Retention::default());
+        let now = OffsetDateTime::now_utc();
+        for i in 0..10 {
+            raw.retain(
+                "c",
+                &request(&format!("r{i}")),
+                now + Duration::from_millis(i),
+            )
+            .unwrap();
+        }
+        let (mut start, mut seen) = (PageStart::Since(0), Vec::new());
+        loop {
+            let page = raw.page("c", &start, 3, u64::MAX).unwrap();
+            assert!(page.requests.len() <= 3);
+            seen.extend(page.requests.iter().map(|r| r.to_request().body));
+            match page.next {
+                Some(next) => start = next,
+                None => break,
+            }
+        }
+        let expected: Vec<Vec<u8>> = (0..10).map(|i| format!("r{i}").into_bytes()).collect();
+        assert_eq!(seen, expected);
+        let by_bytes = raw.page("c", &PageStart::Since(0), 100, 1).unwrap();
+        assert_eq!(by_bytes.requests.len(), 1, "the byte bound ends a page");
     }
 
     #[test]

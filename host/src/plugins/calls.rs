@@ -21,8 +21,6 @@ use super::rollout::{Rollout, RolloutMode, ShadowSample};
 use super::slot::{Lease, PluginSlot};
 use super::{Actor, CallInput, PluginError, PluginRegistry, WebhookInput};
 
-/// Failures kept per plugin.
-pub const KEPT_FAILURES: usize = 100;
 /// Headers whose values are credentials, never kept.
 const CREDENTIAL_HEADERS: [&str; 5] = [
     "authorization",
@@ -214,20 +212,31 @@ impl PluginRegistry {
         micros: u64,
         input: CallInput,
     ) {
-        let (code, message) = match outcome {
-            Err(e) => (e.cause.code().to_string(), e.to_string()),
+        // A refused signature is the caller's doing, not the plugin's: it is kept in a small
+        // class of its own, so that anyone without the secret can neither fill the store nor
+        // evict real failures.
+        let (code, message, refused) = match outcome {
+            Err(e) => (e.cause.code().to_string(), e.to_string(), false),
             Ok(Err(e)) => {
                 // `code: message` from the `{code, message}` the API shows errors as.
                 let error = readable_error(serde_json::json!(e));
+                let refused = error["code"] == "unauthorized";
                 let message = match (error["code"].as_str(), error["message"].as_str()) {
                     (Some(code), Some(message)) => format!("{code}: {message}"),
                     _ => error.to_string(),
                 };
-                ("error".to_string(), message)
+                ("error".to_string(), message, refused)
             }
             Ok(Ok(_)) => return,
         };
         let spec = plugin.spec();
+        let limits = self.config.failures;
+        let max_input = if refused {
+            limits.refused_max_input_bytes
+        } else {
+            limits.max_input_bytes
+        };
+        let (input, input_truncated) = bounded_input(self.redacted(slot, plugin, input), max_input);
         let record = FailureRecord {
             id: 0,
             at_ms: now_ms(),
@@ -237,9 +246,15 @@ impl PluginRegistry {
             code,
             message,
             micros,
-            input: self.redacted(slot, plugin, input),
+            input,
+            input_truncated,
         };
-        if let Err(e) = self.store.put_failure(&slot.id, &record, KEPT_FAILURES) {
+        let kept = if refused {
+            self.store.put_refusal(&slot.id, &record, &limits)
+        } else {
+            self.store.put_failure(&slot.id, &record, &limits)
+        };
+        if let Err(e) = kept {
             tracing::error!(plugin = %slot.id, "failure not kept: {e}");
         }
     }
@@ -284,6 +299,12 @@ impl PluginRegistry {
         sha: Option<&str>,
     ) -> Result<CallReport, PluginError> {
         let record = self.failure(id, failure)?;
+        if record.input_truncated {
+            return Err(PluginError::TruncatedFailure {
+                plugin: id.into(),
+                id: failure,
+            });
+        }
         let slot = self.slot(id)?;
         let plugin = self.load_version(&slot, sha.unwrap_or(&record.sha256))?;
         Ok(run_input(&plugin, &slot.shadow_env(None), &record.input).await)
@@ -293,6 +314,81 @@ impl PluginRegistry {
     pub fn logs(&self, id: &str, limit: usize) -> Result<Vec<super::LogLine>, PluginError> {
         Ok(self.slot(id)?.logs.tail(limit))
     }
+}
+
+/// `input` cut to about `max` bytes of JSON when it is larger (request body, query and
+/// headers; poll cursor; evaluate batch; message body and metadata), and whether it was cut.
+fn bounded_input(input: CallInput, max: usize) -> (CallInput, bool) {
+    let size = |i: &CallInput| serde_json::to_vec(i).map_or(usize::MAX, |v| v.len());
+    if size(&input) <= max {
+        return (input, false);
+    }
+    // Each text gets a share of the budget, the rest goes to names and punctuation.
+    let share = max / 4;
+    let input = match input {
+        CallInput::Webhook { request } => {
+            let mut headers_left = share;
+            let headers = request
+                .headers
+                .into_iter()
+                .take_while(|(k, v)| {
+                    let n = k.len().saturating_add(v.len()).saturating_add(8);
+                    let fits = n <= headers_left;
+                    headers_left = headers_left.saturating_sub(n);
+                    fits
+                })
+                .collect();
+            CallInput::Webhook {
+                request: WebhookInput {
+                    method: cut(request.method, 16),
+                    path: cut(request.path, share / 4),
+                    query: cut(request.query, share / 4),
+                    headers,
+                    body: cut(request.body, share),
+                    body_base64: request.body_base64.map(|b| cut(b, share)),
+                },
+            }
+        }
+        CallInput::Poll { cursor } => CallInput::Poll {
+            cursor: cursor.map(|c| cut(c, share)),
+        },
+        CallInput::Evaluate { params, batch } => {
+            let params = cut(params, share);
+            let mut left = max.saturating_sub(params.len()).saturating_sub(64);
+            let batch = batch
+                .into_iter()
+                .take_while(|r| {
+                    let n = serde_json::to_vec(r).map_or(usize::MAX, |v| v.len());
+                    let fits = n <= left;
+                    left = left.saturating_sub(n);
+                    fits
+                })
+                .collect();
+            CallInput::Evaluate { params, batch }
+        }
+        CallInput::Send { mut message } => {
+            message.body = cut(message.body, share);
+            message.metadata = cut(message.metadata, share / 2);
+            message.subject = message.subject.map(|s| cut(s, share / 8));
+            message.to = cut(message.to, share / 8);
+            message.id = cut(message.id, share / 8);
+            CallInput::Send { message }
+        }
+        CallInput::SelfTest => CallInput::SelfTest,
+    };
+    (input, true)
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let at = (0..=max)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        text.truncate(at);
+    }
+    text
 }
 
 /// Runs the candidate on `input` without effects and records the comparison.
@@ -367,5 +463,31 @@ mod tests {
         assert_eq!(request.headers[0].1, REDACTED);
         assert_eq!(request.headers[1].1, "abc");
         assert_eq!(request.body, r#"{"token":"********","n":1}"#);
+    }
+
+    #[test]
+    fn a_large_input_is_cut_to_the_bound_and_marked() {
+        let small = CallInput::Webhook {
+            request: WebhookInput {
+                body: "x".repeat(100),
+                ..WebhookInput::default()
+            },
+        };
+        let (kept, cut_) = bounded_input(small, 1 << 10);
+        assert!(!cut_, "a small input is kept whole");
+        assert!(matches!(kept, CallInput::Webhook { request } if request.body.len() == 100));
+        let large = CallInput::Webhook {
+            request: WebhookInput {
+                headers: (0..1000)
+                    .map(|i| (format!("h{i}"), "v".repeat(100)))
+                    .collect(),
+                body: "é".repeat(1 << 20),
+                ..WebhookInput::default()
+            },
+        };
+        let (kept, cut_) = bounded_input(large, 64 << 10);
+        assert!(cut_);
+        let size = serde_json::to_vec(&kept).unwrap().len();
+        assert!(size <= 64 << 10, "{size} bytes");
     }
 }

@@ -145,6 +145,16 @@ pub enum PluginError {
         /// The id asked for.
         id: u64,
     },
+    /// The kept failure's input was over the size kept whole, so it cannot be replayed.
+    #[error(
+        "plugin `{plugin}`: kept failure {id} holds only the start of its input (it was too large to keep whole) and cannot be replayed"
+    )]
+    TruncatedFailure {
+        /// Plugin id.
+        plugin: String,
+        /// The failure.
+        id: u64,
+    },
     /// There is no earlier version to roll back to.
     #[error("plugin `{0}` has no earlier version to roll back to")]
     NothingToRollBack(String),

@@ -9,7 +9,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::runtime::{CallStatsSnapshot, LoadError, PluginKind, Runtime, SandboxedPlugin};
-use crate::store::{Activation, AuditEntry, PluginStore, RolloutRecord, SlotRecord, VersionRecord};
+use crate::store::{
+    Activation, AuditEntry, FailureLimits, PluginStore, RolloutRecord, SlotRecord, VersionRecord,
+};
 
 use super::breaker::{BreakerConfig, BreakerView};
 use super::review::{CapabilityReview, review};
@@ -24,6 +26,8 @@ pub struct RegistryConfig {
     pub limits: OperatorLimits,
     /// Circuit breaker settings for every slot.
     pub breaker: BreakerConfig,
+    /// How much failure history is kept.
+    pub failures: FailureLimits,
 }
 
 /// A version as the API shows it.
@@ -126,7 +130,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub struct PluginRegistry {
     runtime: Runtime,
     pub(super) store: Arc<dyn PluginStore>,
-    config: RegistryConfig,
+    pub(super) config: RegistryConfig,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
 }
 

@@ -4,6 +4,7 @@
 //! history, config, enabled flag), admin key hashes, and each plugin's private kv namespace.
 //! The embedded backend is `sled` ([`SledStore`]).
 
+pub mod bounded;
 mod event_log;
 mod kv_quota;
 mod sled_store;
@@ -139,6 +140,48 @@ pub struct FailureRecord {
     pub micros: u64,
     /// The input, secrets redacted.
     pub input: crate::plugins::CallInput,
+    /// True when the input was over [`FailureLimits::max_input_bytes`] and was cut to fit:
+    /// such a failure can be read but not replayed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub input_truncated: bool,
+}
+
+/// How much failure history is kept. The oldest failures go first: a plugin's own when it is
+/// over its share, the plugin holding the most bytes' when all plugins are over the total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureLimits {
+    /// Failures kept per plugin.
+    pub per_plugin: usize,
+    /// Bytes of failures kept per plugin (as stored: input, message, key).
+    pub per_plugin_bytes: u64,
+    /// Bytes of failures kept across every plugin.
+    pub total_bytes: u64,
+    /// The largest input a failure keeps whole; a larger one is cut to this size.
+    pub max_input_bytes: usize,
+    /// Calls refused as unauthorized (a bad webhook signature) are kept apart, in a class
+    /// of their own that can never evict the real failures: this many per plugin,
+    pub refused_per_plugin: usize,
+    /// this many bytes per plugin,
+    pub refused_per_plugin_bytes: u64,
+    /// this many bytes across every plugin,
+    pub refused_total_bytes: u64,
+    /// with inputs cut to this size.
+    pub refused_max_input_bytes: usize,
+}
+
+impl Default for FailureLimits {
+    fn default() -> Self {
+        Self {
+            per_plugin: 100,
+            per_plugin_bytes: 4 << 20,
+            total_bytes: 64 << 20,
+            max_input_bytes: 256 << 10,
+            refused_per_plugin: 10,
+            refused_per_plugin_bytes: 1 << 20,
+            refused_total_bytes: 8 << 20,
+            refused_max_input_bytes: 64 << 10,
+        }
+    }
 }
 
 /// What the plugin registry needs from storage.
@@ -168,13 +211,21 @@ pub trait PluginStore: Send + Sync {
     fn append_audit(&self, entry: &AuditEntry) -> Result<u64, StoreError>;
     /// The newest `limit` audit entries (of one plugin, if given), oldest first.
     fn audit(&self, plugin: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
-    /// Keeps a failed call, dropping the plugin's oldest beyond `keep`; returns its id.
+    /// Keeps a failed call, dropping the oldest beyond `limits`; returns its id.
     fn put_failure(
         &self,
         plugin: &str,
         record: &FailureRecord,
-        keep: usize,
+        limits: &FailureLimits,
     ) -> Result<u64, StoreError>;
-    /// A plugin's kept failures, newest first.
+    /// Keeps a call refused as unauthorized in its own class (see
+    /// [`FailureLimits::refused_per_plugin`]), which never evicts real failures; returns its id.
+    fn put_refusal(
+        &self,
+        plugin: &str,
+        record: &FailureRecord,
+        limits: &FailureLimits,
+    ) -> Result<u64, StoreError>;
+    /// A plugin's kept failures and refusals, newest first.
     fn failures(&self, plugin: &str) -> Result<Vec<FailureRecord>, StoreError>;
 }

@@ -6,7 +6,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::bounded::{BoundedTree, Budget, owner_prefix};
 use super::kv_quota::{KvLedger, KvQuota, SledKv};
+use super::{
+    AuditEntry, FailureLimits, FailureRecord, PluginStore, SlotRecord, StoreError, VersionRecord,
+};
 use super::{AuditEntry, FailureRecord, PluginStore, SlotRecord, StoreError, VersionRecord};
 use crate::runtime::KvNamespace;
 
@@ -28,6 +32,8 @@ pub struct SledStore {
     audit: sled::Tree,
     failures: sled::Tree,
     kv: KvLedger,
+    failures: Arc<BoundedTree>,
+    refusals: Arc<BoundedTree>,
 }
 
 impl SledStore {
@@ -50,7 +56,12 @@ impl SledStore {
             slots: db.open_tree("plugins").map_err(backend)?,
             keys: db.open_tree("keys").map_err(backend)?,
             audit: db.open_tree("audit").map_err(backend)?,
-            failures: db.open_tree("plugin_failures").map_err(backend)?,
+            failures: Arc::new(BoundedTree::open(
+                db.open_tree("plugin_failures").map_err(backend)?,
+            )?),
+            refusals: Arc::new(BoundedTree::open(
+                db.open_tree("plugin_refusals").map_err(backend)?,
+            )?),
             db,
         })
     }
@@ -201,41 +212,63 @@ impl PluginStore for SledStore {
         &self,
         plugin: &str,
         record: &FailureRecord,
-        keep: usize,
+        limits: &FailureLimits,
+    ) -> Result<u64, StoreError> {
+        let budget = Budget {
+            per_owner_count: limits.per_plugin,
+            per_owner_bytes: limits.per_plugin_bytes,
+            total_bytes: limits.total_bytes,
+        };
+        self.put_kept(&self.failures, plugin, record, &budget)
+    }
+
+    fn put_refusal(
+        &self,
+        plugin: &str,
+        record: &FailureRecord,
+        limits: &FailureLimits,
+    ) -> Result<u64, StoreError> {
+        let budget = Budget {
+            per_owner_count: limits.refused_per_plugin,
+            per_owner_bytes: limits.refused_per_plugin_bytes,
+            total_bytes: limits.refused_total_bytes,
+        };
+        self.put_kept(&self.refusals, plugin, record, &budget)
+    }
+
+    fn failures(&self, plugin: &str) -> Result<Vec<FailureRecord>, StoreError> {
+        let mut all = Vec::new();
+        for tree in [&self.failures, &self.refusals] {
+            for item in tree.tree().scan_prefix(owner_prefix(plugin)) {
+                let (k, v) = item.map_err(backend)?;
+                all.push(decode::<FailureRecord>(&k, &v)?);
+            }
+        }
+        // Ids come from one counter: newest first across both classes.
+        all.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(all)
+    }
+}
+
+impl SledStore {
+    /// Stores a failure record under a fresh id in `tree`, within `budget`.
+    fn put_kept(
+        &self,
+        tree: &BoundedTree,
+        plugin: &str,
+        record: &FailureRecord,
+        budget: &Budget,
     ) -> Result<u64, StoreError> {
         let id = self.db.generate_id().map_err(backend)? + 1;
-        let prefix = [plugin.as_bytes(), b"\0"].concat();
-        let key = [prefix.as_slice(), &id.to_be_bytes()].concat();
+        let key = [owner_prefix(plugin).as_slice(), &id.to_be_bytes()].concat();
         let record = FailureRecord {
             id,
             ..record.clone()
         };
         let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Backend(e.to_string()))?;
         // Failures are diagnostics: no flush per failure (a crash may lose the newest few).
-        self.failures.insert(key, bytes).map_err(backend)?;
-        let stale: Vec<_> = self
-            .failures
-            .scan_prefix(&prefix)
-            .rev()
-            .skip(keep)
-            .filter_map(|item| item.ok().map(|(k, _)| k))
-            .collect();
-        for k in stale {
-            self.failures.remove(k).map_err(backend)?;
-        }
+        tree.insert(plugin, &key, &bytes, budget)?;
         Ok(id)
-    }
-
-    fn failures(&self, plugin: &str) -> Result<Vec<FailureRecord>, StoreError> {
-        let prefix = [plugin.as_bytes(), b"\0"].concat();
-        self.failures
-            .scan_prefix(prefix)
-            .rev()
-            .map(|item| {
-                let (k, v) = item.map_err(backend)?;
-                decode(&k, &v)
-            })
-            .collect()
     }
 }
 
@@ -326,12 +359,28 @@ mod tests {
             message: "boom".into(),
             micros: 1,
             input: crate::plugins::CallInput::Poll { cursor: None },
+            input_truncated: false,
+        };
+        let limits = FailureLimits {
+            per_plugin: 3,
+            ..FailureLimits::default()
         };
         for n in 0..5 {
-            store.put_failure("p", &failure(n), 3).unwrap();
+            store.put_failure("p", &failure(n), &limits).unwrap();
         }
         let kept = store.failures("p").unwrap();
         assert_eq!(kept.iter().map(|f| f.at_ms).collect::<Vec<_>>(), [4, 3, 2]);
+        for n in 10..30 {
+            store.put_refusal("p", &failure(n), &limits).unwrap();
+        }
+        let kept = store.failures("p").unwrap();
+        assert_eq!(
+            kept.iter().filter(|f| f.at_ms < 10).count(),
+            3,
+            "refusals never evict real failures"
+        );
+        assert_eq!(kept.len(), 3 + limits.refused_per_plugin);
+        assert_eq!(kept[0].at_ms, 29, "newest first across both classes");
         assert!(store.failures("q").unwrap().is_empty());
     }
 }

@@ -19,3 +19,5 @@ mod budget_output;
 mod budget_probe;
 mod budget_resources;
 mod net_policy;
+mod retention;
+mod slowloris;
