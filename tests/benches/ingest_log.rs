@@ -1,5 +1,7 @@
-//! Ingest log bench: the group-committed event log against sled's flush policy and against
-//! one `fdatasync` per record, with the same payload in the same run.
+//! Ingest log bench: the group-committed event log against the durable-write limit of this
+//! disk at the same concurrency (raw framed appends, one syncer, the same `fdatasync`:
+//! `support/durable_limit.rs`, run right before each log case), against one `fdatasync` per
+//! record, and, for reference only, sled's weaker flush, with the same payload in the same run.
 //!
 //! Run: `cargo bench -p tessera-tests --bench ingest_log` (`-- --quick` for a tenth of the work)
 
@@ -11,6 +13,9 @@ use std::time::{Duration, Instant};
 use tessera_tests::percentile;
 
 use tessera::store::EventLog;
+
+#[path = "support/durable_limit.rs"]
+mod durable_limit;
 
 const WRITERS: usize = 64;
 const BATCH: usize = 1_000;
@@ -103,7 +108,8 @@ async fn log_batches(dir: &Path, records: usize, body: &[u8]) -> Row {
     }
 }
 
-/// (3) sled's own policy: inserts, `flush()` (sync_file_range, not fdatasync) per 1,000.
+/// (3) sled's own policy: inserts, `flush()` per 1,000. Not a limit: sled's flush uses
+/// `sync_file_range`, weaker than the log's `fdatasync`, and runs on one thread.
 fn sled_flush_per_batch(dir: &Path, records: usize, body: &[u8]) -> Row {
     let db = sled::open(dir).unwrap();
     let tree = db.open_tree("events").unwrap();
@@ -116,7 +122,7 @@ fn sled_flush_per_batch(dir: &Path, records: usize, body: &[u8]) -> Row {
         }
     }
     Row {
-        case: "sled insert + flush() per 1,000 (the limit)",
+        case: "sled insert + flush() per 1,000, 1 thread (sync_file_range: weaker than fdatasync, reference only)",
         records,
         elapsed: start.elapsed(),
         latency: None,
@@ -146,6 +152,28 @@ fn fdatasync_per_record(dir: &Path, records: usize, body: &[u8]) -> Row {
         elapsed,
         latency: Some((percentile(&latencies, 0.50), percentile(&latencies, 0.99))),
     }
+}
+
+/// (5) The durable-write limit at the log case's concurrency.
+fn limit(
+    case: &'static str,
+    dir: &Path,
+    body: &[u8],
+    writers: usize,
+    per_append: usize,
+    records: usize,
+) -> (Row, f64) {
+    let limit = durable_limit::measure(dir, body, writers, per_append, records);
+    let records = (records / writers / per_append).max(1) * writers * per_append;
+    (
+        Row {
+            case,
+            records,
+            elapsed: Duration::from_secs_f64(records as f64 / limit.records_per_s),
+            latency: None,
+        },
+        limit.records_per_sync,
+    )
 }
 
 /// Writes back every dirty page first: on ext4 an `fdatasync` also waits for other files'
@@ -178,7 +206,25 @@ fn main() {
     settle();
     let raw = fdatasync_per_record(&sub("raw"), raw_records, &body);
     settle();
+    let (single_limit, single_per_sync) = limit(
+        "durable-write limit, 64 writer threads x 1 record, one syncer, fdatasync",
+        &sub("single-limit"),
+        &body,
+        WRITERS,
+        1,
+        records,
+    );
+    settle();
     let single = runtime.block_on(log_single_records(&sub("single"), records, &body));
+    settle();
+    let (batched_limit, batched_per_sync) = limit(
+        "durable-write limit, 4 writer threads x batches of 1,000, one syncer, fdatasync",
+        &sub("batched-limit"),
+        &body,
+        BATCH_WRITERS,
+        BATCH,
+        records,
+    );
     settle();
     let batched = runtime.block_on(log_batches(&sub("batched"), records, &body));
     settle();
@@ -189,21 +235,34 @@ fn main() {
         body.len(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("| case | records | records/s | p50 | p99 | x fsync per record | x sled flush |");
+    println!(
+        "| case | records | records/s | p50 | p99 | x fsync per record | x limit at the same concurrency |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for row in [&single, &batched, &sled, &raw] {
+    let rows = [
+        (&single, Some(&single_limit)),
+        (&single_limit, Some(&single_limit)),
+        (&batched, Some(&batched_limit)),
+        (&batched_limit, Some(&batched_limit)),
+        (&sled, None),
+        (&raw, None),
+    ];
+    for (row, against) in rows {
         let (p50, p99) = row
             .latency
             .map_or(("-".into(), "-".into()), |(a, b)| (micros(a), micros(b)));
         println!(
-            "| {} | {} | {:.0} | {} | {} | {:.2} | {:.2} |",
+            "| {} | {} | {:.0} | {} | {} | {:.2} | {} |",
             row.case,
             row.records,
             row.rate(),
             p50,
             p99,
             row.rate() / raw.rate(),
-            row.rate() / sled.rate(),
+            against.map_or("-".into(), |l| format!("{:.2}", row.rate() / l.rate())),
         );
     }
+    println!(
+        "\nrecords per fdatasync in the limit runs: {single_per_sync:.1} (64 x 1), {batched_per_sync:.0} (4 x 1,000)"
+    );
 }

@@ -1,7 +1,7 @@
 //! A circuit breaker per plugin slot: N consecutive failed calls open it; after a cool-down
 //! one probe call is let through (half-open) and its outcome closes or re-opens it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -49,18 +49,28 @@ pub enum BreakerView {
     HalfOpen,
 }
 
+/// Where the breaker reads the time: `Instant::now` in production, a hand-moved clock in tests.
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
 /// A circuit breaker.
 pub struct Breaker {
     config: BreakerConfig,
     state: Mutex<State>,
+    now: Clock,
 }
 
 impl Breaker {
-    /// A closed breaker.
+    /// A closed breaker on the system clock.
     pub fn new(config: BreakerConfig) -> Self {
+        Self::with_clock(config, Arc::new(Instant::now))
+    }
+
+    /// A closed breaker that reads the time from `now`.
+    pub fn with_clock(config: BreakerConfig, now: Clock) -> Self {
         Self {
             config,
             state: Mutex::new(State::Closed { failures: 0 }),
+            now,
         }
     }
 
@@ -70,7 +80,7 @@ impl Breaker {
         match *state {
             State::Closed { .. } => Ok(()),
             State::Open { until } => {
-                let now = Instant::now();
+                let now = (self.now)();
                 if now < until {
                     return Err(until - now);
                 }
@@ -96,7 +106,7 @@ impl Breaker {
                 }
             }
             (_, false) => State::Open {
-                until: Instant::now() + self.config.cool_down,
+                until: (self.now)() + self.config.cool_down,
             },
         };
     }
@@ -121,7 +131,10 @@ impl Breaker {
                 consecutive_failures: failures,
             },
             State::Open { until } => BreakerView::Open {
-                retry_in_ms: until.saturating_duration_since(Instant::now()).as_millis() as u64,
+                retry_in_ms: u64::try_from(
+                    until.saturating_duration_since((self.now)()).as_millis(),
+                )
+                .unwrap_or(u64::MAX),
             },
             State::HalfOpen { .. } => BreakerView::HalfOpen,
         }
@@ -132,25 +145,65 @@ impl Breaker {
 mod tests {
     use super::*;
 
+    /// A clock that moves only when the test moves it.
+    struct ManualClock {
+        start: Instant,
+        offset: Mutex<Duration>,
+    }
+
+    impl ManualClock {
+        fn new() -> Arc<Self> {
+            Arc::new(Self {
+                start: Instant::now(),
+                offset: Mutex::new(Duration::ZERO),
+            })
+        }
+
+        fn advance(&self, by: Duration) {
+            *self.offset.lock().expect("clock lock") += by;
+        }
+
+        fn clock(self: &Arc<Self>) -> Clock {
+            let me = Arc::clone(self);
+            Arc::new(move || me.start + *me.offset.lock().expect("clock lock"))
+        }
+    }
+
     #[test]
     fn opens_after_threshold_and_probes_after_cool_down() {
-        let b = Breaker::new(BreakerConfig {
-            failure_threshold: 3,
-            cool_down: Duration::from_millis(20),
-        });
+        let clock = ManualClock::new();
+        let b = Breaker::with_clock(
+            BreakerConfig {
+                failure_threshold: 3,
+                cool_down: Duration::from_millis(20),
+            },
+            clock.clock(),
+        );
         for _ in 0..2 {
             b.admit().unwrap();
             b.record(false);
         }
         b.admit().unwrap();
         b.record(false);
-        assert!(b.admit().is_err(), "open after 3 failures");
-        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            b.admit(),
+            Err(Duration::from_millis(20)),
+            "open after 3 failures"
+        );
+        assert!(matches!(b.view(), BreakerView::Open { retry_in_ms: 20 }));
+        clock.advance(Duration::from_millis(19));
+        assert_eq!(
+            b.admit(),
+            Err(Duration::from_millis(1)),
+            "still open 1 ms before the end"
+        );
+        clock.advance(Duration::from_millis(1));
         b.admit().unwrap();
+        assert!(matches!(b.view(), BreakerView::HalfOpen));
         assert!(b.admit().is_err(), "only one probe while half-open");
         b.record(false);
         assert!(b.admit().is_err(), "a failed probe re-opens");
-        std::thread::sleep(Duration::from_millis(30));
+        clock.advance(Duration::from_millis(20));
         b.admit().unwrap();
         b.record(true);
         b.admit().unwrap();
@@ -160,6 +213,26 @@ mod tests {
                 consecutive_failures: 0
             }
         ));
+    }
+
+    #[test]
+    fn an_abandoned_probe_lets_another_through() {
+        let clock = ManualClock::new();
+        let b = Breaker::with_clock(
+            BreakerConfig {
+                failure_threshold: 1,
+                cool_down: Duration::from_secs(30),
+            },
+            clock.clock(),
+        );
+        b.admit().unwrap();
+        b.record(false);
+        assert!(b.admit().is_err());
+        clock.advance(Duration::from_secs(30));
+        b.admit().unwrap();
+        assert!(b.admit().is_err(), "the probe is in flight");
+        b.abandon();
+        b.admit().unwrap();
     }
 
     #[test]

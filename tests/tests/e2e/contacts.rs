@@ -181,11 +181,36 @@ async fn unmerge_answers_404_409_and_is_in_the_merge_log() {
     assert_eq!(actions, ["merge", "unmerge"], "{log}");
     assert_eq!(log["merges"][1]["survivor"], survivor.as_str());
 
-    // Still apart after a restart (the applier catches up from the same state).
+    // Still apart after a restart (the applier catches up from the same state): an identify
+    // that links the two contacts' identities again, sent after the restart, would merge them
+    // if the kept-apart pair had been lost.
     let dir = host.data_dir.clone();
     let tmp = host.stop().await;
     let host = TestHost::start_in(&dir, |_| {}).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    host.wait_profiles_applied(Duration::from_secs(10)).await;
+    host.segment(
+        "/v1/identify",
+        &key,
+        &json!({ "anonymousId": "anon-1", "userId": "u-1", "messageId": "m-after-restart",
+            "traits": { "email": "ada@example.com" } }),
+    )
+    .await;
+    host.segment(
+        "/v1/track",
+        &key,
+        &json!({ "userId": "u-1", "event": "Marker", "messageId": "m-marker-after-restart" }),
+    )
+    .await;
+    let by_user = host
+        .wait_contact("user_id:u-1", |c| c["counters"]["Marker"] == 1)
+        .await;
+    host.wait_profiles_applied(Duration::from_secs(10)).await;
+    let by_email = host.wait_contact("email:ada@example.com", |_| true).await;
+    assert_eq!(
+        (id(&by_user), id(&by_email)),
+        (survivor.clone(), restored.clone()),
+        "the linking identify after the restart merged the kept-apart pair again"
+    );
     let (_, a) = host.get(&format!("/v1/contacts/{survivor}")).await;
     let (_, b) = host.get(&format!("/v1/contacts/{restored}")).await;
     assert_eq!((id(&a), id(&b)), (survivor, restored));

@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, one module per topic, each starting real hosts.
 
 mod admin_api;
+mod breaker;
 mod clients;
 mod contacts;
 mod hostile_guests;

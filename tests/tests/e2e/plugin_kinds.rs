@@ -158,9 +158,17 @@ async fn webhook_channel_reports_retryable_and_refused_sends() {
     let (_, out) = host2
         .call("webhook-channel", &message(&format!("http://{addr}/hook")))
         .await;
-    assert!(
-        out["err"].is_object(),
+    // The host's address policy denies it (not a connection failure, which would be
+    // retryable): the channel reports the denial as permanent.
+    assert_eq!(
+        out["err"]["code"], "permanent",
         "loopback without a grant is refused: {out}"
+    );
+    assert!(
+        out["err"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("is not allowed by the plugin's http capability")),
+        "the refusal is the host's address denial: {out}"
     );
     assert_eq!(
         seen.lock().unwrap().len(),

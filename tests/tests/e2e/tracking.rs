@@ -181,8 +181,11 @@ async fn signed_webhooks_land_as_events_and_bad_signatures_store_nothing() {
     )
     .await;
     host.activate("generic-webhook", &sha).await;
-    let body = json!({ "type": "track", "event": "Ticket Opened", "userId": "wh-1", "messageId": "wh-m1" }).to_string();
-    let sig = |secret: &str| {
+    let ticket = |message_id: &str| {
+        json!({ "type": "track", "event": "Ticket Opened", "userId": "wh-1", "messageId": message_id })
+            .to_string()
+    };
+    let sig = |secret: &str, body: &str| {
         use hmac::{Hmac, Mac};
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
         mac.update(body.as_bytes());
@@ -190,18 +193,34 @@ async fn signed_webhooks_land_as_events_and_bad_signatures_store_nothing() {
     };
     let client = reqwest::Client::new();
     let url = format!("{}/v1/connectors/generic-webhook/webhook", host.base);
+    // The refused request has its own message id: were it stored, deduplication of the good
+    // delivery below could not hide it, and the log's last sequence would move.
+    let forged = ticket("wh-m-forged");
+    let before = host.wait_profiles_applied(Duration::from_secs(10)).await;
     let r = client
         .post(&url)
-        .header("x-tessera-signature", sig("wrong"))
-        .body(body.clone())
+        .header("x-tessera-signature", sig("wrong", &forged))
+        .body(forged)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let status = r.status();
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (status, b["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_signature")),
+        "{b}"
+    );
+    assert_eq!(
+        host.wait_profiles_applied(Duration::from_secs(10)).await,
+        before,
+        "a refused webhook stored events"
+    );
+    let body = ticket("wh-m1");
     for _ in 0..2 {
         let r = client
             .post(&url)
-            .header("x-tessera-signature", sig("s3"))
+            .header("x-tessera-signature", sig("s3", &body))
             .body(body.clone())
             .send()
             .await
