@@ -11,7 +11,6 @@ use super::kv_quota::{KvLedger, KvQuota, SledKv};
 use super::{
     AuditEntry, FailureLimits, FailureRecord, PluginStore, SlotRecord, StoreError, VersionRecord,
 };
-use super::{AuditEntry, FailureRecord, PluginStore, SlotRecord, StoreError, VersionRecord};
 use crate::runtime::KvNamespace;
 
 /// The prefix of every plugin's kv tree.
@@ -30,7 +29,6 @@ pub struct SledStore {
     slots: sled::Tree,
     keys: sled::Tree,
     audit: sled::Tree,
-    failures: sled::Tree,
     kv: KvLedger,
     failures: Arc<BoundedTree>,
     refusals: Arc<BoundedTree>,
