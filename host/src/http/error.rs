@@ -121,7 +121,7 @@ impl ApiError {
                     ..
                 } => (StatusCode::CONFLICT, "world_mismatch"),
                 P::Load {
-                    source: LoadError::Cache(_),
+                    source: LoadError::Cache(_) | LoadError::Threads(_),
                     ..
                 } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 P::KindConflict { .. } => (StatusCode::CONFLICT, "kind_conflict"),
@@ -132,6 +132,9 @@ impl ApiError {
                 P::NotLive(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_live"),
                 P::Disabled(_) => (StatusCode::SERVICE_UNAVAILABLE, "disabled"),
                 P::BreakerOpen { .. } => (StatusCode::SERVICE_UNAVAILABLE, "breaker_open"),
+                P::Call(call) if call.cause.is_load() => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "concurrency_limit")
+                }
                 P::Call(_) => (StatusCode::BAD_GATEWAY, "plugin_failed"),
                 P::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 P::ApprovalRequired { .. } => (StatusCode::CONFLICT, "approval_required"),
@@ -185,7 +188,13 @@ impl IntoResponse for ApiError {
             error["review"] = json!(review);
         }
         let mut response = (status, Json(json!({ "error": error }))).into_response();
-        if let ApiError::Plugin(PluginError::BreakerOpen { retry_in_ms, .. }) = &self {
+        let retry_in_ms = match &self {
+            ApiError::Plugin(PluginError::BreakerOpen { retry_in_ms, .. }) => Some(*retry_in_ms),
+            // A plugin at its share of the pool: a call usually ends well within a second.
+            ApiError::Plugin(PluginError::Call(call)) if call.cause.is_load() => Some(1_000),
+            _ => None,
+        };
+        if let Some(retry_in_ms) = retry_in_ms {
             let secs = retry_in_ms.div_ceil(1000).max(1);
             response
                 .headers_mut()

@@ -26,6 +26,9 @@ pub enum LoadError {
     /// The on-disk compiled-code cache failed.
     #[error("compiled-code cache: {0}")]
     Cache(String),
+    /// The threads guest calls run on could not be started.
+    #[error("could not start the guest threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// What went wrong inside one call. Only this call fails; the host and other calls go on.
@@ -63,6 +66,14 @@ pub enum CallFailure {
     /// The guest returned something that breaks the contract.
     #[error("returned malformed output: {0}")]
     MalformedOutput(String),
+    /// The plugin already had its share of the instance pool in flight and no call of it
+    /// ended within the short wait. Load, not a fault: the breaker and canary verdicts do not
+    /// count it, and no failure record is kept.
+    #[error("has {limit} calls in flight, its share of the instance pool; retry shortly")]
+    ConcurrencyLimit {
+        /// The plugin's share: calls in flight at once.
+        limit: u32,
+    },
 }
 
 impl CallFailure {
@@ -78,7 +89,14 @@ impl CallFailure {
             CallFailure::Instantiate(_) => "instantiate",
             CallFailure::MalformedOutput(_) => "malformed_output",
             CallFailure::FuelExhausted(_) => "fuel",
+            CallFailure::ConcurrencyLimit { .. } => "concurrency_limit",
         }
+    }
+
+    /// True for a refusal under load (the call never ran), which says nothing about the
+    /// plugin's health.
+    pub fn is_load(&self) -> bool {
+        matches!(self, CallFailure::ConcurrencyLimit { .. })
     }
 }
 

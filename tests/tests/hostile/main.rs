@@ -12,3 +12,6 @@ pub fn serial() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+mod cpu_slot_hogging;
+mod cpu_spinning_guests;
