@@ -2,6 +2,9 @@
 //! fills only its share of the pool, the excess is refused with `503` and `Retry-After`, and
 //! another plugin's call answers at once.
 
+// Each test holds its turn (a std mutex) for its whole length, awaits included, on purpose.
+#![allow(clippy::await_holding_lock)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,9 @@
 //! `/v1/track` and the admin API keep answering while more spinners than cores run, and
 //! while a breaker's half-open probe spins.
 
+// Each test holds its turn (a std mutex) for its whole length, awaits included, on purpose.
+#![allow(clippy::await_holding_lock)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
