@@ -102,6 +102,14 @@ struct ServeArgs {
     /// process's open-file limit (ulimit -n).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     max_connections: u64,
+    /// Plugin instances alive at once (calls in flight). Each plugin gets a quarter of them
+    /// by default; its manifest may ask for up to half (`[limits] max_concurrency`).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_instances: u32,
+    /// Threads that run plugin code, apart from the threads that serve the API (default: one
+    /// per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_024))]
+    guest_threads: Option<u64>,
 }
 
 #[tokio::main]
@@ -136,6 +144,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         plugin_bytes: args.kv_plugin_bytes,
         total_bytes: args.kv_total_bytes,
     };
+    config.engine.max_instances = args.max_instances;
+    if let Some(threads) = args.guest_threads {
+        config.engine.guest_threads = usize::try_from(threads).unwrap_or(1);
+    }
+    config.registry.limits = config.registry.limits.sized_for_pool(args.max_instances);
     config.registry.breaker.failure_threshold = args.breaker_threshold;
     config.registry.breaker.cool_down = std::time::Duration::from_secs(args.breaker_cool_down_secs);
     const MB: u64 = 1 << 20;

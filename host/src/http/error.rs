@@ -139,7 +139,7 @@ impl ApiError {
                     ..
                 } => (StatusCode::BAD_REQUEST, "address_not_allowed"),
                 P::Load {
-                    source: LoadError::Cache(_),
+                    source: LoadError::Cache(_) | LoadError::Threads(_),
                     ..
                 } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 P::KindConflict { .. } => (StatusCode::CONFLICT, "kind_conflict"),
@@ -150,6 +150,9 @@ impl ApiError {
                 P::NotLive(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_live"),
                 P::Disabled(_) => (StatusCode::SERVICE_UNAVAILABLE, "disabled"),
                 P::BreakerOpen { .. } => (StatusCode::SERVICE_UNAVAILABLE, "breaker_open"),
+                P::Call(call) if call.cause.is_load() => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "concurrency_limit")
+                }
                 P::Call(_) => (StatusCode::BAD_GATEWAY, "plugin_failed"),
                 P::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 P::ApprovalRequired { .. } => (StatusCode::CONFLICT, "approval_required"),
@@ -227,9 +230,15 @@ impl ApiError {
         (status, error)
     }
 
-    /// Headers that go with the error: `Retry-After` while a breaker is open.
+    /// Headers that go with the error: `Retry-After` while a breaker is open, or while a
+    /// plugin is at its share of the pool (a call usually ends well within a second).
     fn finish(&self, mut response: Response) -> Response {
-        if let ApiError::Plugin(PluginError::BreakerOpen { retry_in_ms, .. }) = self {
+        let retry_in_ms = match self {
+            ApiError::Plugin(PluginError::BreakerOpen { retry_in_ms, .. }) => Some(*retry_in_ms),
+            ApiError::Plugin(PluginError::Call(call)) if call.cause.is_load() => Some(1_000),
+            _ => None,
+        };
+        if let Some(retry_in_ms) = retry_in_ms {
             let secs = retry_in_ms.div_ceil(1000).max(1);
             response
                 .headers_mut()

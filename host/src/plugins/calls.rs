@@ -153,6 +153,11 @@ impl PluginRegistry {
         let started = Instant::now();
         let outcome = call(&lease.plugin, &lease.env).await;
         let micros = started.elapsed().as_micros() as u64;
+        // A call refused under load never ran: no failure record (a flood of refusals would
+        // evict the real ones) and no count on a canary's arms.
+        if matches!(&outcome, Err(e) if e.cause.is_load()) {
+            return lease.finish(outcome);
+        }
         let failed = !matches!(outcome, Ok(Ok(_)));
         if failed {
             self.keep_failure(&slot, &lease.plugin, &outcome, micros, input());

@@ -23,6 +23,11 @@ pub struct OperatorLimits {
     pub max_http_response_bytes: u64,
     /// Table elements per table.
     pub table_elements: usize,
+    /// Calls of one plugin in flight at once when its manifest asks nothing: its share of
+    /// the instance pool.
+    pub default_concurrency: u32,
+    /// The largest share a manifest may ask for.
+    pub max_concurrency: u32,
 }
 
 impl Default for OperatorLimits {
@@ -35,11 +40,24 @@ impl Default for OperatorLimits {
             default_http_response_bytes: 1 << 20,
             max_http_response_bytes: 16 << 20,
             table_elements: 100_000,
+            default_concurrency: 0,
+            max_concurrency: 0,
         }
+        .sized_for_pool(crate::runtime::EngineLimits::default().max_instances)
     }
 }
 
 impl OperatorLimits {
+    /// These limits with the concurrency shares of a pool of `max_instances`: a quarter of it
+    /// by default, at most half, at least one call.
+    pub fn sized_for_pool(self, max_instances: u32) -> Self {
+        Self {
+            default_concurrency: (max_instances / 4).max(1),
+            max_concurrency: (max_instances / 2).max(1),
+            ..self
+        }
+    }
+
     /// The sandbox a version runs in: its manifest's asks clamped to these maxima.
     pub fn sandbox(&self, manifest: &Manifest, sha256: &str) -> SandboxSpec {
         let l = &manifest.limits;
@@ -72,11 +90,40 @@ impl OperatorLimits {
                 .min(self.max_http_response_bytes),
             tcp_allow: caps.tcp.iter().filter_map(|a| a.parse().ok()).collect(),
             fuel: l.fuel,
+            max_concurrency: l
+                .max_concurrency
+                .unwrap_or(self.default_concurrency)
+                .min(self.max_concurrency)
+                .max(1),
             env: caps
                 .env
                 .iter()
                 .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(limits: &str) -> Manifest {
+        let text = format!(
+            "id = \"p\"\nkind = \"connector\"\nversion = \"1.0.0\"\ncontract = \"0.1\"\n[limits]\n{limits}"
+        );
+        Manifest::parse(&text).expect("manifest")
+    }
+
+    #[test]
+    fn the_concurrency_share_defaults_to_a_quarter_of_the_pool_and_is_clamped_to_half() {
+        let limits = OperatorLimits::default().sized_for_pool(16);
+        let share = |asks: &str| limits.sandbox(&manifest(asks), "00").max_concurrency;
+        assert_eq!(share(""), 4);
+        assert_eq!(share("max_concurrency = 2"), 2);
+        assert_eq!(share("max_concurrency = 1000"), 8);
+        let tiny = OperatorLimits::default().sized_for_pool(1);
+        assert_eq!(tiny.sandbox(&manifest(""), "00").max_concurrency, 1);
+        assert!(Manifest::parse("id = \"p\"\nkind = \"connector\"\nversion = \"1.0.0\"\ncontract = \"0.1\"\n[limits]\nmax_concurrency = 0").is_err());
     }
 }

@@ -70,6 +70,10 @@ pub struct Limits {
     /// plugin: its calls report the instructions they ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    /// Calls in flight at once, across all versions: the plugin's share of the instance
+    /// pool (clamped to the operator's maximum). Further calls wait briefly, then are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
 }
 
 /// The config section.
@@ -147,6 +151,9 @@ impl Manifest {
         }
         if let Some(0) = self.limits.timeout_ms {
             return bad("limits.timeout_ms must be at least 1".into());
+        }
+        if let Some(0) = self.limits.max_concurrency {
+            return bad("limits.max_concurrency must be at least 1".into());
         }
         if let Some(poll) = &self.poll {
             if self.kind != PluginKind::Connector {

@@ -82,6 +82,12 @@ pub fn review(
             b.timeout.as_millis()
         ));
     }
+    if b.max_concurrency > a.max_concurrency {
+        changes.push(format!(
+            "calls in flight {} -> {}",
+            a.max_concurrency, b.max_concurrency
+        ));
+    }
     if b.http_response_bytes > a.http_response_bytes {
         changes.push(format!(
             "HTTP response limit {} -> {} bytes",

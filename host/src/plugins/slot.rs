@@ -63,10 +63,15 @@ impl Drop for Lease {
 }
 
 impl Lease {
-    /// Feeds the call's outcome to the breaker and converts the error.
+    /// Feeds the call's outcome to the breaker and converts the error. A call refused under
+    /// load never ran: it tells nothing about the plugin's health, so the breaker does not
+    /// count it (a half-open probe it was is freed for the next call).
     pub fn finish<T>(mut self, outcome: Result<T, CallError>) -> Result<T, PluginError> {
         self.finished = true;
-        self.slot.breaker.record(outcome.is_ok());
+        match &outcome {
+            Err(e) if e.cause.is_load() => self.slot.breaker.abandon(),
+            _ => self.slot.breaker.record(outcome.is_ok()),
+        }
         outcome.map_err(PluginError::from)
     }
 }

@@ -25,6 +25,10 @@ pub struct EngineLimits {
     /// what it used. Costs some speed everywhere; without it only plugins with a fuel limit
     /// run metered, on an engine of their own.
     pub fuel: bool,
+    /// Threads that run guest code. Guests never run on the threads that serve the API:
+    /// however many spin, they share these (yielding at every epoch tick) and the API's
+    /// threads stay free.
+    pub guest_threads: usize,
 }
 
 impl Default for EngineLimits {
@@ -33,6 +37,7 @@ impl Default for EngineLimits {
             max_instances: 512,
             max_memory_bytes: 256 << 20,
             fuel: false,
+            guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -58,6 +63,43 @@ pub fn build_engine(limits: &EngineLimits) -> Result<Engine, LoadError> {
         .max_wasm_stack(512 << 10)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| LoadError::Cache(format!("engine: {e:#}")))
+}
+
+/// The threads guest calls run on: a multi-thread tokio runtime of its own, so a guest
+/// that spins (until its epoch deadline traps it) holds one of these, never one of the
+/// threads that serve the API. Shut down without waiting when dropped (from any context).
+pub struct GuestPool {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl GuestPool {
+    /// Starts `threads` worker threads (at least one).
+    pub fn start(threads: usize) -> Result<Self, LoadError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("tessera-guest")
+            .enable_all()
+            .build()
+            .map_err(LoadError::Threads)?;
+        Ok(Self {
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Where guest calls are spawned.
+    pub fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.runtime.as_ref().map(tokio::runtime::Runtime::handle)
+    }
+}
+
+impl Drop for GuestPool {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics inside async code: calls still running are
+        // cancelled at their next yield instead.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.

@@ -29,6 +29,9 @@ pub enum LoadError {
     /// The on-disk compiled-code cache failed.
     #[error("compiled-code cache: {0}")]
     Cache(String),
+    /// The threads guest calls run on could not be started.
+    #[error("could not start the guest threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// What went wrong inside one call. Only this call fails; the host and other calls go on.
@@ -77,6 +80,14 @@ pub enum CallFailure {
     /// The guest logged more than the call's log budget.
     #[error("logged too much: {0}")]
     LogLimit(String),
+    /// The plugin already had its share of the instance pool in flight and no call of it
+    /// ended within the short wait. Load, not a fault: the breaker and canary verdicts do not
+    /// count it, and no failure record is kept.
+    #[error("has {limit} calls in flight, its share of the instance pool; retry shortly")]
+    ConcurrencyLimit {
+        /// The plugin's share: calls in flight at once.
+        limit: u32,
+    },
 }
 
 impl CallFailure {
@@ -95,7 +106,14 @@ impl CallFailure {
             CallFailure::OutputLimit(_) => "output_limit",
             CallFailure::ResourceLimit(_) => "resource_limit",
             CallFailure::LogLimit(_) => "log_limit",
+            CallFailure::ConcurrencyLimit { .. } => "concurrency_limit",
         }
+    }
+
+    /// True for a refusal under load (the call never ran), which says nothing about the
+    /// plugin's health.
+    pub fn is_load(&self) -> bool {
+        matches!(self, CallFailure::ConcurrencyLimit { .. })
     }
 }
 

@@ -16,6 +16,7 @@ pub mod output;
 mod pinned_send;
 mod resources;
 mod sandbox;
+mod share;
 mod state;
 mod stats;
 mod tape;
@@ -41,11 +42,13 @@ pub use net_policy::{AddressGrants, AddressRefused, HostPattern};
 pub use outbound::{OutboundNet, OutboundTlsError, read_root_certs};
 pub use resources::HostResources;
 pub use sandbox::SandboxedPlugin;
+pub use share::SHARE_WAIT;
 pub use state::{CallEnv, Effects, KvError, KvNamespace, LogSink, PluginState};
 pub use stats::{CallStats, CallStatsSnapshot, LatencyHistogram};
 pub use tape::{Stub, Tape};
 
-use engine::{CompileCache, EpochTicker};
+use engine::{CompileCache, EpochTicker, GuestPool};
+use share::Shares;
 
 /// The three kinds of plugin, one WIT world each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -103,6 +106,9 @@ pub struct SandboxSpec {
     pub env: Vec<(String, String)>,
     /// Fuel one call may use; set, the plugin runs on the metered engine.
     pub fuel: Option<u64>,
+    /// Calls of this plugin (all its versions) in flight at once: its share of the instance
+    /// pool. The runtime keeps it between 1 and the pool's size.
+    pub max_concurrency: u32,
 }
 
 /// One engine configuration with its linker, compiled-code cache and epoch ticker.
@@ -154,6 +160,8 @@ pub struct Runtime {
     cache_dir: std::path::PathBuf,
     net: Arc<OutboundNet>,
     slots: Arc<tokio::sync::Semaphore>,
+    shares: Shares,
+    guests: Arc<GuestPool>,
 }
 
 impl Runtime {
@@ -170,6 +178,8 @@ impl Runtime {
             cache_dir: cache_dir.to_path_buf(),
             net: Arc::new(OutboundNet::new(grants)),
             slots: Arc::new(tokio::sync::Semaphore::new(limits.max_instances as usize)),
+            shares: Shares::default(),
+            guests: Arc::new(GuestPool::start(limits.guest_threads)?),
         })
     }
 
@@ -208,7 +218,7 @@ impl Runtime {
     /// called only when the compiled code is not cached.
     pub fn prepare(
         &self,
-        spec: SandboxSpec,
+        mut spec: SandboxSpec,
         bytes: impl FnOnce() -> Result<Vec<u8>, LoadError>,
     ) -> Result<SandboxedPlugin, LoadError> {
         // Raw TCP meets the same internal-address policy as HTTP, before anything compiles;
@@ -229,6 +239,14 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::UnsatisfiedImport(format!("{e:#}")))?;
-        SandboxedPlugin::new(spec, pre, self.net.clone(), self.slots.clone())
+        spec.max_concurrency = spec
+            .max_concurrency
+            .clamp(1, self.limits.max_instances.max(1));
+        let calls = sandbox::CallSlots {
+            pool: self.slots.clone(),
+            share: self.shares.of(&spec.plugin),
+            guests: self.guests.clone(),
+        };
+        SandboxedPlugin::new(spec, pre, self.net.clone(), calls)
     }
 }

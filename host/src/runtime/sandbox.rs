@@ -1,5 +1,7 @@
 //! One prepared plugin version and its calls: fresh instance, limits, deadline, typed outcome.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -7,7 +9,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 use wasmtime::component::{ComponentExportIndex, Instance, InstancePre, ResourceTable};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::sockets::SocketAddrUse;
@@ -19,7 +21,7 @@ use super::bindings::segment_rule::exports::tessera::cx::rule as rule_api;
 use super::bindings::types::{
     ConnectorError, Delivery, HttpRequest, Message, RuleInput, SendError,
 };
-use super::engine::EPOCH_TICK;
+use super::engine::{EPOCH_TICK, GuestPool};
 use super::error::{CallError, CallFailure, LoadError};
 use super::events::{ConnectorEvent, ConnectorPage, accept_page, accept_webhook};
 use super::log_import::LogLimitExceeded;
@@ -30,9 +32,37 @@ use super::output::{
     LiftedSendError, Message as LiftedMessage, Metered, OutputLimitExceeded,
 };
 use super::resources::HostResources;
+use super::share::{SHARE_WAIT, Share};
 use super::state::{CallEnv, CallLimiter, LimitHit, PluginState};
 use super::stats::{CallStats, CallStatsSnapshot};
 use super::{PluginKind, SandboxSpec};
+
+/// A call into an export of a fresh instance, as run on the guest threads.
+type GuestFuture<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
+
+/// What a call must hold before it runs: a slot of the engine's instance pool, a place in
+/// its plugin's share of that pool, and the threads guests run on.
+pub(super) struct CallSlots {
+    pub(super) pool: Arc<Semaphore>,
+    pub(super) share: Arc<Share>,
+    pub(super) guests: Arc<GuestPool>,
+}
+
+/// Aborts the guest task when the call is abandoned (its request went away): the guest stops
+/// at its next epoch tick and gives its slots back.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn await_result(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// The exports the host calls, looked up once per version. Each call lifts their results
 /// through the budgeted types of [`super::output`], not through the generated bindings, so
@@ -74,7 +104,7 @@ pub struct SandboxedPlugin {
     policy: Arc<OutboundPolicy>,
     tcp_allow: Arc<[std::net::SocketAddr]>,
     name: Arc<str>,
-    slots: Arc<Semaphore>,
+    slots: CallSlots,
     stats: CallStats,
     imports: Vec<String>,
 }
@@ -84,7 +114,7 @@ impl SandboxedPlugin {
         spec: SandboxSpec,
         pre: InstancePre<PluginState>,
         net: Arc<OutboundNet>,
-        slots: Arc<Semaphore>,
+        slots: CallSlots,
     ) -> Result<Self, LoadError> {
         let connector = connector_api::GuestIndices::new(&pre);
         let rule = rule_api::GuestIndices::new(&pre);
@@ -187,7 +217,7 @@ impl SandboxedPlugin {
         )
     }
 
-    fn new_store(&self, env: &CallEnv) -> Store<PluginState> {
+    fn new_store(&self, env: &CallEnv, deadline: Instant) -> Store<PluginState> {
         let stderr = MemoryOutputPipe::new(16 << 10);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stderr(stderr.clone())
@@ -231,14 +261,16 @@ impl SandboxedPlugin {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        let ticks = self
-            .spec
-            .timeout
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis()) as u64
-            + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // At every epoch tick the guest yields its thread to the other calls, so however many
+        // spin, each one gets its turn; past the call's deadline the tick traps it instead.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
         // Fails (and is ignored) when the engine does not meter fuel.
         let _ = store.set_fuel(self.fuel_budget());
         store
@@ -293,34 +325,72 @@ impl SandboxedPlugin {
         }
     }
 
-    /// Runs `call` on a fresh instance under this version's limits and deadline.
-    async fn invoke<T>(
-        &self,
-        env: &CallEnv,
-        op: &'static str,
-        call: impl AsyncFnOnce(&mut Store<PluginState>, &Instance) -> wasmtime::Result<T>,
-    ) -> Result<T, CallError> {
+    /// Runs `call` on a fresh instance under this version's limits and deadline, on the guest
+    /// threads: the caller's thread only waits. The call first takes a place in its plugin's
+    /// share (waiting at most [`SHARE_WAIT`], or its deadline if shorter), then an instance slot.
+    async fn invoke<T, F>(&self, env: &CallEnv, op: &'static str, call: F) -> Result<T, CallError>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a mut Store<PluginState>, &'a Instance) -> GuestFuture<'a, T>
+            + Send
+            + 'static,
+    {
         let span = tracing::info_span!("plugin_call", plugin = %self.spec.plugin, version = %self.spec.version, op);
         async {
             let started = Instant::now();
-            let _permit = self
+            let limit = self.spec.max_concurrency;
+            let Some(share) = self
                 .slots
-                .acquire()
+                .share
+                .enter(limit, SHARE_WAIT.min(self.spec.timeout))
+                .await
+            else {
+                let cause = CallFailure::ConcurrencyLimit { limit };
+                self.stats.record_failure(&cause);
+                tracing::warn!(cause = cause.code(), "plugin call refused: {cause}");
+                return Err(self.fail(cause));
+            };
+            let permit = self
+                .slots
+                .pool
+                .clone()
+                .acquire_owned()
                 .await
                 .map_err(|_| self.fail(CallFailure::Instantiate("runtime shut down".into())))?;
-            let mut store = self.new_store(env);
+            let guests =
+                self.slots.guests.handle().ok_or_else(|| {
+                    self.fail(CallFailure::Instantiate("runtime shut down".into()))
+                })?;
+            let store = self.new_store(env, Instant::now() + self.spec.timeout);
+            let pre = self.pre.clone();
             // Epochs do not advance a guest that waits inside a host call (sleep, HTTP), so an
             // outer timeout bounds the whole call too.
             let outer = self.spec.timeout + EPOCH_TICK * 5;
-            let result = tokio::time::timeout(outer, async {
-                let instance = self
-                    .pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| (true, e))?;
-                call(&mut store, &instance).await.map_err(|e| (false, e))
-            })
-            .await;
+            let task = guests.spawn(
+                async move {
+                    let mut store = store;
+                    let result = tokio::time::timeout(outer, async {
+                        let instance = pre
+                            .instantiate_async(&mut store)
+                            .await
+                            .map_err(|e| (true, e))?;
+                        call(&mut store, &instance).await.map_err(|e| (false, e))
+                    })
+                    .await;
+                    drop((permit, share));
+                    (store, result)
+                }
+                .in_current_span(),
+            );
+            let (store, result) = AbortOnDrop(task).await_result().await.map_err(|e| {
+                let failure = if e.is_cancelled() {
+                    CallFailure::Instantiate("runtime shut down".into())
+                } else {
+                    CallFailure::Trap(format!("the host failed running the call: {e}"))
+                };
+                self.stats.record_failure(&failure);
+                self.fail(failure)
+            })?;
             let outcome = match result {
                 Ok(Ok(value)) => Ok(value),
                 Err(_) => Err(CallFailure::Deadline(self.spec.timeout)),
@@ -378,11 +448,14 @@ impl SandboxedPlugin {
             return Err(self.wrong_kind("handle-webhook"));
         };
         type Out = Metered<Result<LiftedEvents, LiftedConnectorError>>;
+        let (export, request) = (*handle_webhook, request.clone());
         let Metered(out, spent) = self
-            .invoke(env, "handle-webhook", async |store, instance| {
-                let func = instance
-                    .get_typed_func::<(&HttpRequest,), (Out,)>(&mut *store, handle_webhook)?;
-                Ok(func.call_async(&mut *store, (request,)).await?.0)
+            .invoke(env, "handle-webhook", move |store, instance| {
+                Box::pin(async move {
+                    let func =
+                        instance.get_typed_func::<(&HttpRequest,), (Out,)>(&mut *store, export)?;
+                    Ok(func.call_async(&mut *store, (&request,)).await?.0)
+                })
             })
             .await?;
         accept_webhook(out, spent).map_err(|cause| self.refuse(cause))
@@ -398,10 +471,14 @@ impl SandboxedPlugin {
             return Err(self.wrong_kind("poll"));
         };
         type Out = Metered<Result<LiftedPollPage, LiftedConnectorError>>;
+        let (export, cursor) = (*poll, cursor.map(str::to_string));
         let Metered(out, spent) = self
-            .invoke(env, "poll", async |store, instance| {
-                let func = instance.get_typed_func::<(Option<&str>,), (Out,)>(&mut *store, poll)?;
-                Ok(func.call_async(&mut *store, (cursor,)).await?.0)
+            .invoke(env, "poll", move |store, instance| {
+                Box::pin(async move {
+                    let func =
+                        instance.get_typed_func::<(Option<&str>,), (Out,)>(&mut *store, export)?;
+                    Ok(func.call_async(&mut *store, (cursor.as_deref(),)).await?.0)
+                })
             })
             .await?;
         accept_page(out, spent).map_err(|cause| self.refuse(cause))
@@ -417,14 +494,17 @@ impl SandboxedPlugin {
         let Exports::SegmentRule { evaluate } = &self.exports else {
             return Err(self.wrong_kind("evaluate"));
         };
+        let (export, params, input) = (*evaluate, params.to_string(), batch.to_vec());
         let out = self
-            .invoke(env, "evaluate", async |store, instance| {
-                let func = instance
-                    .get_typed_func::<(&str, &[RuleInput]), (Metered<LiftedDecisions>,)>(
-                        &mut *store,
-                        evaluate,
-                    )?;
-                Ok(func.call_async(&mut *store, (params, batch)).await?.0.0)
+            .invoke(env, "evaluate", move |store, instance| {
+                Box::pin(async move {
+                    let func = instance
+                        .get_typed_func::<(&str, &[RuleInput]), (Metered<LiftedDecisions>,)>(
+                            &mut *store,
+                            export,
+                        )?;
+                    Ok(func.call_async(&mut *store, (&params, &input)).await?.0.0)
+                })
             })
             .await?
             .map(|decisions| decisions.0)
@@ -451,10 +531,14 @@ impl SandboxedPlugin {
             return Err(self.wrong_kind("send"));
         };
         type Out = Metered<Result<LiftedDelivery, LiftedSendError>>;
+        let (export, message) = (*send, message.clone());
         let out = self
-            .invoke(env, "send", async |store, instance| {
-                let func = instance.get_typed_func::<(&Message,), (Out,)>(&mut *store, send)?;
-                Ok(func.call_async(&mut *store, (message,)).await?.0.0)
+            .invoke(env, "send", move |store, instance| {
+                Box::pin(async move {
+                    let func =
+                        instance.get_typed_func::<(&Message,), (Out,)>(&mut *store, export)?;
+                    Ok(func.call_async(&mut *store, (&message,)).await?.0.0)
+                })
             })
             .await?;
         Ok(out.map(Delivery::from).map_err(SendError::from))
@@ -466,10 +550,13 @@ impl SandboxedPlugin {
             return Ok(Ok(()));
         };
         type Out = Metered<Result<(), LiftedMessage>>;
+        let export = *idx;
         let out = self
-            .invoke(env, "self-test", async |store, instance| {
-                let func = instance.get_typed_func::<(), (Out,)>(&mut *store, idx)?;
-                Ok(func.call_async(&mut *store, ()).await?.0.0)
+            .invoke(env, "self-test", move |store, instance| {
+                Box::pin(async move {
+                    let func = instance.get_typed_func::<(), (Out,)>(&mut *store, export)?;
+                    Ok(func.call_async(&mut *store, ()).await?.0.0)
+                })
             })
             .await?;
         Ok(out.map_err(|message| message.0))

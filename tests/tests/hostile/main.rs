@@ -18,6 +18,8 @@ mod budget_logs;
 mod budget_output;
 mod budget_probe;
 mod budget_resources;
+mod cpu_slot_hogging;
+mod cpu_spinning_guests;
 mod net_policy;
 mod retention;
 mod slowloris;
