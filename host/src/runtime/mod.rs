@@ -192,11 +192,22 @@ impl Runtime {
         } else {
             &self.plain
         };
-        let component: Component = flavor.cache.load(&flavor.engine, &spec.sha256, bytes)?;
+        // Compile, resolve imports and check the world first; only a component that passes
+        // is written to the compiled-code cache.
+        let (component, fresh): (Component, bool) =
+            match flavor.cache.cached(&flavor.engine, &spec.sha256) {
+                Some(component) => (component, false),
+                None => (flavor.cache.compile(&flavor.engine, &bytes()?)?, true),
+            };
         let pre = flavor
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::UnsatisfiedImport(format!("{e:#}")))?;
-        SandboxedPlugin::new(spec, pre, self.grants.clone(), self.slots.clone())
+        let sha256 = spec.sha256.clone();
+        let plugin = SandboxedPlugin::new(spec, pre, self.grants.clone(), self.slots.clone())?;
+        if fresh {
+            flavor.cache.store(&sha256, &component)?;
+        }
+        Ok(plugin)
     }
 }

@@ -172,12 +172,14 @@ impl SandboxedPlugin {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        let ticks = self
-            .spec
-            .timeout
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis()) as u64
-            + 1;
+        let ticks = u64::try_from(
+            self.spec
+                .timeout
+                .as_millis()
+                .div_ceil(EPOCH_TICK.as_millis()),
+        )
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         // Fails (and is ignored) when the engine does not meter fuel.
@@ -243,7 +245,7 @@ impl SandboxedPlugin {
             let mut store = self.new_store(env);
             // Epochs do not advance a guest that waits inside a host call (sleep, HTTP), so an
             // outer timeout bounds the whole call too.
-            let outer = self.spec.timeout + EPOCH_TICK * 5;
+            let outer = self.spec.timeout.saturating_add(EPOCH_TICK * 5);
             let result = tokio::time::timeout(outer, async {
                 let instance = self
                     .pre
