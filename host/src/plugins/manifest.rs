@@ -176,13 +176,11 @@ impl Manifest {
                 return bad(format!("{field} must be within 1..={max}, not {v}"));
             }
         }
-        if self.poll.is_some() {
-            if self.kind != PluginKind::Connector {
-                return bad(format!(
-                    "[poll] is for connectors; this is a {} plugin",
-                    self.kind
-                ));
-            }
+        if self.poll.is_some() && self.kind != PluginKind::Connector {
+            return bad(format!(
+                "[poll] is for connectors; this is a {} plugin",
+                self.kind
+            ));
         }
         for key in self.config.secrets.iter().chain(&self.config.required) {
             if key.is_empty() {
