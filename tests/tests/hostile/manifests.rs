@@ -2,6 +2,9 @@
 //! died in, environment grants that read the host's own secrets, and uploads that left
 //! compiled code behind or silently kept an earlier manifest.
 
+// Each test holds its turn (`crate::serial`) for its whole length, awaits included.
+#![allow(clippy::await_holding_lock)]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
