@@ -8,6 +8,7 @@
 //! - [`plugins`]: manifests, versions, slots (live version behind `arc-swap`), breaker, registry.
 //! - [`runtime`]: everything wasmtime: engine, sandbox, host imports, outbound HTTP policy.
 //! - [`store`]: persistence behind traits; the embedded backend is `sled`.
+//! - [`tasks`]: background work per plugin, isolated so that a panic disables it, not the host.
 //! - [`server`]: assembles the above from a [`server::ServerConfig`] and serves.
 //!
 //! Data flows one way: HTTP -> ingest -> profiles -> segments -> journeys -> outbox ->
@@ -20,3 +21,4 @@ pub mod profiles;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod tasks;

@@ -64,11 +64,15 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     outbound_root_certs: Vec<PathBuf>,
+    /// An environment variable of the host that no plugin may ever be granted (`TESSERA_*`
+    /// never are); repeatable.
+    #[arg(long = "secret-env", env = "TESSERA_SECRET_ENV", value_delimiter = ',')]
+    secret_env: Vec<String>,
     /// Consecutive failed calls that open a plugin's circuit breaker.
     #[arg(long, default_value_t = 5)]
     breaker_threshold: u32,
-    /// Seconds a tripped breaker stays open before a probe call.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds a tripped breaker stays open before a probe call (1 to 86400).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     breaker_cool_down_secs: u64,
     /// Meter fuel in every plugin: each call reports the instructions it ran (costs some speed
     /// everywhere). Without it, only plugins whose manifest sets `limits.fuel` are metered.
@@ -149,6 +153,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.engine.guest_threads = usize::try_from(threads).unwrap_or(1);
     }
     config.registry.limits = config.registry.limits.sized_for_pool(args.max_instances);
+    config.registry.limits.secret_env = args.secret_env;
     config.registry.breaker.failure_threshold = args.breaker_threshold;
     config.registry.breaker.cool_down = std::time::Duration::from_secs(args.breaker_cool_down_secs);
     const MB: u64 = 1 << 20;

@@ -350,7 +350,7 @@ async fn load_bundled(registry: &Arc<PluginRegistry>, dir: &Path) -> Result<(), 
         };
         let reg = registry.clone();
         let uploaded = tokio::task::spawn_blocking(move || {
-            reg.upload(&manifest, &bytes, &Actor::host("bundled plugin"))
+            reg.upload_bundled(&manifest, &bytes, &Actor::host("bundled plugin"))
         })
         .await
         .map_err(|e| ServerError::Config(e.to_string()))?;

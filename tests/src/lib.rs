@@ -236,12 +236,14 @@ impl Api {
         self.upload_with(name, &manifest(name)).await
     }
 
-    /// Activates a version; panics unless it goes live.
+    /// Activates a version as an operator who has read its capability review (`"approve":
+    /// true`: anything beyond the defaults needs approval, on a first upload too); panics
+    /// unless it goes live. Tests of the review itself post to the route without approval.
     pub async fn activate(&self, id: &str, sha: &str) -> Value {
         let (status, body) = self
             .post(
                 &format!("/v1/plugins/{id}/activate"),
-                &json!({ "sha256": sha }),
+                &json!({ "sha256": sha, "approve": true }),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "activate {id}: {body}");

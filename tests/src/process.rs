@@ -11,10 +11,16 @@ use std::time::Duration;
 use crate::{ADMIN_KEY, Api, workspace};
 
 /// The `tessera` binary of this test's profile, built (or found fresh) by cargo once per test
-/// process.
+/// process; `TESSERA_TEST_BINARY` names another one to run instead (a build of another
+/// commit, to measure the same attack before and after a change).
 pub fn tessera_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(build_binary).clone()
+    BINARY
+        .get_or_init(|| match std::env::var_os("TESSERA_TEST_BINARY") {
+            Some(path) => PathBuf::from(path),
+            None => build_binary(),
+        })
+        .clone()
 }
 
 fn build_binary() -> PathBuf {

@@ -261,12 +261,13 @@ fn print_arms(rollout: &Value) {
 /// What a version asks for beyond the live one.
 fn print_review(review: &Value) {
     let changes = review["changes"].as_array().map_or(&[][..], Vec::as_slice);
-    if review["against"].is_null() {
-        println!("  review     first version: nothing live to compare with");
-        return;
-    }
+    let baseline = if review["against"].is_null() {
+        "the defaults (first version)"
+    } else {
+        "the live version"
+    };
     if changes.is_empty() {
-        println!("  review     nothing beyond what the live version has");
+        println!("  review     nothing beyond {baseline}");
         return;
     }
     let approval = if review["needs_approval"].as_bool() == Some(true) {
@@ -274,7 +275,7 @@ fn print_review(review: &Value) {
     } else {
         ""
     };
-    println!("  review     asks for more than the live version{approval}:");
+    println!("  review     asks for more than {baseline}{approval}:");
     for change in changes {
         println!("    - {}", text(change));
     }

@@ -143,6 +143,8 @@ impl ApiError {
                     ..
                 } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 P::KindConflict { .. } => (StatusCode::CONFLICT, "kind_conflict"),
+                P::ManifestConflict { .. } => (StatusCode::CONFLICT, "manifest_conflict"),
+                P::HostSecret { .. } => (StatusCode::BAD_REQUEST, "host_secret"),
                 P::WrongKind { .. } => (StatusCode::CONFLICT, "wrong_kind"),
                 P::NothingToRollBack(_) => (StatusCode::CONFLICT, "nothing_to_roll_back"),
                 P::SelfTestFailed { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "self_test_failed"),

@@ -199,7 +199,12 @@ async fn act(
         Action::Abort => r.abort(&id, &actor).await?,
         Action::Rollback => r.rollback(&id, &actor).await?,
         Action::Disable => r.set_enabled(&id, false, &actor).await?,
-        Action::Enable => r.set_enabled(&id, true, &actor).await?,
+        Action::Enable => {
+            let view = r.set_enabled(&id, true, &actor).await?;
+            // Enabling also turns polling back on after the host switched it off.
+            state.poller.resume(&id).await?;
+            view
+        }
     };
     Ok(Json(view))
 }

@@ -12,21 +12,30 @@
 //!
 //! A crash between a page's append and its cursor write re-polls that page after the
 //! restart; the ingest stage's message-id dedupe stores its events once.
+//!
+//! A round is plugin-controlled work, so it runs isolated ([`crate::tasks::isolated`]): a
+//! panic in it switches polling of that plugin off with the reason, instead of taking the
+//! host down. Before a round calls the plugin, a durable mark in the `poll_tasks` tree says
+//! so; the round clears it when it ends. A mark found at start means the process died during
+//! that round: polling of that plugin stays off (with the reason, and an audit entry) and the
+//! host serves. Polling resumes when another version goes live or the operator enables the
+//! plugin again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::{Ingest, IngestError, from_connector};
-use crate::plugins::{PluginError, PluginRegistry};
+use crate::plugins::{MAX_POLL_INTERVAL_SECS, PluginError, PluginRegistry};
 use crate::runtime::PluginKind;
 use crate::runtime::bindings::types::ConnectorError;
 use crate::store::StoreError;
+use crate::tasks::{TaskError, instant_after, isolated};
 
 /// How often the poller looks for connectors that are due.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -87,6 +96,21 @@ pub struct PollStatus {
     pub events_accepted: u64,
     /// Events from polls dropped as already seen (this process).
     pub events_duplicate: u64,
+    /// Why polling of this plugin is switched off: a round panicked, or the host died during
+    /// one. Another live version, or enabling the plugin again, turns it back on.
+    pub disabled: Option<String>,
+}
+
+/// The durable per-plugin mark in the `poll_tasks` tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TaskMark {
+    /// The version the round called.
+    sha256: String,
+    /// When the round started (or polling was switched off), Unix ms.
+    at_ms: u64,
+    /// Set when polling is switched off: why. Unset: a round is in progress.
+    #[serde(default)]
+    disabled: Option<String>,
 }
 
 /// In-memory state of one plugin's polling.
@@ -108,6 +132,8 @@ struct PollState {
     last_error: Option<String>,
     accepted: u64,
     duplicates: u64,
+    /// Why polling is switched off for this version.
+    disabled: Option<String>,
 }
 
 /// How a round ended.
@@ -127,6 +153,7 @@ pub struct Poller {
     registry: Arc<PluginRegistry>,
     ingest: Arc<Ingest>,
     cursors: sled::Tree,
+    marks: sled::Tree,
     states: Mutex<HashMap<String, PollState>>,
 }
 
@@ -138,8 +165,15 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        // Runs when a round is cancelled or unwinds, too: nothing here may panic.
         if let Some(state) = self.poller.lock().get_mut(&self.id) {
             state.in_flight = false;
+        }
+        if let Some(mark) = self.poller.mark(&self.id)
+            && mark.disabled.is_none()
+            && let Err(e) = self.poller.marks.remove(self.id.as_bytes())
+        {
+            tracing::warn!(plugin = %self.id, "poll round mark not cleared: {e}");
         }
     }
 }
@@ -157,8 +191,15 @@ fn store_err(e: sled::Error) -> StoreError {
 pub fn backoff(interval: Duration, failures: u32) -> Duration {
     let cap = MAX_BACKOFF.max(interval);
     let base = interval.saturating_mul(1u32 << failures.min(31)).min(cap);
-    let jitter = rand::random_range(0..=base.as_millis() as u64 / 4);
-    (base + Duration::from_millis(jitter)).min(cap)
+    let quarter = u64::try_from(base.as_millis() / 4).unwrap_or(u64::MAX);
+    let jitter = rand::random_range(0..=quarter);
+    base.saturating_add(Duration::from_millis(jitter)).min(cap)
+}
+
+/// A manifest's interval, bounded: versions stored before the bound was checked at upload
+/// must not overflow the poller's clock arithmetic either.
+fn interval_of(secs: u64) -> Duration {
+    Duration::from_secs(secs.clamp(1, MAX_POLL_INTERVAL_SECS))
 }
 
 impl Poller {
@@ -168,16 +209,134 @@ impl Poller {
         ingest: Arc<Ingest>,
         db: &sled::Db,
     ) -> Result<Self, StoreError> {
-        Ok(Self {
+        let poller = Self {
             registry,
             ingest,
             cursors: db.open_tree("poll_cursors").map_err(store_err)?,
+            marks: db.open_tree("poll_tasks").map_err(store_err)?,
             states: Mutex::new(HashMap::new()),
-        })
+        };
+        poller.recover_marks()?;
+        Ok(poller)
+    }
+
+    /// At start: a round mark left behind means the process died during that round. That
+    /// plugin's polling is switched off (persisted, audited); earlier switch-offs are restored.
+    fn recover_marks(&self) -> Result<(), StoreError> {
+        let mut found = Vec::new();
+        for item in self.marks.iter() {
+            let (key, value) = item.map_err(store_err)?;
+            let id = String::from_utf8_lossy(&key).into_owned();
+            match serde_json::from_slice::<TaskMark>(&value) {
+                Ok(mark) => found.push((id, mark)),
+                Err(e) => tracing::warn!(plugin = %id, "unreadable poll round mark ignored: {e}"),
+            }
+        }
+        for (id, mut mark) in found {
+            if mark.disabled.is_none() {
+                let started = OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(mark.at_ms).saturating_mul(1_000_000),
+                )
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_else(|| format!("{} ms", mark.at_ms));
+                let reason = format!(
+                    "the host stopped during a poll round of version {} (started {started}); \
+                     polling of this plugin is off until another version goes live or the \
+                     plugin is enabled again",
+                    mark.sha256
+                );
+                tracing::error!(plugin = %id, "{reason}");
+                mark.disabled = Some(reason.clone());
+                mark.at_ms = now_ms();
+                self.put_mark(&id, &mark)?;
+                self.marks.flush().map_err(store_err)?;
+                self.registry
+                    .audit_host(&id, "poll-disabled", Some(&mark.sha256), &reason);
+            }
+            let mut states = self.lock();
+            let state = states.entry(id).or_default();
+            state.sha = Some(mark.sha256);
+            state.disabled = mark.disabled;
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PollState>> {
-        self.states.lock().expect("poll states lock")
+        // A panic elsewhere must not turn every later use of the states into a second one.
+        self.states.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mark(&self, id: &str) -> Option<TaskMark> {
+        let value = self.marks.get(id.as_bytes()).ok().flatten()?;
+        serde_json::from_slice(&value).ok()
+    }
+
+    fn put_mark(&self, id: &str, mark: &TaskMark) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(mark).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.marks
+            .insert(id.as_bytes(), value)
+            .map_err(store_err)
+            .map(drop)
+    }
+
+    /// Writes `mark` (or removes the mark) and flushes it to disk, off the async workers.
+    async fn save_mark(&self, id: &str, mark: Option<TaskMark>) -> Result<(), StoreError> {
+        let value = mark
+            .map(|m| serde_json::to_vec(&m))
+            .transpose()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let tree = self.marks.clone();
+        let key = id.to_string();
+        tokio::task::spawn_blocking(move || {
+            match value {
+                Some(v) => tree.insert(key.as_bytes(), v).map(drop),
+                None => tree.remove(key.as_bytes()).map(drop),
+            }
+            .map_err(store_err)?;
+            tree.flush().map(drop).map_err(store_err)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("storing a poll round mark: {e}")))?
+    }
+
+    /// Switches polling of `id` off after its round on version `sha` panicked.
+    async fn disable(&self, id: &str, sha: &str, message: &str) {
+        let reason = format!(
+            "a poll round of version {sha} panicked ({message}); polling of this plugin is \
+             off until another version goes live or the plugin is enabled again"
+        );
+        if let Some(state) = self.lock().get_mut(id)
+            && state.sha.as_deref() == Some(sha)
+        {
+            state.disabled = Some(reason.clone());
+        }
+        let mark = TaskMark {
+            sha256: sha.to_string(),
+            at_ms: now_ms(),
+            disabled: Some(reason.clone()),
+        };
+        if let Err(e) = self.save_mark(id, Some(mark)).await {
+            tracing::error!(plugin = %id, "switching polling off not persisted: {e}");
+        }
+        self.registry
+            .audit_host(id, "poll-disabled", Some(sha), &reason);
+    }
+
+    /// Turns polling of `id` back on after it was switched off (the operator enabled the
+    /// plugin again); its next round starts at the next tick.
+    pub async fn resume(&self, id: &str) -> Result<(), StoreError> {
+        let was_off = self.lock().remove(id).is_some_and(|s| s.disabled.is_some());
+        if self.mark(id).is_some_and(|m| m.disabled.is_some()) {
+            self.save_mark(id, None).await?;
+        }
+        if was_off {
+            tracing::info!(plugin = %id, "polling switched back on");
+        }
+        Ok(())
     }
 
     /// The persisted cursor of a plugin.
@@ -223,7 +382,18 @@ impl Poller {
                     id: id.clone(),
                 };
                 let span = tracing::info_span!("poll", plugin = %id);
-                rounds.spawn(self.clone().round(guard, sha, interval).instrument(span));
+                let round = self.clone().round(guard, sha.clone(), interval);
+                let poller = self.clone();
+                rounds.spawn(
+                    async move {
+                        if let Err(TaskError::Panicked(message)) =
+                            isolated("poll", &id, round).await
+                        {
+                            poller.disable(&id, &sha, &message).await;
+                        }
+                    }
+                    .instrument(span),
+                );
             }
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
@@ -257,11 +427,20 @@ impl Poller {
                         continue;
                     }
                 };
-                let interval = manifest.poll.map(|p| Duration::from_secs(p.interval_secs));
+                let interval = manifest.poll.map(|p| interval_of(p.interval_secs));
+                // Polling switched off for an earlier version resumes with this one.
+                if self
+                    .mark(id)
+                    .is_some_and(|m| m.disabled.is_some() && m.sha256 != *sha)
+                    && let Err(e) = self.marks.remove(id.as_bytes())
+                {
+                    tracing::warn!(plugin = %id, "poll switch-off not cleared: {e}");
+                }
                 let mut states = self.lock();
                 let state = states.entry(id.to_string()).or_default();
                 state.sha = Some(sha.clone());
                 state.interval = interval;
+                state.disabled = None;
                 state.unsupported = None;
                 state.failures = 0;
                 state.backoff = None;
@@ -278,6 +457,7 @@ impl Poller {
                 continue;
             };
             if state.in_flight
+                || state.disabled.is_some()
                 || state.unsupported.is_some()
                 || state.due.is_some_and(|at| at > now)
             {
@@ -293,6 +473,21 @@ impl Poller {
     async fn round(self: Arc<Self>, guard: InFlight, sha: String, interval: Duration) {
         let id = guard.id.as_str();
         let (mut accepted, mut duplicates, mut pages) = (0u64, 0u64, 0usize);
+        // Durable before the plugin is called: if the process dies in this round, the next
+        // start finds the mark and leaves this plugin's polling off.
+        let mark = TaskMark {
+            sha256: sha.clone(),
+            at_ms: now_ms(),
+            disabled: None,
+        };
+        if let Err(e) = self.save_mark(id, Some(mark)).await {
+            tracing::warn!("poll round not started: its mark cannot be stored: {e}");
+            let mut states = self.lock();
+            if let Some(state) = states.get_mut(id) {
+                state.due = Some(instant_after(Instant::now(), interval));
+            }
+            return;
+        }
         let end = loop {
             let cursor = match self.cursor(id) {
                 Ok(c) => c,
@@ -344,6 +539,9 @@ impl Poller {
             }
         };
 
+        if let Err(e) = self.save_mark(id, None).await {
+            tracing::warn!("poll round mark not cleared: {e}");
+        }
         let now = Instant::now();
         let mut states = self.lock();
         let state = states.entry(id.to_string()).or_default();
@@ -358,27 +556,27 @@ impl Poller {
                 state.failures = 0;
                 state.backoff = None;
                 state.last_success_ms = state.last_poll_ms;
-                state.due = Some(now + interval);
+                state.due = Some(instant_after(now, interval));
                 if pages > 0 {
                     tracing::debug!(pages, accepted, duplicates, "poll round done");
                 }
             }
-            End::Skipped => state.due = Some(now + interval),
+            End::Skipped => state.due = Some(instant_after(now, interval)),
             End::Unsupported(message) => {
                 tracing::info!(sha256 = %sha, "this version does not poll: {message}");
                 if state.sha.as_deref() == Some(sha.as_str()) {
                     state.unsupported = Some(message);
                 }
-                state.due = Some(now + interval);
+                state.due = Some(instant_after(now, interval));
             }
             End::Failed(error) => {
                 state.failures = state.failures.saturating_add(1);
                 let wait = backoff(interval, state.failures);
                 state.backoff = Some(wait);
-                state.due = Some(now + wait);
+                state.due = Some(instant_after(now, wait));
                 tracing::warn!(
                     failures = state.failures,
-                    retry_in_ms = wait.as_millis() as u64,
+                    retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                     pages_stored = pages,
                     "poll failed: {error}"
                 );
@@ -401,7 +599,11 @@ impl Poller {
         let states = self.lock();
         let state = states.get(id);
         let polling = state.is_some_and(|s| {
-            s.interval.is_some() && s.unsupported.is_none() && s.sha.is_some() && s.sha == live_sha
+            s.interval.is_some()
+                && s.unsupported.is_none()
+                && s.disabled.is_none()
+                && s.sha.is_some()
+                && s.sha == live_sha
         });
         let now = Instant::now();
         Ok(PollStatus {
@@ -421,6 +623,7 @@ impl Poller {
             unsupported: state.and_then(|s| s.unsupported.clone()),
             events_accepted: state.map_or(0, |s| s.accepted),
             events_duplicate: state.map_or(0, |s| s.duplicates),
+            disabled: state.and_then(|s| s.disabled.clone()),
         })
     }
 }

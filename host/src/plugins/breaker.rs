@@ -74,9 +74,15 @@ impl Breaker {
         }
     }
 
+    /// The state, also after a panic elsewhere poisoned the lock (a lease's drop takes it
+    /// while unwinding: a second panic there would abort the process).
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// May a call go through now? `Err` carries the time left open.
     pub fn admit(&self) -> Result<(), Duration> {
-        let mut state = self.state.lock().expect("breaker lock");
+        let mut state = self.lock();
         match *state {
             State::Closed { .. } => Ok(()),
             State::Open { until } => {
@@ -97,7 +103,7 @@ impl Breaker {
 
     /// Records the outcome of an admitted call.
     pub fn record(&self, ok: bool) {
-        let mut state = self.state.lock().expect("breaker lock");
+        let mut state = self.lock();
         *state = match (*state, ok) {
             (_, true) => State::Closed { failures: 0 },
             (State::Closed { failures }, false) if failures + 1 < self.config.failure_threshold => {
@@ -106,14 +112,14 @@ impl Breaker {
                 }
             }
             (_, false) => State::Open {
-                until: (self.now)() + self.config.cool_down,
+                until: crate::tasks::instant_after((self.now)(), self.config.cool_down),
             },
         };
     }
 
     /// An admitted call ended without an outcome: a half-open breaker may probe again.
     pub fn abandon(&self) {
-        let mut state = self.state.lock().expect("breaker lock");
+        let mut state = self.lock();
         if let State::HalfOpen { .. } = *state {
             *state = State::HalfOpen { probing: false };
         }
@@ -121,12 +127,12 @@ impl Breaker {
 
     /// Closes the breaker (a new version went live).
     pub fn reset(&self) {
-        *self.state.lock().expect("breaker lock") = State::Closed { failures: 0 };
+        *self.lock() = State::Closed { failures: 0 };
     }
 
     /// The state for the API.
     pub fn view(&self) -> BreakerView {
-        match *self.state.lock().expect("breaker lock") {
+        match *self.lock() {
             State::Closed { failures } => BreakerView::Closed {
                 consecutive_failures: failures,
             },

@@ -14,6 +14,7 @@ use crate::runtime::{
     CallEnv, CallError, ConnectorEvent, ConnectorPage, Effects, PluginKind, SandboxedPlugin,
 };
 use crate::store::FailureRecord;
+use crate::tasks::{TaskError, isolated};
 
 use super::local::{CallReport, outcome_json, readable_error, run_input};
 use super::registry::now_ms;
@@ -396,18 +397,30 @@ fn cut(mut text: String, max: usize) -> String {
     text
 }
 
-/// Runs the candidate on `input` without effects and records the comparison.
+/// Runs the candidate on `input` without effects and records the comparison. The call runs
+/// isolated: a panic stops the run's shadow calls (with the reason) instead of the host.
 fn spawn_shadow(rollout: Arc<Rollout>, env: CallEnv, input: CallInput, live: Value) {
     tokio::spawn(async move {
-        let report = run_input(&rollout.candidate, &env, &input).await;
-        rollout.candidate_arm.record(report.micros, !report.ok);
-        rollout.finish_shadow(ShadowSample {
-            at_ms: now_ms(),
-            input: serde_json::to_value(&input).unwrap_or(Value::Null),
-            live,
-            candidate: report.outcome,
-            candidate_requests: env.effects.recorded(),
+        let plugin = rollout.candidate.spec().plugin.clone();
+        let candidate = rollout.clone();
+        let call = isolated("shadow", &plugin, async move {
+            let report = run_input(&candidate.candidate, &env, &input).await;
+            (report, input, env)
         });
+        match call.await {
+            Ok((report, input, env)) => {
+                rollout.candidate_arm.record(report.micros, !report.ok);
+                rollout.finish_shadow(ShadowSample {
+                    at_ms: now_ms(),
+                    input: serde_json::to_value(&input).unwrap_or(Value::Null),
+                    live,
+                    candidate: report.outcome,
+                    candidate_requests: env.effects.recorded(),
+                });
+            }
+            Err(TaskError::Panicked(message)) => rollout.shadow_panicked(&message),
+            Err(TaskError::Cancelled) => rollout.shadow_abandoned(),
+        }
     });
 }
 

@@ -28,6 +28,9 @@ pub struct OperatorLimits {
     pub default_concurrency: u32,
     /// The largest share a manifest may ask for.
     pub max_concurrency: u32,
+    /// Environment variables of the host that no plugin may ever read, beyond every
+    /// `TESSERA_*` name (`tessera serve --secret-env NAME`).
+    pub secret_env: Vec<String>,
 }
 
 impl Default for OperatorLimits {
@@ -42,6 +45,7 @@ impl Default for OperatorLimits {
             table_elements: 100_000,
             default_concurrency: 0,
             max_concurrency: 0,
+            secret_env: Vec::new(),
         }
         .sized_for_pool(crate::runtime::EngineLimits::default().max_instances)
     }
@@ -58,6 +62,13 @@ impl OperatorLimits {
         }
     }
 
+    /// True for an environment variable that belongs to the host: `TESSERA_*` (in any case)
+    /// and the names the operator marked secret. No plugin is ever granted one.
+    pub fn is_host_secret(&self, name: &str) -> bool {
+        name.to_ascii_uppercase().starts_with("TESSERA_")
+            || self.secret_env.iter().any(|s| s == name)
+    }
+
     /// The sandbox a version runs in: its manifest's asks clamped to these maxima.
     pub fn sandbox(&self, manifest: &Manifest, sha256: &str) -> SandboxSpec {
         let l = &manifest.limits;
@@ -67,11 +78,13 @@ impl OperatorLimits {
             version: manifest.version.clone(),
             sha256: sha256.to_string(),
             kind: manifest.kind,
-            memory_bytes: (l
+            memory_bytes: l
                 .memory_mb
                 .unwrap_or(self.default_memory_mb)
                 .min(self.max_memory_mb)
-                << 20) as usize,
+                .checked_mul(1 << 20)
+                .and_then(|b| usize::try_from(b).ok())
+                .unwrap_or(usize::MAX),
             table_elements: self.table_elements,
             timeout: Duration::from_millis(
                 l.timeout_ms
@@ -98,6 +111,8 @@ impl OperatorLimits {
             env: caps
                 .env
                 .iter()
+                // Refused at upload; versions stored before that rule still never see them.
+                .filter(|k| !self.is_host_secret(k))
                 .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
                 .collect(),
         }

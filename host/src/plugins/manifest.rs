@@ -9,6 +9,19 @@ use crate::runtime::{HostPattern, PluginKind};
 /// Contract versions (major.minor of `tessera:cx`) this host serves.
 pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1"];
 
+/// Longest `[poll] interval_secs`: a week.
+pub const MAX_POLL_INTERVAL_SECS: u64 = 7 * 24 * 3600;
+/// Largest `limits.memory_mb` a manifest may name (the operator's maximum still applies).
+pub const MAX_MEMORY_MB: u64 = 64 * 1024;
+/// Largest `limits.timeout_ms`: an hour (the operator's maximum still applies).
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// Largest `limits.http_response_bytes`: 1 GiB (the operator's maximum still applies).
+pub const MAX_HTTP_RESPONSE_BYTES: u64 = 1 << 30;
+/// Largest `limits.fuel`: 10^15 instructions, hours of CPU.
+pub const MAX_FUEL: u64 = 1_000_000_000_000_000;
+/// Largest `limits.max_concurrency` a manifest may ask for (the operator's share clamps it).
+pub const MAX_CONCURRENCY: u64 = 100_000;
+
 /// A validated plugin manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,25 +159,39 @@ impl Manifest {
                 ManifestError(format!("capabilities.tcp: `{entry}` is not ip:port"))
             })?;
         }
-        if let Some(0) = self.limits.memory_mb {
-            return bad("limits.memory_mb must be at least 1".into());
-        }
-        if let Some(0) = self.limits.timeout_ms {
-            return bad("limits.timeout_ms must be at least 1".into());
-        }
-        if let Some(0) = self.limits.max_concurrency {
-            return bad("limits.max_concurrency must be at least 1".into());
-        }
-        if let Some(poll) = &self.poll {
-            if self.kind != PluginKind::Connector {
-                return bad(format!(
-                    "[poll] is for connectors; this is a {} plugin",
-                    self.kind
-                ));
+        let l = &self.limits;
+        let bounds = [
+            ("limits.memory_mb", l.memory_mb, MAX_MEMORY_MB),
+            ("limits.timeout_ms", l.timeout_ms, MAX_TIMEOUT_MS),
+            (
+                "limits.http_response_bytes",
+                l.http_response_bytes,
+                MAX_HTTP_RESPONSE_BYTES,
+            ),
+            ("limits.fuel", l.fuel, MAX_FUEL),
+            (
+                "limits.max_concurrency",
+                l.max_concurrency.map(u64::from),
+                MAX_CONCURRENCY,
+            ),
+            (
+                "poll.interval_secs",
+                self.poll.map(|p| p.interval_secs),
+                MAX_POLL_INTERVAL_SECS,
+            ),
+        ];
+        for (field, value, max) in bounds {
+            if let Some(v) = value
+                && !(1..=max).contains(&v)
+            {
+                return bad(format!("{field} must be within 1..={max}, not {v}"));
             }
-            if poll.interval_secs == 0 {
-                return bad("poll.interval_secs must be at least 1".into());
-            }
+        }
+        if self.poll.is_some() && self.kind != PluginKind::Connector {
+            return bad(format!(
+                "[poll] is for connectors; this is a {} plugin",
+                self.kind
+            ));
         }
         for key in self.config.secrets.iter().chain(&self.config.required) {
             if key.is_empty() {
@@ -277,7 +304,18 @@ type = "string"
         assert_eq!(Manifest::parse(&connector).unwrap().poll, None);
         let cases = [
             (with_poll(GOOD, "interval_secs = 60"), "for connectors"),
-            (with_poll(&connector, "interval_secs = 0"), "at least 1"),
+            (
+                with_poll(&connector, "interval_secs = 0"),
+                "within 1..=604800",
+            ),
+            (
+                with_poll(&connector, "interval_secs = 18446744073709551615"),
+                "within 1..=604800",
+            ),
+            (
+                with_poll(&connector, "interval_secs = 604801"),
+                "not 604801",
+            ),
             (with_poll(&connector, "interval_secs = -5"), "invalid value"),
             (with_poll(&connector, ""), "missing field `interval_secs`"),
             (
@@ -289,6 +327,29 @@ type = "string"
             let err = Manifest::parse(&text).unwrap_err().to_string();
             assert!(err.contains(want), "{err} should mention {want}");
         }
+    }
+
+    #[test]
+    fn every_number_is_bounded() {
+        let with = |limits: &str| GOOD.replace("memory_mb = 32\n", limits);
+        for (field, bad) in [
+            ("memory_mb", "0"),
+            ("memory_mb", "65537"),
+            ("timeout_ms", "0"),
+            ("timeout_ms", "18446744073709551615"),
+            ("http_response_bytes", "0"),
+            ("http_response_bytes", "1073741825"),
+            ("fuel", "0"),
+            ("fuel", "18446744073709551615"),
+        ] {
+            let text = with(&format!("{field} = {bad}\n"));
+            let err = Manifest::parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("limits.{field} must be within 1..=")),
+                "{field} = {bad}: {err}"
+            );
+        }
+        Manifest::parse(&with("timeout_ms = 3600000\nfuel = 1000000\n")).unwrap();
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub use local::{
 };
 pub use logs::LogLine;
 pub use manifest::{
-    Capabilities, ConfigSpec, Limits, Manifest, ManifestError, PollSpec, SUPPORTED_CONTRACTS,
+    Capabilities, ConfigSpec, Limits, MAX_FUEL, MAX_HTTP_RESPONSE_BYTES, MAX_MEMORY_MB,
+    MAX_POLL_INTERVAL_SECS, MAX_TIMEOUT_MS, Manifest, ManifestError, PollSpec, SUPPORTED_CONTRACTS,
     valid_id,
 };
 pub use registry::{
@@ -70,6 +71,30 @@ pub enum PluginError {
         slot: PluginKind,
         /// The uploaded version's kind.
         version: PluginKind,
+    },
+    /// The manifest asks for one of the host's own environment variables.
+    #[error(
+        "plugin `{plugin}` asks for the environment variable `{name}`, which belongs to the host \
+         (TESSERA_* and the names given with --secret-env) and can never be granted; remove it \
+         from capabilities.env"
+    )]
+    HostSecret {
+        /// Plugin id.
+        plugin: String,
+        /// The variable.
+        name: String,
+    },
+    /// The component was uploaded before with a different manifest.
+    #[error(
+        "plugin `{plugin}` already has version {sha256} with a different manifest; a version is \
+         its component, so its manifest cannot change: bump the version and rebuild the \
+         component, or upload a different component"
+    )]
+    ManifestConflict {
+        /// Plugin id.
+        plugin: String,
+        /// The component's hash.
+        sha256: String,
     },
     /// The plugin was called as the wrong kind.
     #[error("plugin `{plugin}` is a {actual} plugin, not a {wanted}")]

@@ -185,7 +185,7 @@ impl PluginRegistry {
         let slot = Arc::new(PluginSlot::new(record, kv, self.config.breaker));
         self.slots
             .write()
-            .expect("slots lock")
+            .unwrap_or_else(|e| e.into_inner())
             .insert(slot.id.clone(), slot.clone());
         Ok(slot)
     }
@@ -194,7 +194,7 @@ impl PluginRegistry {
     pub fn slot(&self, id: &str) -> Result<Arc<PluginSlot>, PluginError> {
         self.slots
             .read()
-            .expect("slots lock")
+            .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
             .ok_or_else(|| PluginError::UnknownPlugin(id.into()))
@@ -204,7 +204,7 @@ impl PluginRegistry {
     pub fn slots(&self) -> Vec<Arc<PluginSlot>> {
         self.slots
             .read()
-            .expect("slots lock")
+            .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
             .collect()
@@ -233,7 +233,12 @@ impl PluginRegistry {
         slot: &PluginSlot,
         sha: &str,
     ) -> Result<Arc<SandboxedPlugin>, PluginError> {
-        if let Some(p) = slot.loaded.lock().expect("loaded lock").get(sha) {
+        if let Some(p) = slot
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sha)
+        {
             return Ok(p.clone());
         }
         let record = self.version_record(&slot.id, sha)?;
@@ -256,7 +261,7 @@ impl PluginRegistry {
         let plugin = Arc::new(plugin);
         slot.loaded
             .lock()
-            .expect("loaded lock")
+            .unwrap_or_else(|e| e.into_inner())
             .insert(sha.to_string(), plugin.clone());
         Ok(plugin)
     }
@@ -269,7 +274,39 @@ impl PluginRegistry {
         component: &[u8],
         actor: &Actor,
     ) -> Result<VersionView, PluginError> {
+        self.upload_as(manifest_text, component, actor, false)
+    }
+
+    /// [`upload`](Self::upload) of a plugin the operator ships in `--plugins-dir`: its first
+    /// activation needs no approval of what it asks for.
+    pub fn upload_bundled(
+        &self,
+        manifest_text: &str,
+        component: &[u8],
+        actor: &Actor,
+    ) -> Result<VersionView, PluginError> {
+        self.upload_as(manifest_text, component, actor, true)
+    }
+
+    fn upload_as(
+        &self,
+        manifest_text: &str,
+        component: &[u8],
+        actor: &Actor,
+        bundled: bool,
+    ) -> Result<VersionView, PluginError> {
         let manifest = Manifest::parse(manifest_text)?;
+        if let Some(name) = manifest
+            .capabilities
+            .env
+            .iter()
+            .find(|name| self.config.limits.is_host_secret(name))
+        {
+            return Err(PluginError::HostSecret {
+                plugin: manifest.id,
+                name: name.clone(),
+            });
+        }
         let sha = sha256_hex(component);
         let id = manifest.id.clone();
         if let Ok(slot) = self.slot(&id)
@@ -279,6 +316,16 @@ impl PluginRegistry {
                 plugin: id,
                 slot: slot.kind,
                 version: manifest.kind,
+            });
+        }
+        // A version is its component: the same bytes with another manifest would silently
+        // keep the first one, so they are refused before anything is compiled.
+        if let Ok(existing) = self.version_record(&id, &sha)
+            && existing.manifest != manifest
+        {
+            return Err(PluginError::ManifestConflict {
+                plugin: id,
+                sha256: sha,
             });
         }
         let spec = self.config.limits.sandbox(&manifest, &sha);
@@ -295,6 +342,7 @@ impl PluginRegistry {
             size: component.len() as u64,
             uploaded_at_ms: now_ms(),
             imports: plugin.imports().to_vec(),
+            bundled,
         };
         self.store.put_version(&id, &record, component)?;
         let slot = match self.slot(&id) {
@@ -315,7 +363,7 @@ impl PluginRegistry {
         };
         slot.loaded
             .lock()
-            .expect("loaded lock")
+            .unwrap_or_else(|e| e.into_inner())
             .entry(sha.clone())
             .or_insert_with(|| Arc::new(plugin));
         tracing::info!(plugin = %id, sha256 = %sha, "version uploaded");
@@ -338,6 +386,12 @@ impl PluginRegistry {
         if let Err(e) = self.store.append_audit(&entry) {
             tracing::error!(plugin, action, "audit entry not written: {e}");
         }
+    }
+
+    /// Records something the host did to a plugin on its own (switched its polling off after
+    /// a crash, ...) in the audit log, with the reason.
+    pub fn audit_host(&self, plugin: &str, action: &str, sha: Option<&str>, reason: &str) {
+        self.audit(&Actor::host(reason), action, plugin, sha);
     }
 
     /// The newest `limit` audit entries, of one plugin if given.
@@ -491,7 +545,7 @@ impl PluginRegistry {
     pub async fn rollback(&self, id: &str, actor: &Actor) -> Result<PluginView, PluginError> {
         let slot = self.slot(id)?;
         let target = {
-            let record = slot.record.lock().expect("record lock");
+            let record = slot.record.lock().unwrap_or_else(|e| e.into_inner());
             let current = record.live.clone();
             record
                 .history
@@ -512,7 +566,7 @@ impl PluginRegistry {
         change: impl FnOnce(&mut SlotRecord),
     ) -> Result<(), PluginError> {
         let record = {
-            let mut record = slot.record.lock().expect("record lock");
+            let mut record = slot.record.lock().unwrap_or_else(|e| e.into_inner());
             change(&mut record);
             record.clone()
         };
@@ -665,7 +719,7 @@ impl PluginRegistry {
         let stats = slot
             .loaded
             .lock()
-            .expect("loaded lock")
+            .unwrap_or_else(|e| e.into_inner())
             .get(&v.sha256)
             .map(|p| p.stats());
         let review = if live {
@@ -695,7 +749,11 @@ impl PluginRegistry {
             .iter()
             .flat_map(|v| &v.manifest.config.secrets)
             .collect();
-        let record = slot.record.lock().expect("record lock").clone();
+        let record = slot
+            .record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let config = record
             .config
             .iter()

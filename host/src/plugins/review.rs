@@ -1,21 +1,24 @@
 //! Capability review: what a version asks for beyond the live one (hosts, addresses, env,
-//! limits, and the interfaces its component really imports).
+//! limits, and the interfaces its component really imports), or, for a first version, beyond
+//! the defaults.
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::OperatorLimits;
+use super::{Capabilities, Limits, Manifest, OperatorLimits};
 use crate::store::VersionRecord;
 
-/// The difference between a version's asks and the live version's.
+/// The difference between a version's asks and the live version's (or, for a first version,
+/// the defaults').
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CapabilityReview {
-    /// The live version compared against (none: nothing is live, nothing to compare).
+    /// The live version compared against (none: nothing is live, so the version was compared
+    /// with what a plugin gets when it asks for nothing).
     pub against: Option<String>,
     /// True when it asks for more: activation then needs `"approve": true`.
     pub needs_approval: bool,
-    /// Each thing it asks for beyond the live version, in words.
+    /// Each thing it asks for beyond the live version (or the defaults), in words.
     pub changes: Vec<String>,
 }
 
@@ -33,30 +36,15 @@ fn added<'a>(
     candidate.difference(&live).copied().collect()
 }
 
-/// Reviews `candidate` against the `live` version, with limits resolved as the sandbox would.
-pub fn review(
-    limits: &OperatorLimits,
-    live: Option<&VersionRecord>,
-    candidate: &VersionRecord,
-) -> CapabilityReview {
-    let Some(live) = live else {
-        return CapabilityReview::default();
-    };
-    if live.sha256 == candidate.sha256 {
-        return CapabilityReview {
-            against: Some(live.sha256.clone()),
-            ..CapabilityReview::default()
-        };
-    }
-    let (old, new) = (
-        &live.manifest.capabilities,
-        &candidate.manifest.capabilities,
-    );
+/// What `new` asks for beyond `old`: hosts, addresses, environment variables and limits
+/// (resolved as the sandbox would).
+fn asks(limits: &OperatorLimits, old: &Manifest, new: &Manifest) -> Vec<String> {
+    let (a_caps, b_caps) = (&old.capabilities, &new.capabilities);
     let mut changes = Vec::new();
     let lists = [
-        ("HTTP host", &old.http, &new.http),
-        ("TCP address", &old.tcp, &new.tcp),
-        ("environment variable", &old.env, &new.env),
+        ("HTTP host", &a_caps.http, &b_caps.http),
+        ("TCP address", &a_caps.tcp, &b_caps.tcp),
+        ("environment variable", &a_caps.env, &b_caps.env),
     ];
     for (what, old, new) in lists {
         for item in added(
@@ -66,8 +54,8 @@ pub fn review(
             changes.push(format!("new {what} `{item}`"));
         }
     }
-    let a = limits.sandbox(&live.manifest, &live.sha256);
-    let b = limits.sandbox(&candidate.manifest, &candidate.sha256);
+    let a = limits.sandbox(old, "");
+    let b = limits.sandbox(new, "");
     if b.memory_bytes > a.memory_bytes {
         changes.push(format!(
             "memory limit {} MiB -> {} MiB",
@@ -94,6 +82,41 @@ pub fn review(
             a.http_response_bytes, b.http_response_bytes
         ));
     }
+    changes
+}
+
+/// Reviews `candidate` against the `live` version, with limits resolved as the sandbox would.
+/// With nothing live, a version is reviewed against the defaults (no hosts, addresses or
+/// environment, default limits): anything more needs approval on the first upload too,
+/// unless the operator shipped it as a bundled plugin.
+pub fn review(
+    limits: &OperatorLimits,
+    live: Option<&VersionRecord>,
+    candidate: &VersionRecord,
+) -> CapabilityReview {
+    let Some(live) = live else {
+        if candidate.bundled {
+            return CapabilityReview::default();
+        }
+        let defaults = Manifest {
+            capabilities: Capabilities::default(),
+            limits: Limits::default(),
+            ..candidate.manifest.clone()
+        };
+        let changes = asks(limits, &defaults, &candidate.manifest);
+        return CapabilityReview {
+            against: None,
+            needs_approval: !changes.is_empty(),
+            changes,
+        };
+    };
+    if live.sha256 == candidate.sha256 {
+        return CapabilityReview {
+            against: Some(live.sha256.clone()),
+            ..CapabilityReview::default()
+        };
+    }
+    let mut changes = asks(limits, &live.manifest, &candidate.manifest);
     for import in added(
         live.imports.iter().map(|i| unversioned(i)),
         candidate.imports.iter().map(|i| unversioned(i)),
@@ -110,7 +133,6 @@ pub fn review(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::Manifest;
 
     fn record(sha: &str, extra: &str, imports: &[&str]) -> VersionRecord {
         let text = format!(
@@ -122,6 +144,7 @@ mod tests {
             size: 1,
             uploaded_at_ms: 0,
             imports: imports.iter().map(|s| s.to_string()).collect(),
+            bundled: false,
         }
     }
 
@@ -149,7 +172,45 @@ mod tests {
         assert_eq!(r.changes.len(), 3, "{:?}", r.changes);
         assert!(r.changes.iter().any(|c| c.contains("evil.example")));
         assert!(r.changes.iter().any(|c| c.contains("wasi:sockets/tcp")));
-        assert!(!review(&limits, None, &more).needs_approval);
         assert!(!review(&limits, Some(&more), &live).needs_approval);
+    }
+
+    #[test]
+    fn a_first_version_asking_beyond_the_defaults_needs_approval_unless_bundled() {
+        let limits = OperatorLimits::default();
+        let plain = record("a", "[limits]\nmemory_mb = 32\ntimeout_ms = 5000\n", &[]);
+        let first = review(&limits, None, &plain);
+        assert!(!first.needs_approval, "{:?}", first.changes);
+        assert_eq!(first.against, None);
+        let asks = record(
+            "b",
+            "[capabilities]\nenv = [\"HOME\"]\ntcp = [\"10.0.0.1:5432\"]\n\
+             http = [\"api.a.com\"]\n[limits]\ntimeout_ms = 9000\n",
+            &["wasi:sockets/tcp@0.2.3"],
+        );
+        let r = review(&limits, None, &asks);
+        assert!(r.needs_approval);
+        for want in [
+            "`HOME`",
+            "`10.0.0.1:5432`",
+            "`api.a.com`",
+            "5000 ms -> 9000 ms",
+        ] {
+            assert!(
+                r.changes.iter().any(|c| c.contains(want)),
+                "{want}: {:?}",
+                r.changes
+            );
+        }
+        assert_eq!(
+            r.changes.len(),
+            4,
+            "imports are not asks of a first version"
+        );
+        let bundled = VersionRecord {
+            bundled: true,
+            ..asks
+        };
+        assert!(!review(&limits, None, &bundled).needs_approval);
     }
 }

@@ -146,6 +146,10 @@ pub struct ShadowReport {
     pub skipped: u64,
     /// The newest differing inputs, oldest first.
     pub samples: VecDeque<ShadowSample>,
+    /// Set when a shadow call panicked in the host: why shadow calls stopped (the live
+    /// version keeps serving; abort or promote the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// A candidate running beside the live version.
@@ -247,7 +251,7 @@ impl Rollout {
                 "error rate {rate:.3} over {calls} calls exceeds the live version's {live_rate:.3} by more than {max}"
             )
         } else if let Some(max_ms) = plan.max_p99_ms
-            && self.candidate_arm.latency.quantile(0.99) > max_ms * 1_000
+            && self.candidate_arm.latency.quantile(0.99) > max_ms.saturating_mul(1_000)
         {
             format!(
                 "p99 latency {} µs over {calls} calls exceeds {max_ms} ms",
@@ -266,18 +270,52 @@ impl Rollout {
 
     /// Reserves a shadow call slot; false when too many are in flight (counted as skipped).
     pub fn begin_shadow(&self) -> bool {
+        if self.shadow_stopped() {
+            self.shadow
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .skipped += 1;
+            return false;
+        }
         if self.shadow_in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_SHADOW_IN_FLIGHT {
             self.shadow_in_flight.fetch_sub(1, Ordering::AcqRel);
-            self.shadow.lock().expect("shadow lock").skipped += 1;
+            self.shadow
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .skipped += 1;
             return false;
         }
         true
     }
 
+    fn shadow_stopped(&self) -> bool {
+        self.shadow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stopped
+            .is_some()
+    }
+
+    /// A shadow call was cancelled (the host is stopping): frees its slot.
+    pub fn shadow_abandoned(&self) {
+        self.shadow_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A shadow call panicked in the host: frees its slot and stops further shadow calls.
+    pub fn shadow_panicked(&self, message: &str) {
+        self.shadow_in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.shadow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stopped = Some(format!(
+            "a shadow call panicked ({message}); shadow calls stopped, abort or promote the run"
+        ));
+    }
+
     /// Records a shadow comparison and frees its slot.
     pub fn finish_shadow(&self, sample: ShadowSample) {
         self.shadow_in_flight.fetch_sub(1, Ordering::AcqRel);
-        let mut report = self.shadow.lock().expect("shadow lock");
+        let mut report = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
         report.compared += 1;
         if sample.live == sample.candidate {
             report.same += 1;
@@ -304,8 +342,12 @@ impl Rollout {
             started_ms: self.started_ms,
             live: self.live_arm.view(live.unwrap_or(&self.candidate)),
             candidate_calls: self.candidate_arm.view(&self.candidate),
-            shadow: matches!(self.mode, RolloutMode::Shadow)
-                .then(|| self.shadow.lock().expect("shadow lock").clone()),
+            shadow: matches!(self.mode, RolloutMode::Shadow).then(|| {
+                self.shadow
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            }),
         }
     }
 }

@@ -158,34 +158,39 @@ impl CompileCache {
         self.dir.join(format!("{sha256}-{}.cwasm", self.compat))
     }
 
-    /// Loads the compiled component, compiling and caching it on a miss. `bytes` is read only on
-    /// a miss, so a caller that has only the hash may pass a loader.
-    pub fn load(
-        &self,
-        engine: &Engine,
-        sha256: &str,
-        bytes: impl FnOnce() -> Result<Vec<u8>, LoadError>,
-    ) -> Result<Component, LoadError> {
+    /// The cached compiled component, if this engine configuration compiled it before.
+    pub fn cached(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let path = self.path(sha256);
-        if path.exists() {
-            // SAFETY: the file was written by `Component::serialize` of this same engine
-            // configuration (the name carries the compatibility hash) into the host's own data
-            // directory, which the operator controls.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!("recompiling {sha256}: cached code unusable: {e:#}"),
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file was written by `Component::serialize` of this same engine
+        // configuration (the name carries the compatibility hash) into the host's own data
+        // directory, which the operator controls.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!("recompiling {sha256}: cached code unusable: {e:#}");
+                None
             }
         }
-        let bytes = bytes()?;
-        let component = Component::new(engine, &bytes)
-            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+    }
+
+    /// Compiles a component without caching it: the caller checks it first and then
+    /// [`store`](Self::store)s it, so a refused component leaves nothing behind.
+    pub fn compile(&self, engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
+        Component::new(engine, bytes).map_err(|e| LoadError::NotAComponent(format!("{e:#}")))
+    }
+
+    /// Writes a checked component's compiled code, so later loads deserialize it.
+    pub fn store(&self, sha256: &str, component: &Component) -> Result<(), LoadError> {
+        let path = self.path(sha256);
         let serialized = component
             .serialize()
             .map_err(|e| LoadError::Cache(format!("{e:#}")))?;
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, serialized)
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| LoadError::Cache(format!("{}: {e}", path.display())))?;
-        Ok(component)
+            .map_err(|e| LoadError::Cache(format!("{}: {e}", path.display())))
     }
 }

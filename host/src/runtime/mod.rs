@@ -234,7 +234,13 @@ impl Runtime {
         } else {
             &self.plain
         };
-        let component: Component = flavor.cache.load(&flavor.engine, &spec.sha256, bytes)?;
+        // Compile, resolve imports and check the world first; only a component that passes
+        // is written to the compiled-code cache.
+        let (component, fresh): (Component, bool) =
+            match flavor.cache.cached(&flavor.engine, &spec.sha256) {
+                Some(component) => (component, false),
+                None => (flavor.cache.compile(&flavor.engine, &bytes()?)?, true),
+            };
         let pre = flavor
             .linker
             .instantiate_pre(&component)
@@ -247,6 +253,11 @@ impl Runtime {
             share: self.shares.of(&spec.plugin),
             guests: self.guests.clone(),
         };
-        SandboxedPlugin::new(spec, pre, self.net.clone(), calls)
+        let sha256 = spec.sha256.clone();
+        let plugin = SandboxedPlugin::new(spec, pre, self.net.clone(), calls)?;
+        if fresh {
+            flavor.cache.store(&sha256, &component)?;
+        }
+        Ok(plugin)
     }
 }

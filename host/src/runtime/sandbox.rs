@@ -361,11 +361,14 @@ impl SandboxedPlugin {
                 self.slots.guests.handle().ok_or_else(|| {
                     self.fail(CallFailure::Instantiate("runtime shut down".into()))
                 })?;
-            let store = self.new_store(env, Instant::now() + self.spec.timeout);
+            let store = self.new_store(
+                env,
+                crate::tasks::instant_after(Instant::now(), self.spec.timeout),
+            );
             let pre = self.pre.clone();
             // Epochs do not advance a guest that waits inside a host call (sleep, HTTP), so an
             // outer timeout bounds the whole call too.
-            let outer = self.spec.timeout + EPOCH_TICK * 5;
+            let outer = self.spec.timeout.saturating_add(EPOCH_TICK * 5);
             let task = guests.spawn(
                 async move {
                     let mut store = store;

@@ -51,6 +51,10 @@ pub struct VersionRecord {
     /// The interfaces the component imports, read from the component at upload.
     #[serde(default)]
     pub imports: Vec<String>,
+    /// Loaded from the operator's `--plugins-dir` at first start: trusted as shipped, so its
+    /// first activation needs no approval.
+    #[serde(default)]
+    pub bundled: bool,
 }
 
 /// One change of a slot's live version.

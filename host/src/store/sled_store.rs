@@ -294,6 +294,7 @@ mod tests {
                 size: 3,
                 uploaded_at_ms: 1,
                 imports: Vec::new(),
+                bundled: false,
             };
             store.put_version("p", &v, b"wasm").unwrap();
             let slot = SlotRecord {

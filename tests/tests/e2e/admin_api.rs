@@ -148,7 +148,7 @@ async fn bad_requests_get_json_errors_with_the_right_status() {
     let (status, err) = host
         .post(
             "/v1/plugins/hostile/activate",
-            &json!({ "sha256": hostile }),
+            &json!({ "sha256": hostile, "approve": true }),
         )
         .await;
     assert_eq!(

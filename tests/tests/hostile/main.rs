@@ -20,6 +20,7 @@ mod budget_probe;
 mod budget_resources;
 mod cpu_slot_hogging;
 mod cpu_spinning_guests;
+mod manifests;
 mod net_policy;
 mod retention;
 mod slowloris;
