@@ -243,7 +243,7 @@ impl PluginStore for SledStore {
             }
         }
         // Ids come from one counter: newest first across both classes.
-        all.sort_by(|a, b| b.id.cmp(&a.id));
+        all.sort_by_key(|f| std::cmp::Reverse(f.id));
         Ok(all)
     }
 }

@@ -1,6 +1,9 @@
 //! Unauthenticated disk fill: webhook floods at a connector that is not live, or that refuses
 //! their signature, retain nothing and evict no real failure; replay streams what is retained.
 
+// Each test holds its turn (`crate::serial`) across awaits on purpose: attacks never overlap.
+#![allow(clippy::await_holding_lock)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

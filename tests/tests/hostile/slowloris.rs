@@ -2,6 +2,9 @@
 //! timeout, `/healthz` answers while hundreds are open, and the connection cap bounds the
 //! host's open files.
 
+// Each test holds its turn (`crate::serial`) across awaits on purpose: attacks never overlap.
+#![allow(clippy::await_holding_lock)]
+
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
