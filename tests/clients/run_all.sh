@@ -12,8 +12,8 @@ status=0
 run() { echo "== $*"; "$@" || { echo "!! failed: $*"; status=1; }; }
 run node drive_server_libs.js segment-node "$base" "$key" "$prefix-segment-node"
 run node drive_server_libs.js rudder-node "$base" "$key" "$prefix-rudder-node"
-run python3 segment_python.py "$base" "$key" "$prefix-segment-python"
-run python3 rudder_python.py "$base" "$key" "$prefix-rudder-python"
+run python3 drive_python_libs.py segment-python "$base" "$key" "$prefix-segment-python"
+run python3 drive_python_libs.py rudder-python "$base" "$key" "$prefix-rudder-python"
 run node drive_browser_libs.js segment-browser "$base" "$key" "$prefix-segment-browser"
 run node drive_browser_libs.js rudder-browser "$base" "$key" "$prefix-rudder-browser"
 exit $status

@@ -158,7 +158,7 @@ async fn rudderstack_node_sdk_with_gzip_sends_unchanged() {
 async fn segment_analytics_python_with_gzip_sends_unchanged() {
     sends_unchanged(Library {
         name: "segment-python",
-        command: &["python3", "segment_python.py"],
+        command: &["python3", "drive_python_libs.py", "segment-python"],
         screen: true,
         extra_tracks: &[],
         rounds: 1,
@@ -170,7 +170,7 @@ async fn segment_analytics_python_with_gzip_sends_unchanged() {
 async fn rudderstack_python_sdk_sends_unchanged() {
     sends_unchanged(Library {
         name: "rudder-python",
-        command: &["python3", "rudder_python.py"],
+        command: &["python3", "drive_python_libs.py", "rudder-python"],
         screen: true,
         extra_tracks: &[],
         rounds: 1,

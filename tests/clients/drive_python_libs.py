@@ -1,14 +1,20 @@
-"""Sends identify, track, page, screen, group and alias with rudder-sdk-python (defaults: gzip on).
+"""Sends identify, track, page, screen, group and alias with a published Python library.
 
-Usage: rudder_python.py BASE_URL WRITE_KEY USER_ID
-Library defaults except no retries and a short upload interval (same wire format).
-Exits 0 only if the library reported no error (no on_error call, no error logged by "rudderstack").
+Usage: drive_python_libs.py segment-python|rudder-python BASE_URL WRITE_KEY USER_ID
+  segment-python: segment-analytics-python, its defaults except gzip=True
+  rudder-python:  rudder-sdk-python, its defaults (gzip is on by default)
+Both with no retries and a short upload interval (same wire format).
+Exits 0 only if the library reported no error (no on_error call, no error logged by it).
 """
+import importlib
 import logging
 import sys
 
-from rudderstack.analytics import Client
-from rudderstack.analytics.version import VERSION
+LIBRARIES = {
+    # name: (module, logger, what is printed, settings beyond the host)
+    "segment-python": ("segment.analytics", "segment", "segment-analytics-python", {"gzip": True}),
+    "rudder-python": ("rudderstack.analytics", "rudderstack", "rudder-sdk-python", {}),
+}
 
 
 class Errors(logging.Handler):
@@ -21,19 +27,23 @@ class Errors(logging.Handler):
 
 
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) != 5 or sys.argv[1] not in LIBRARIES:
         print(__doc__, file=sys.stderr)
         return 2
-    base, write_key, user_id = sys.argv[1:4]
+    lib, base, write_key, user_id = sys.argv[1:5]
+    module, logger, published, settings = LIBRARIES[lib]
+    analytics = importlib.import_module(module)
+    version = importlib.import_module(f"{module}.version").VERSION
     logged = Errors()
-    logging.getLogger("rudderstack").addHandler(logged)
+    logging.getLogger(logger).addHandler(logged)
     failed = []
-    client = Client(
+    client = analytics.Client(
         write_key,
         host=base,
         max_retries=0,
         upload_interval=0.1,
         on_error=lambda error, batch: failed.append(f"{error!r} for {[m.get('type') for m in batch]}"),
+        **settings,
     )
     sent = [
         client.identify(user_id, {"email": f"{user_id}@example.com", "plan": "pro", "name": "Ada"}, anonymous_id=f"{user_id}-anon"),
@@ -46,13 +56,13 @@ def main():
     client.flush()
     client.shutdown()
     enqueued = [msg["type"] for ok, msg in sent if ok]
-    print(f"rudder-sdk-python {VERSION}: enqueued {enqueued}")
+    print(f"{published} {version}: enqueued {enqueued}")
     for line in logged.records + failed:
         print(f"FAILED {line}", file=sys.stderr)
     if failed or logged.records or len(enqueued) != 6:
-        print("rudder-python: not all calls delivered")
+        print(f"{lib}: not all calls delivered")
         return 1
-    print("rudder-python: all 6 calls delivered")
+    print(f"{lib}: all 6 calls delivered")
     return 0
 
 
