@@ -13,42 +13,47 @@
 //! The allocator never frees, so the strings that share one buffer are never freed twice
 //! when the host asks the guest to release its output.
 
-use std::alloc::{GlobalAlloc, Layout};
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tessera_sdk::Connector;
 use tessera_sdk::types::{ConnectorError, ContactRef, Event, HttpRequest};
 
-/// A bump allocator over `memory.grow` whose `dealloc` does nothing.
-struct NeverFree;
+/// A bump allocator over `memory.grow` whose `dealloc` does nothing (wasm only: built
+/// natively, as lints and native tests build every crate, the guest keeps the system one).
+#[cfg(target_arch = "wasm32")]
+mod never_free {
+    use std::alloc::{GlobalAlloc, Layout};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-static END: AtomicUsize = AtomicUsize::new(0);
+    struct NeverFree;
 
-unsafe impl GlobalAlloc for NeverFree {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let align = layout.align().max(8);
-        let mut start = (NEXT.load(Ordering::Relaxed) + align - 1) & !(align - 1);
-        if start == 0 || start + layout.size() > END.load(Ordering::Relaxed) {
-            let pages = (layout.size() + align).div_ceil(65_536) + 16;
-            let old = core::arch::wasm32::memory_grow(0, pages);
-            if old == usize::MAX {
-                return std::ptr::null_mut();
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static END: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe impl GlobalAlloc for NeverFree {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let align = layout.align().max(8);
+            let mut start = (NEXT.load(Ordering::Relaxed) + align - 1) & !(align - 1);
+            if start == 0 || start + layout.size() > END.load(Ordering::Relaxed) {
+                let pages = (layout.size() + align).div_ceil(65_536) + 16;
+                let old = core::arch::wasm32::memory_grow(0, pages);
+                if old == usize::MAX {
+                    return std::ptr::null_mut();
+                }
+                start = (old * 65_536 + align - 1) & !(align - 1);
+                END.store((old + pages) * 65_536, Ordering::Relaxed);
             }
-            start = (old * 65_536 + align - 1) & !(align - 1);
-            END.store((old + pages) * 65_536, Ordering::Relaxed);
+            NEXT.store(start + layout.size(), Ordering::Relaxed);
+            start as *mut u8
         }
-        NEXT.store(start + layout.size(), Ordering::Relaxed);
-        start as *mut u8
+
+        unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {}
     }
 
-    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {}
+    #[global_allocator]
+    static ALLOCATOR: NeverFree = NeverFree;
 }
-
-#[global_allocator]
-static ALLOCATOR: NeverFree = NeverFree;
 
 /// The amplifying connector.
 pub struct OutputAmplification;
