@@ -70,3 +70,21 @@ pub fn outcome(out: &serde_json::Value) -> String {
 pub fn mib(bytes: u64) -> u64 {
     bytes >> 20
 }
+
+/// The host's peak resident memory stayed within `bound` bytes of `baseline`, and the
+/// neighbour's `/v1/track` calls (`probe`: answered, failed, slowest) all succeeded quickly.
+pub fn assert_host_held(baseline: u64, peak: u64, bound: u64, probe: (usize, usize, Duration)) {
+    let (answered, failed, slowest) = probe;
+    assert!(
+        peak.saturating_sub(baseline) < bound,
+        "peak {} MiB from a baseline of {} MiB (bound +{} MiB)",
+        mib(peak),
+        mib(baseline),
+        mib(bound)
+    );
+    assert_eq!(failed, 0, "/v1/track failed while the attack ran");
+    assert!(
+        answered > 0 && slowest < Duration::from_secs(5),
+        "slowest /v1/track {slowest:?}"
+    );
+}
