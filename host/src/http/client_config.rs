@@ -10,9 +10,8 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::auth::basic_user;
-use super::tracking::{cors, preflight, query_write_key};
-use super::{ApiError, AppState, TrackingError};
-use crate::ingest::Source;
+use super::tracking::{cors, preflight, query_write_key, source_for};
+use super::{AppState, TrackingError};
 
 /// The client-configuration routes (authenticated by the write key, not the admin key).
 pub fn router() -> Router<AppState> {
@@ -26,14 +25,6 @@ pub fn router() -> Router<AppState> {
         .layer(axum::middleware::from_fn(cors))
 }
 
-fn source_for(state: &AppState, write_key: Option<String>) -> Result<Source, ApiError> {
-    let key = write_key.ok_or(ApiError::UnknownWriteKey)?;
-    state
-        .sources
-        .authenticate(&key)?
-        .ok_or(ApiError::UnknownWriteKey)
-}
-
 /// RudderStack's control plane answer: the source, enabled, with no device-mode
 /// destinations, so the SDK sends every call to the data plane it was given (this host).
 async fn source_config(
@@ -42,7 +33,7 @@ async fn source_config(
     headers: HeaderMap,
 ) -> Result<Response, TrackingError> {
     let key = basic_user(&headers).or_else(|| query.as_deref().and_then(query_write_key));
-    let source = source_for(&state, key.clone())?;
+    let source = source_for(&state, key.as_deref())?;
     let body = json!({
         "isHosted": false,
         "source": {
@@ -65,7 +56,7 @@ async fn segment_settings(
     Path(write_key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, TrackingError> {
-    source_for(&state, Some(write_key.clone()))?;
+    source_for(&state, Some(&write_key))?;
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

@@ -19,8 +19,8 @@ use tower_http::decompression::RequestDecompressionLayer;
 use super::auth::basic_user;
 use super::body::RawBody;
 use super::{ApiError, AppState, TrackingError};
-use crate::ingest::EventType;
 use crate::ingest::segment::{self, MAX_BATCH_BYTES};
+use crate::ingest::{EventType, Source};
 
 /// The single-event calls: full path, analytics.js 2.0's short path, and the type.
 const SINGLE: [(&str, Option<&str>, EventType); 7] = [
@@ -87,12 +87,8 @@ async fn track(
     // Authenticate before parsing: an unknown key learns nothing about the payload.
     let key = header_key
         .or_else(|| peek_write_key(&body))
-        .or_else(|| query.as_deref().and_then(query_write_key))
-        .ok_or(ApiError::UnknownWriteKey)?;
-    let source = state
-        .sources
-        .authenticate(&key)?
-        .ok_or(ApiError::UnknownWriteKey)?;
+        .or_else(|| query.as_deref().and_then(query_write_key));
+    let source = source_for(&state, key.as_deref())?;
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
         && !source.allows_origin(origin)
     {
@@ -111,6 +107,15 @@ fn peek_write_key(body: &[u8]) -> Option<String> {
         write_key: Option<String>,
     }
     serde_json::from_slice::<Key>(body).ok()?.write_key
+}
+
+/// The source a write key belongs to; no key or an unknown one is `401 unauthorized`.
+pub(super) fn source_for(state: &AppState, write_key: Option<&str>) -> Result<Source, ApiError> {
+    let key = write_key.ok_or(ApiError::UnknownWriteKey)?;
+    state
+        .sources
+        .authenticate(key)?
+        .ok_or(ApiError::UnknownWriteKey)
 }
 
 /// `?writeKey=`, as RudderStack's beacon sends it.
