@@ -200,6 +200,32 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Why a canary whose arms read so must be rolled back, if it must: nothing before the
+/// candidate has `min_calls` calls; then its error rate against the live arm's over the same
+/// window (only a rise beyond `max_error_rate` counts), then its own p99 against
+/// `max_p99_ms` (an absolute limit: a slow live version does not excuse a slow candidate).
+fn judge(plan: &CanaryPlan, live: &Arm, candidate: &Arm) -> Option<String> {
+    let (calls, rate) = candidate.rate();
+    if calls < plan.min_calls.unwrap_or(DEFAULT_MIN_CALLS) {
+        return None;
+    }
+    let (_, live_rate) = live.rate();
+    if let Some(max) = plan.max_error_rate
+        && rate - live_rate > max
+    {
+        return Some(format!(
+            "error rate {rate:.3} over {calls} calls exceeds the live version's {live_rate:.3} by more than {max}"
+        ));
+    }
+    let p99 = candidate.latency.quantile(0.99);
+    match plan.max_p99_ms {
+        Some(max_ms) if p99 > max_ms.saturating_mul(1_000) => Some(format!(
+            "p99 latency {p99} µs over {calls} calls exceeds {max_ms} ms"
+        )),
+        _ => None,
+    }
+}
+
 impl Rollout {
     /// A rollout of `candidate` in `mode`.
     pub fn new(mode: RolloutMode, candidate: Arc<SandboxedPlugin>, started_ms: u64) -> Self {
@@ -239,27 +265,7 @@ impl Rollout {
         let RolloutMode::Canary(plan) = &self.mode else {
             return None;
         };
-        let (calls, rate) = self.candidate_arm.rate();
-        if calls < plan.min_calls.unwrap_or(DEFAULT_MIN_CALLS) {
-            return None;
-        }
-        let (_, live_rate) = self.live_arm.rate();
-        let reason = if let Some(max) = plan.max_error_rate
-            && rate - live_rate > max
-        {
-            format!(
-                "error rate {rate:.3} over {calls} calls exceeds the live version's {live_rate:.3} by more than {max}"
-            )
-        } else if let Some(max_ms) = plan.max_p99_ms
-            && self.candidate_arm.latency.quantile(0.99) > max_ms.saturating_mul(1_000)
-        {
-            format!(
-                "p99 latency {} µs over {calls} calls exceeds {max_ms} ms",
-                self.candidate_arm.latency.quantile(0.99)
-            )
-        } else {
-            return None;
-        };
+        let reason = judge(plan, &self.live_arm, &self.candidate_arm)?;
         (!self.ended.swap(true, Ordering::AcqRel)).then_some(reason)
     }
 
@@ -377,5 +383,70 @@ mod tests {
         assert!(plan(5.0).validate().is_ok());
         assert!(plan(0.0).validate().is_err());
         assert!(plan(101.0).validate().is_err());
+    }
+    /// An arm with `calls` calls of `micros` each, the first `errors` of them failed.
+    fn arm(calls: u64, errors: u64, micros: u64) -> Arm {
+        let arm = Arm::default();
+        for i in 0..calls {
+            arm.record(micros, i < errors);
+        }
+        arm
+    }
+
+    fn canary(max_error_rate: Option<f64>, max_p99_ms: Option<u64>) -> CanaryPlan {
+        CanaryPlan {
+            percent: 50.0,
+            max_error_rate,
+            max_p99_ms,
+            min_calls: Some(10),
+        }
+    }
+
+    #[test]
+    fn no_verdict_before_the_candidate_has_its_minimum_calls() {
+        let plan = canary(Some(0.0), Some(1));
+        assert_eq!(judge(&plan, &arm(100, 0, 10), &arm(9, 9, 1_000_000)), None);
+        assert!(judge(&plan, &arm(100, 0, 10), &arm(10, 10, 1_000_000)).is_some());
+    }
+
+    #[test]
+    fn the_error_rule_compares_with_the_live_arm() {
+        let plan = canary(Some(0.1), None);
+        // As bad as the live version: kept.
+        assert_eq!(judge(&plan, &arm(100, 50, 10), &arm(20, 10, 10)), None);
+        // Worse, but within the allowed rise (0.30 against 0.25): kept.
+        assert_eq!(judge(&plan, &arm(100, 25, 10), &arm(20, 6, 10)), None);
+        // Worse by more than the allowed rise (0.50 against 0.25): rolled back.
+        let why = judge(&plan, &arm(100, 25, 10), &arm(20, 10, 10)).expect("rolled back");
+        assert!(
+            why.contains("error rate 0.500") && why.contains("0.250"),
+            "{why}"
+        );
+        // With no live calls yet the live rate counts as 0.
+        assert!(judge(&plan, &arm(0, 0, 10), &arm(20, 3, 10)).is_some());
+        // Without a threshold errors never decide.
+        assert_eq!(
+            judge(&canary(None, None), &arm(10, 0, 10), &arm(20, 20, 10)),
+            None
+        );
+    }
+
+    #[test]
+    fn the_p99_rule_is_an_absolute_limit_on_the_candidate() {
+        let plan = canary(None, Some(50));
+        // 98 fast calls and 2 slow ones: the 99th percentile is slow.
+        let candidate = arm(98, 0, 10_000);
+        for _ in 0..2 {
+            candidate.record(80_000, false);
+        }
+        let why = judge(&plan, &arm(10, 0, 10_000), &candidate).expect("rolled back");
+        assert!(
+            why.contains("p99 latency") && why.contains("exceeds 50 ms"),
+            "{why}"
+        );
+        // Under the limit: kept, however fast the live arm is.
+        assert_eq!(judge(&plan, &arm(100, 0, 1), &arm(100, 0, 40_000)), None);
+        // Over it: rolled back, however slow the live arm is.
+        assert!(judge(&plan, &arm(100, 0, 900_000), &arm(100, 0, 60_000)).is_some());
     }
 }

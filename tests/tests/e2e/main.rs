@@ -5,6 +5,8 @@ mod breaker;
 mod clients;
 mod contacts;
 mod hostile_guests;
+mod kv;
+mod malformed;
 mod newcomer;
 mod plugin_kinds;
 mod polling;

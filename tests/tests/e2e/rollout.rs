@@ -42,7 +42,12 @@ async fn audit_actions(host: &TestHost) -> Vec<String> {
 
 /// The `versioned` plugin's shadow report once `compared` comparisons are in.
 async fn shadow_report(host: &TestHost, compared: u64) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    shadow_report_within(host, compared, Duration::from_secs(10)).await
+}
+
+/// [`shadow_report`], waiting at most `wait`.
+async fn shadow_report_within(host: &TestHost, compared: u64, wait: Duration) -> Value {
+    let deadline = std::time::Instant::now() + wait;
     loop {
         let (status, report) = host.get("/v1/plugins/versioned/shadow").await;
         assert_eq!(status, StatusCode::OK, "{report}");
@@ -623,4 +628,134 @@ async fn a_rule_canary_splits_each_batch_by_contact() {
     );
     assert_eq!(on_live + on_candidate, 40, "{arms}");
     assert!(on_live > 0 && on_candidate > 0, "{arms}");
+}
+
+/// Starts the hostile guest (as `versioned`) as a canary beside version-a with `plan`.
+async fn hostile_canary(host: &TestHost, plan: Value) {
+    let (status, uploaded) = upload_hostile_as_versioned(host).await;
+    assert!(status.is_success(), "{uploaded}");
+    let (status, view) = host
+        .post(
+            "/v1/plugins/versioned/activate",
+            &json!({ "sha256": uploaded["sha256"], "approve": true, "canary": plan }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+}
+
+#[tokio::test]
+async fn a_canary_over_its_p99_limit_is_rolled_back_and_one_under_it_is_not() {
+    let host = TestHost::start().await;
+    let a = host.install("version-a", "versioned").await;
+    // Under the limit: a candidate taking ~30 ms a call against a 2 s limit runs on.
+    hostile_canary(
+        &host,
+        json!({ "percent": 50.0, "max_p99_ms": 2000, "min_calls": 5 }),
+    )
+    .await;
+    for i in 0..30 {
+        let (status, out) = host
+            .webhook("versioned", "/sleep", &format!("30 {i}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+    }
+    let r = rollout(&host).await;
+    assert!(
+        r["candidate_calls"]["calls"].as_u64().unwrap() >= 5,
+        "the candidate was judged: {r}"
+    );
+    assert!(
+        r["candidate_calls"]["p99_micros"].as_u64().unwrap() >= 30_000,
+        "{r}"
+    );
+    let (status, view) = host.post("/v1/plugins/versioned/abort", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+
+    // Over it: the same candidate at ~60 ms a call against a 20 ms limit is rolled back once
+    // it has its five calls, with no error at all.
+    hostile_canary(
+        &host,
+        json!({ "percent": 50.0, "max_p99_ms": 20, "min_calls": 5 }),
+    )
+    .await;
+    let mut candidate_answers = 0;
+    for i in 0..200 {
+        let (status, out) = host
+            .webhook("versioned", "/sleep", &format!("60 {i}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+        candidate_answers += usize::from(out["ok"]["events"][0]["name"] == "sleep");
+        if rollout(&host).await.is_null() {
+            break;
+        }
+    }
+    assert!(
+        rollout(&host).await.is_null(),
+        "the slow canary was not rolled back"
+    );
+    assert_eq!(candidate_answers, 5, "judged after exactly min_calls calls");
+    let (_, view) = host.get("/v1/plugins/versioned").await;
+    assert_eq!(view["live"], a.as_str());
+    let (_, audit) = host.get("/v1/audit?plugin=versioned").await;
+    let auto = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "auto-rollback")
+        .expect("an auto-rollback entry")
+        .clone();
+    let reason = auto["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("p99 latency") && reason.contains("exceeds 20 ms"),
+        "{auto}"
+    );
+}
+
+#[tokio::test]
+async fn shadow_calls_beyond_64_in_flight_are_skipped_and_the_live_version_answers_them_all() {
+    let host = TestHost::start_with(|c| c.engine.max_instances = 512).await;
+    host.install("version-a", "versioned").await;
+    // The hostile guest as the candidate, with a deadline long enough to sleep 5 s.
+    let text = manifest("hostile")
+        .replace("id = \"hostile\"", "id = \"versioned\"")
+        .replace("timeout_ms = 2000", "timeout_ms = 10000");
+    let sha = host.upload_with("hostile", &text).await;
+    let (status, view) = host
+        .post(
+            "/v1/plugins/versioned/activate",
+            &json!({ "sha256": sha, "approve": true, "shadow": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    // 100 live calls at once; each shadow copy sleeps 5 s, so at most 64 run and the rest
+    // are skipped, not queued.
+    let calls = (0..100).map(|i| {
+        let api = tessera_tests::Api::new(host.base.clone());
+        tokio::spawn(async move {
+            let (status, out) = api
+                .call(
+                    "versioned",
+                    &json!({ "request": { "path": "/sleep", "body": "5000" } }),
+                )
+                .await;
+            (i, status, out)
+        })
+    });
+    for call in calls {
+        let (i, status, out) = call.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "call {i}: {out}");
+        assert_eq!(out["ok"]["events"][0]["name"], "a", "call {i}: {out}");
+    }
+    let (_, now) = host.get("/v1/plugins/versioned/shadow").await;
+    let skipped = now["report"]["skipped"].as_u64().unwrap();
+    assert!(
+        (36..100).contains(&skipped),
+        "100 calls at once with room for 64: {now}"
+    );
+    let report = shadow_report_within(&host, 100 - skipped, Duration::from_secs(30)).await;
+    assert!(
+        report["report"]["compared"].as_u64().unwrap() <= 64,
+        "{report}"
+    );
+    assert_eq!(report["report"]["skipped"], skipped, "{report}");
 }

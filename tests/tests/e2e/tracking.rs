@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera_tests::TestHost;
+use tessera_tests::{TestHost, tessera_signature};
 
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
@@ -314,4 +314,69 @@ async fn erasing_a_contact_deletes_it_and_suppresses_its_identities() {
     let (_, found) = host.get("/v1/contacts?identity=user_id:gone-1").await;
     assert_eq!(found["contacts"], json!([]), "{found}");
     host.wait_contact("user_id:marker", |_| true).await;
+}
+
+#[tokio::test]
+async fn erasing_a_contact_drops_the_retained_webhooks_that_mention_it_and_only_those() {
+    let host = TestHost::start().await;
+    let sha = host.upload("webhook-connector").await;
+    host.put(
+        "/v1/plugins/generic-webhook/config",
+        &json!({ "secret": "s3" }),
+    )
+    .await;
+    host.activate("generic-webhook", &sha).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/connectors/generic-webhook/webhook", host.base);
+    let deliveries = [
+        ("wh-ada", "ada@example.com", "m-ada-1"),
+        ("wh-ada", "ada@example.com", "m-ada-2"),
+        ("wh-bob", "bob@example.com", "m-bob-1"),
+        ("wh-adam", "adam@example.com", "m-adam-1"),
+    ];
+    for (user, email, message) in deliveries {
+        let body = json!({
+            "type": "identify", "userId": user, "messageId": message,
+            "traits": { "email": email }
+        })
+        .to_string();
+        let r = client
+            .post(&url)
+            .header("x-tessera-signature", tessera_signature("s3", &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let ada = host.wait_contact("user_id:wh-ada", |_| true).await;
+    host.wait_contact("user_id:wh-adam", |_| true).await;
+
+    let response = host
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/contacts/{}", ada["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        answer["dropped_raw_webhooks"], 2,
+        "ada's two requests, not adam's: {answer}"
+    );
+
+    // What is left to replay is bob's and adam's requests, already stored.
+    let (status, report) = host
+        .post("/v1/connectors/generic-webhook/replay", &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        (report["replayed"].clone(), report["duplicates"].clone()),
+        (json!(2), json!(2)),
+        "{report}"
+    );
+    let (_, found) = host.get("/v1/contacts?identity=user_id:wh-ada").await;
+    assert_eq!(found["contacts"], json!([]), "{found}");
 }

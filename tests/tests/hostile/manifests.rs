@@ -265,6 +265,56 @@ async fn the_hosts_own_environment_can_never_be_granted() {
     assert_eq!(listed["plugins"], json!([]), "nothing was stored: {listed}");
 }
 
+/// The other side of item 8: a variable the manifest names and the operator approved
+/// reaches the guest with the host's value; one it does not name never does.
+#[tokio::test]
+async fn a_granted_env_variable_reaches_the_guest_and_no_other_does() {
+    let _turn = crate::serial();
+    let host = HostProcess::start(HostOptions {
+        env: vec![
+            ("ACME_REGION".into(), "eu-west-1".into()),
+            ("ACME_NOT_GRANTED".into(), "hidden".into()),
+        ],
+        ..HostOptions::default()
+    });
+    let asks = connector_manifest(
+        "manifest-reads-env",
+        "[capabilities]\nenv = [\"ACME_REGION\"]\n",
+    );
+    let (status, uploaded) = host.upload_bytes(component("hostile"), &asks).await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    let changes = uploaded["review"]["changes"].to_string();
+    assert!(
+        changes.contains("`ACME_REGION`"),
+        "the grant is reviewed: {changes}"
+    );
+    let (status, view) = host
+        .post(
+            "/v1/plugins/manifest-reads-env/activate",
+            &json!({ "sha256": uploaded["sha256"], "approve": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    for (name, want) in [
+        ("ACME_REGION", "set:eu-west-1"),
+        ("ACME_NOT_GRANTED", "unset"),
+        ("PATH", "unset"),
+        ("TESSERA_ADMIN_KEY", "unset"),
+    ] {
+        let (status, out) = host
+            .call(
+                "manifest-reads-env",
+                &json!({ "request": { "path": "/env-var", "body": name } }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+        assert_eq!(
+            out["ok"]["events"][0]["properties"]["outcome"], want,
+            "{name}: {out}"
+        );
+    }
+}
+
 /// Item 8: what a first version asks for beyond the defaults is reviewed like a change to a
 /// live version: it needs the operator's approval.
 #[tokio::test]

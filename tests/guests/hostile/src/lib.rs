@@ -13,9 +13,10 @@
 //! | `/panic`     | panics                                                                 |
 //! | `/read-file` | reads `/etc/passwd`; `outcome` is `ok:<len>` or `err:<msg>`            |
 //! | `/env`       | counts env vars; `outcome` is `vars:<n> home:<bool> path:<bool>`       |
+//! | `/env-var`   | reads the env var named in the body; `outcome` is `set:<value>` or `unset` |
 //! | `/tcp`       | connects to the `ip:port` in the body; `outcome` is `ok` or `err:<msg>` |
 //! | `/http`      | GETs the URL in the body; `outcome` is `ok:<status>` or `err:<kind>:<msg>` |
-//! | `/sleep`     | sleeps for the milliseconds in the body (a blocking host poll)         |
+//! | `/sleep`     | sleeps for the milliseconds the body starts with (a blocking host poll); the rest of the body is ignored, so callers can vary a canary's routing key |
 //!
 //! Probe events carry the route and a timestamp in their id, so repeated probes are not
 //! deduplicated away. `self_test` fails when config `self_test` is `"fail"`.
@@ -63,6 +64,9 @@ impl Connector for Hostile {
                     has("PATH")
                 )
             }
+            "/env-var" => {
+                std::env::var(&body).map_or_else(|_| "unset".into(), |v| format!("set:{v}"))
+            }
             "/tcp" => tcp_connect(&body),
             "/http" => match Request::get(body.as_str())
                 .timeout(Duration::from_secs(5))
@@ -72,9 +76,16 @@ impl Connector for Hostile {
                 Err(e) => format!("err:{}:{}", e.kind(), e.message()),
             },
             "/sleep" => {
-                let millis: u64 = body.parse().map_err(|_| {
-                    ConnectorError::BadRequest(format!("/sleep needs milliseconds, got `{body}`"))
-                })?;
+                let millis: u64 = body
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|_| {
+                        ConnectorError::BadRequest(format!(
+                            "/sleep needs milliseconds, got `{body}`"
+                        ))
+                    })?;
                 std::thread::sleep(Duration::from_millis(millis));
                 format!("slept:{millis}")
             }
