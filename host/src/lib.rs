@@ -7,7 +7,7 @@
 //! - [`profiles`]: identity resolution, merges, traits and counters, derived from the log.
 //! - [`plugins`]: manifests, versions, slots (live version behind `arc-swap`), breaker, registry.
 //! - [`runtime`]: everything wasmtime: engine, sandbox, host imports, outbound HTTP policy.
-//! - [`store`]: persistence behind traits; the embedded backend is `sled`.
+//! - [`store`]: persistence as bytes: the event log file and the storage engine (sled, or memory for tests) every stage keeps its records in.
 //! - [`tasks`]: background work per plugin, isolated so that a panic disables it, not the host.
 //! - [`server`]: assembles the above from a [`server::ServerConfig`] and serves.
 //!

@@ -12,12 +12,13 @@ use tokio::net::TcpListener;
 use crate::http::{self, AppState};
 use crate::ingest::{Ingest, Poller, RawWebhooks, Retention, Sources};
 use crate::plugins::Actor;
+use crate::plugins::{EngineRecords, PluginStore};
 use crate::plugins::{PluginError, PluginRegistry, RegistryConfig, sha256_hex};
 use crate::profiles::{Profiles, run_applier};
 use crate::runtime::{
     AddressGrants, EngineLimits, LoadError, OutboundTlsError, Runtime, read_root_certs,
 };
-use crate::store::{EventLog, KvQuota, LogError, PluginStore, SledStore, StoreError};
+use crate::store::{Engine, EventLog, KvQuota, LogError, MemoryEngine, SledEngine, StoreError};
 
 /// Everything an operator sets.
 #[derive(Debug, Clone)]
@@ -44,6 +45,19 @@ pub struct ServerConfig {
     pub kv_quota: KvQuota,
     /// Limits on HTTP connections: timeouts and a cap.
     pub http: HttpLimits,
+    /// Where derived state (profiles, indexes, plugin records) is kept.
+    pub storage: Storage,
+}
+
+/// The storage engine of a host's derived state. The event log is always a file in the data
+/// directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// sled, in `DATA/db` (the default).
+    #[default]
+    Embedded,
+    /// Memory only, gone when the host stops (for tests).
+    Memory,
 }
 
 /// Limits on the HTTP listener, so slow or abandoned connections cannot starve it.
@@ -84,6 +98,7 @@ impl ServerConfig {
             webhook_retention: Retention::default(),
             kv_quota: KvQuota::default(),
             http: HttpLimits::default(),
+            storage: Storage::Embedded,
         }
     }
 }
@@ -120,7 +135,7 @@ pub enum ServerError {
 /// A started host, not yet serving.
 pub struct Server {
     state: AppState,
-    store: SledStore,
+    store: EngineRecords,
     http: HttpLimits,
     /// Set when this start generated the admin key: print it once.
     pub generated_admin_key: Option<String>,
@@ -130,7 +145,11 @@ impl Server {
     /// Opens the store, restores plugin slots, sets up the admin key and loads bundled plugins.
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let store = SledStore::open(&config.data_dir.join("db"))?;
+        let engine: Arc<dyn Engine> = match config.storage {
+            Storage::Embedded => Arc::new(SledEngine::open(&config.data_dir.join("db"))?),
+            Storage::Memory => Arc::new(MemoryEngine::new()),
+        };
+        let store = EngineRecords::open(engine.clone())?;
         store.set_kv_quota(config.kv_quota);
         let grants = AddressGrants::parse(&config.allow_addresses).map_err(ServerError::Config)?;
         http::metrics::install();
@@ -180,14 +199,14 @@ impl Server {
             load_bundled(&registry, dir).await?;
         }
         let log = Arc::new(EventLog::open(&config.data_dir.join("log"))?);
-        let ingest = Arc::new(Ingest::new(log, store.db(), config.dedupe_window)?);
-        let poller = Arc::new(Poller::open(registry.clone(), ingest.clone(), store.db())?);
+        let ingest = Arc::new(Ingest::new(log, &*engine, config.dedupe_window)?);
+        let poller = Arc::new(Poller::open(registry.clone(), ingest.clone(), &*engine)?);
         let state = AppState {
             poller,
             ingest,
-            sources: Sources::open(store.db())?,
-            profiles: Profiles::open(store.db())?,
-            raw_webhooks: RawWebhooks::open(store.db(), config.webhook_retention)?,
+            sources: Sources::open(&*engine)?,
+            profiles: Profiles::open(&*engine)?,
+            raw_webhooks: RawWebhooks::open(&engine, config.webhook_retention)?,
             registry,
             admin_key_hash: admin_key_hash.into(),
             ready: Arc::new(AtomicBool::new(false)),

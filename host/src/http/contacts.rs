@@ -167,6 +167,7 @@ async fn unmerge(
                 UnmergeError::NothingToUndo(m) => ApiError::Conflict(m),
                 UnmergeError::Store(e) => ApiError::Store(e),
                 UnmergeError::Log(e) => ApiError::Internal(e.to_string()),
+                UnmergeError::Lost(_) => ApiError::Internal(e.to_string()),
             })?;
     Ok(Json(json!({
         "survivor": view(done.survivor),

@@ -14,13 +14,13 @@ use super::auth::KeyId;
 use super::body::{JsonBody, OptionalJson};
 use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
 use crate::ingest::PollStatus;
+use crate::plugins::FailureRecord;
 use crate::plugins::{
     ActivateOptions, Actor, CallReport, CanaryPlan, PluginError, PluginView, VersionView,
     WebhookInput, readable, readable_error,
 };
 use crate::runtime::PluginKind;
 use crate::runtime::bindings::types::{Message, RuleInput};
-use crate::store::FailureRecord;
 
 /// The plugin admin routes (the caller adds the admin-key check).
 pub fn router() -> Router<AppState> {

@@ -6,11 +6,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::store::StoreError;
-
-fn store_err(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
+use crate::store::{Batch, Engine, StoreError, Tree};
 
 fn ms_of(bytes: &[u8]) -> Option<u64> {
     bytes.get(..8)?.try_into().ok().map(u64::from_be_bytes)
@@ -20,32 +16,33 @@ const INDEXED_SEQ: &[u8] = b"indexed_seq";
 
 /// Message ids seen within a window.
 pub struct DedupeIndex {
-    seen: sled::Tree,
-    meta: sled::Tree,
+    seen: Tree,
+    meta: Tree,
     window: Duration,
     /// Where the pruning walk goes on from (a key; empty: the start of the tree).
     cursor: Mutex<Vec<u8>>,
 }
 
 impl DedupeIndex {
-    /// Opens the index in `db`. An index that holds ids but never recorded its sequence was
+    /// Opens the index in `engine`. An index that holds ids but never recorded its sequence was
     /// written as events were acknowledged, so it covers the log up to `logged_seq`; an
     /// empty one (a new or rebuilt store) covers nothing yet.
-    pub fn open(db: &sled::Db, window: Duration, logged_seq: u64) -> Result<Self, StoreError> {
+    pub fn open(
+        engine: &dyn Engine,
+        window: Duration,
+        logged_seq: u64,
+    ) -> Result<Self, StoreError> {
         // The time index of earlier versions: pruning walks the id tree instead.
-        db.drop_tree("event_ids_by_time").map_err(store_err)?;
+        engine.drop_keyspace("event_ids_by_time")?;
         let index = Self {
-            seen: db.open_tree("event_ids").map_err(store_err)?,
-            meta: db.open_tree("event_ids_meta").map_err(store_err)?,
+            seen: engine.open("event_ids")?,
+            meta: engine.open("event_ids_meta")?,
             window,
             cursor: Mutex::new(Vec::new()),
         };
-        if index.meta.get(INDEXED_SEQ).map_err(store_err)?.is_none() {
+        if index.meta.get(INDEXED_SEQ)?.is_none() {
             let covered = if index.seen.is_empty() { 0 } else { logged_seq };
-            index
-                .meta
-                .insert(INDEXED_SEQ, &covered.to_be_bytes())
-                .map_err(store_err)?;
+            index.meta.insert(INDEXED_SEQ, &covered.to_be_bytes())?;
         }
         Ok(index)
     }
@@ -58,15 +55,14 @@ impl DedupeIndex {
     pub fn indexed_seq(&self) -> Result<u64, StoreError> {
         Ok(self
             .meta
-            .get(INDEXED_SEQ)
-            .map_err(store_err)?
+            .get(INDEXED_SEQ)?
             .and_then(|v| ms_of(&v))
             .unwrap_or(0))
     }
 
     /// Whether `id` was stored less than the window before `now` (Unix ms).
     pub fn seen_recently(&self, id: &str, now: u64) -> Result<bool, StoreError> {
-        Ok(match self.seen.get(id.as_bytes()).map_err(store_err)? {
+        Ok(match self.seen.get(id.as_bytes())? {
             Some(v) => ms_of(&v).is_some_and(|at| now.saturating_sub(at) < self.window_ms()),
             None => false,
         })
@@ -75,15 +71,13 @@ impl DedupeIndex {
     /// Records ids stored at `at_ms`, from log records up to `through_seq`. The ids are
     /// written before the sequence, so writing the same page again changes nothing.
     pub fn index(&self, ids: &[&str], at_ms: u64, through_seq: u64) -> Result<(), StoreError> {
-        let mut seen = sled::Batch::default();
+        let mut seen = Batch::default();
         for id in ids {
-            seen.insert(id.as_bytes(), &at_ms.to_be_bytes());
+            seen.insert(id.as_bytes(), at_ms.to_be_bytes());
         }
-        self.seen.apply_batch(seen).map_err(store_err)?;
+        self.seen.apply(seen)?;
         if through_seq > self.indexed_seq()? {
-            self.meta
-                .insert(INDEXED_SEQ, &through_seq.to_be_bytes())
-                .map_err(store_err)?;
+            self.meta.insert(INDEXED_SEQ, &through_seq.to_be_bytes())?;
         }
         Ok(())
     }
@@ -94,18 +88,15 @@ impl DedupeIndex {
         let window = self.window_ms();
         let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
         let (mut removed, mut visited) = (0, 0);
-        for item in self.seen.range(cursor.as_slice()..).take(limit) {
-            let (id, at) = item.map_err(store_err)?;
+        for item in self.seen.range_from(cursor.as_slice()).take(limit) {
+            let (id, at) = item?;
             visited += 1;
             if ms_of(&at).is_none_or(|at| now.saturating_sub(at) >= window) {
                 // Compare-and-swap: an id stored again meanwhile keeps its newer entry.
-                let swapped = self
-                    .seen
-                    .compare_and_swap(&id, Some(at), None as Option<&[u8]>)
-                    .map_err(store_err)?;
-                removed += usize::from(swapped.is_ok());
+                let swapped = self.seen.compare_and_swap(&id, Some(&at), None)?;
+                removed += usize::from(swapped);
             }
-            *cursor = [id.as_ref(), &[0]].concat();
+            *cursor = [id.as_slice(), &[0]].concat();
         }
         if visited < limit {
             cursor.clear();
@@ -128,9 +119,10 @@ impl DedupeIndex {
 mod tests {
     use super::*;
 
+    use crate::store::MemoryEngine;
+
     fn index(window_ms: u64) -> DedupeIndex {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        DedupeIndex::open(&db, Duration::from_millis(window_ms), 0).unwrap()
+        DedupeIndex::open(&MemoryEngine::new(), Duration::from_millis(window_ms), 0).unwrap()
     }
 
     fn remember(ix: &DedupeIndex, id: &str, at_ms: u64) {
@@ -172,19 +164,19 @@ mod tests {
 
     #[test]
     fn an_index_without_a_sequence_covers_the_log_it_was_opened_with() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        db.open_tree("event_ids")
+        let db = MemoryEngine::new();
+        db.open("event_ids")
             .unwrap()
-            .insert("legacy", &50u64.to_be_bytes())
+            .insert(b"legacy", &50u64.to_be_bytes())
             .unwrap();
-        db.open_tree("event_ids_by_time").unwrap();
+        db.open("event_ids_by_time").unwrap();
         let ix = DedupeIndex::open(&db, Duration::from_millis(1_000), 7).unwrap();
         assert_eq!(
             ix.indexed_seq().unwrap(),
             7,
             "written as events were logged"
         );
-        let rebuilt = sled::Config::new().temporary(true).open().unwrap();
+        let rebuilt = MemoryEngine::new();
         let empty = DedupeIndex::open(&rebuilt, Duration::from_millis(1_000), 7).unwrap();
         assert_eq!(
             empty.indexed_seq().unwrap(),
@@ -192,9 +184,9 @@ mod tests {
             "a new store covers nothing"
         );
         assert!(
-            !db.tree_names()
-                .iter()
-                .any(|n| n.as_ref() == b"event_ids_by_time")
+            !db.keyspace_names()
+                .unwrap()
+                .contains(&"event_ids_by_time".to_string())
         );
         assert_eq!(ix.prune(2_000, 10).unwrap(), 1);
         assert!(ix.is_empty());

@@ -28,7 +28,7 @@ pub use sources::{Source, Sources};
 
 use crate::runtime::ConnectorEvent;
 use crate::runtime::bindings::types as wit;
-use crate::store::{EventLog, LogError, StoreError};
+use crate::store::{Engine, EventLog, LogError, StoreError, Tree};
 
 /// Why events could not be ingested.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +55,7 @@ pub struct IngestReport {
     pub suppressed: usize,
 }
 
-/// The sled tree of suppressed identity keys (`kind:value`): written by erasure in the profile
+/// The keyspace of suppressed identity keys (`kind:value`): written by erasure in the profile
 /// stage, read by ingest.
 pub const SUPPRESSED_TREE: &str = "suppressed_identities";
 
@@ -65,7 +65,7 @@ const PRUNE_PER_PAGE: usize = 64;
 
 /// The ingest stage.
 pub struct Ingest {
-    suppressed: sled::Tree,
+    suppressed: Tree,
     log: Arc<EventLog>,
     dedupe: DedupeIndex,
     /// Message ids being appended, or logged but not yet in the dedupe index: the index is
@@ -81,10 +81,6 @@ struct MessageId {
     received_at: String,
 }
 
-fn store_err(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
 fn now_ms() -> u64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64
 }
@@ -93,8 +89,12 @@ impl Ingest {
     /// Ingest over `log`, deduplicating on message ids seen within `window`. The ids of
     /// events logged within the window after the dedupe index's last page are read back
     /// from the log.
-    pub fn new(log: Arc<EventLog>, db: &sled::Db, window: Duration) -> Result<Self, IngestError> {
-        let dedupe = DedupeIndex::open(db, window, log.last_seq())?;
+    pub fn new(
+        log: Arc<EventLog>,
+        engine: &dyn Engine,
+        window: Duration,
+    ) -> Result<Self, IngestError> {
+        let dedupe = DedupeIndex::open(engine, window, log.last_seq())?;
         let since = OffsetDateTime::now_utc() - window;
         let mut unindexed = HashSet::new();
         let mut from = dedupe.indexed_seq()? + 1;
@@ -112,7 +112,7 @@ impl Ingest {
         Ok(Self {
             log,
             dedupe,
-            suppressed: db.open_tree(SUPPRESSED_TREE).map_err(store_err)?,
+            suppressed: engine.open(SUPPRESSED_TREE)?,
             unindexed: Mutex::new(unindexed),
             appended: tokio::sync::Notify::new(),
         })
@@ -138,11 +138,7 @@ impl Ingest {
             return Ok(false);
         }
         for identity in event.all_identities() {
-            if self
-                .suppressed
-                .contains_key(identity.key().as_bytes())
-                .map_err(store_err)?
-            {
+            if self.suppressed.contains_key(identity.key().as_bytes())? {
                 return Ok(true);
             }
         }
@@ -287,8 +283,8 @@ mod tests {
         .expect("event")
     }
 
-    fn open(dir: &std::path::Path) -> (Ingest, sled::Db) {
-        let db = sled::open(dir.join("db")).expect("db");
+    fn open(dir: &std::path::Path) -> (Ingest, crate::store::SledEngine) {
+        let db = crate::store::SledEngine::open(&dir.join("db")).expect("db");
         let log = Arc::new(EventLog::open(&dir.join("log")).expect("log"));
         let ingest = Ingest::new(log, &db, Duration::from_secs(3600)).expect("ingest");
         (ingest, db)

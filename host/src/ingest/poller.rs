@@ -34,7 +34,7 @@ use super::{Ingest, IngestError, from_connector};
 use crate::plugins::{MAX_POLL_INTERVAL_SECS, PluginError, PluginRegistry};
 use crate::runtime::PluginKind;
 use crate::runtime::bindings::types::ConnectorError;
-use crate::store::StoreError;
+use crate::store::{Engine, StoreError, Tree, encode_json};
 use crate::tasks::{TaskError, instant_after, isolated};
 
 /// How often the poller looks for connectors that are due.
@@ -152,8 +152,8 @@ enum End {
 pub struct Poller {
     registry: Arc<PluginRegistry>,
     ingest: Arc<Ingest>,
-    cursors: sled::Tree,
-    marks: sled::Tree,
+    cursors: Tree,
+    marks: Tree,
     states: Mutex<HashMap<String, PollState>>,
 }
 
@@ -182,10 +182,6 @@ fn now_ms() -> u64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64
 }
 
-fn store_err(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
 /// The wait after `failures` consecutive failed rounds: `interval × 2^failures`, plus up to
 /// a quarter of that as jitter, never more than [`MAX_BACKOFF`] (or the interval, if longer).
 pub fn backoff(interval: Duration, failures: u32) -> Duration {
@@ -203,17 +199,18 @@ fn interval_of(secs: u64) -> Duration {
 }
 
 impl Poller {
-    /// The poller over `registry`, feeding `ingest`, with cursors in `db`'s `poll_cursors`.
+    /// The poller over `registry`, feeding `ingest`, with cursors in `engine`'s
+    /// `poll_cursors`.
     pub fn open(
         registry: Arc<PluginRegistry>,
         ingest: Arc<Ingest>,
-        db: &sled::Db,
+        engine: &dyn Engine,
     ) -> Result<Self, StoreError> {
         let poller = Self {
             registry,
             ingest,
-            cursors: db.open_tree("poll_cursors").map_err(store_err)?,
-            marks: db.open_tree("poll_tasks").map_err(store_err)?,
+            cursors: engine.open("poll_cursors")?,
+            marks: engine.open("poll_tasks")?,
             states: Mutex::new(HashMap::new()),
         };
         poller.recover_marks()?;
@@ -225,7 +222,7 @@ impl Poller {
     fn recover_marks(&self) -> Result<(), StoreError> {
         let mut found = Vec::new();
         for item in self.marks.iter() {
-            let (key, value) = item.map_err(store_err)?;
+            let (key, value) = item?;
             let id = String::from_utf8_lossy(&key).into_owned();
             match serde_json::from_slice::<TaskMark>(&value) {
                 Ok(mark) => found.push((id, mark)),
@@ -253,7 +250,7 @@ impl Poller {
                 mark.disabled = Some(reason.clone());
                 mark.at_ms = now_ms();
                 self.put_mark(&id, &mark)?;
-                self.marks.flush().map_err(store_err)?;
+                self.marks.flush()?;
                 self.registry
                     .audit_host(&id, "poll-disabled", Some(&mark.sha256), &reason);
             }
@@ -276,31 +273,25 @@ impl Poller {
     }
 
     fn put_mark(&self, id: &str, mark: &TaskMark) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(mark).map_err(|e| StoreError::Backend(e.to_string()))?;
         self.marks
-            .insert(id.as_bytes(), value)
-            .map_err(store_err)
+            .insert(id.as_bytes(), &encode_json(mark)?)
             .map(drop)
     }
 
     /// Writes `mark` (or removes the mark) and flushes it to disk, off the async workers.
     async fn save_mark(&self, id: &str, mark: Option<TaskMark>) -> Result<(), StoreError> {
-        let value = mark
-            .map(|m| serde_json::to_vec(&m))
-            .transpose()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let value = mark.map(|m| encode_json(&m)).transpose()?;
         let tree = self.marks.clone();
         let key = id.to_string();
         tokio::task::spawn_blocking(move || {
             match value {
-                Some(v) => tree.insert(key.as_bytes(), v).map(drop),
+                Some(v) => tree.insert(key.as_bytes(), &v).map(drop),
                 None => tree.remove(key.as_bytes()).map(drop),
-            }
-            .map_err(store_err)?;
-            tree.flush().map(drop).map_err(store_err)
+            }?;
+            tree.flush()
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("storing a poll round mark: {e}")))?
+        .map_err(|e| StoreError::Backend(Box::new(e)))?
     }
 
     /// Switches polling of `id` off after its round on version `sha` panicked.
@@ -342,14 +333,8 @@ impl Poller {
     /// The persisted cursor of a plugin.
     pub fn cursor(&self, id: &str) -> Result<Option<String>, StoreError> {
         self.cursors
-            .get(id.as_bytes())
-            .map_err(store_err)?
-            .map(|v| {
-                String::from_utf8(v.to_vec()).map_err(|e| StoreError::Corrupt {
-                    key: format!("poll_cursors/{id}"),
-                    detail: e.to_string(),
-                })
-            })
+            .get(id.as_bytes())?
+            .map(|v| String::from_utf8(v).map_err(|e| StoreError::corrupt(id.as_bytes(), e)))
             .transpose()
     }
 
@@ -358,12 +343,11 @@ impl Poller {
         let tree = self.cursors.clone();
         let key = id.to_string();
         tokio::task::spawn_blocking(move || {
-            tree.insert(key.as_bytes(), cursor.as_bytes())
-                .map_err(store_err)?;
-            tree.flush().map(drop).map_err(store_err)
+            tree.insert(key.as_bytes(), cursor.as_bytes())?;
+            tree.flush()
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("storing a poll cursor: {e}")))?
+        .map_err(|e| StoreError::Backend(Box::new(e)))?
     }
 
     /// Polls due connectors every [`TICK`] until `shutdown` changes; rounds still running

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::Identity;
 use crate::runtime::bindings::types::HttpRequest;
-use crate::store::StoreError;
 use crate::store::bounded::{BoundedTree, Budget, Usage, owner_prefix};
+use crate::store::{Engine, StoreError, decode_json, encode_json};
 
 /// A retained request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,17 +103,13 @@ pub enum PageStart {
     After(Vec<u8>),
 }
 
-/// The retained requests, in a sled tree keyed by (plugin, arrival time, counter), bounded
+/// The retained requests, in a keyspace keyed by (plugin, arrival time, counter), bounded
 /// by age, count and bytes.
 #[derive(Clone)]
 pub struct RawWebhooks {
     tree: Arc<BoundedTree>,
-    db: sled::Db,
+    engine: Arc<dyn Engine>,
     retention: Retention,
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
 }
 
 fn prefix(plugin: &str) -> Vec<u8> {
@@ -121,13 +117,12 @@ fn prefix(plugin: &str) -> Vec<u8> {
 }
 
 impl RawWebhooks {
-    /// Opens the retention tree of `db` (reading it once to count what each connector holds).
-    pub fn open(db: &sled::Db, retention: Retention) -> Result<Self, StoreError> {
+    /// Opens the retention keyspace of `engine` (reading it once to count what each
+    /// connector holds).
+    pub fn open(engine: &Arc<dyn Engine>, retention: Retention) -> Result<Self, StoreError> {
         Ok(Self {
-            tree: Arc::new(BoundedTree::open(
-                db.open_tree("raw_webhooks").map_err(backend)?,
-            )?),
-            db: db.clone(),
+            tree: Arc::new(BoundedTree::open(engine.open("raw_webhooks")?)?),
+            engine: engine.clone(),
             retention,
         })
     }
@@ -159,14 +154,14 @@ impl RawWebhooks {
             headers: request.headers.clone(),
             body: base64::engine::general_purpose::STANDARD.encode(&request.body),
         };
-        let id = self.db.generate_id().map_err(backend)?;
+        let id = self.engine.generate_id()?;
         let key = [
             prefix(plugin).as_slice(),
             &received_ms.to_be_bytes(),
             &id.to_be_bytes(),
         ]
         .concat();
-        let value = serde_json::to_vec(&raw).map_err(backend)?;
+        let value = encode_json(&raw)?;
         if !self
             .tree
             .insert(plugin, &key, &value, &self.retention.budget())?
@@ -211,7 +206,7 @@ impl RawWebhooks {
         }
         let mut removed = 0;
         for item in self.tree.tree().iter() {
-            let (key, value) = item.map_err(backend)?;
+            let (key, value) = item?;
             let Ok(raw) = serde_json::from_slice::<RawWebhook>(&value) else {
                 continue;
             };
@@ -254,20 +249,20 @@ impl RawWebhooks {
     ) -> Result<Page, StoreError> {
         use std::ops::Bound;
         let p = prefix(plugin);
+        let since;
         let from = match start {
-            PageStart::Since(ms) => Bound::Included([p.as_slice(), &ms.to_be_bytes()].concat()),
-            PageStart::After(key) => Bound::Excluded(key.clone()),
+            PageStart::Since(ms) => {
+                since = [p.as_slice(), &ms.to_be_bytes()].concat();
+                Bound::Included(since.as_slice())
+            }
+            PageStart::After(key) => Bound::Excluded(key.as_slice()),
         };
         let mut requests = Vec::new();
         let mut bytes = 0u64;
         let mut last = None;
         let mut more = false;
-        for item in self
-            .tree
-            .tree()
-            .range::<Vec<u8>, _>((from, Bound::Unbounded))
-        {
-            let (k, v) = item.map_err(backend)?;
+        for item in self.tree.tree().range(from, Bound::Unbounded, false) {
+            let (k, v) = item?;
             if !k.starts_with(&p) {
                 break;
             }
@@ -276,8 +271,8 @@ impl RawWebhooks {
                 break;
             }
             bytes = bytes.saturating_add(v.len() as u64);
-            requests.push(serde_json::from_slice(&v).map_err(backend)?);
-            last = Some(k.to_vec());
+            requests.push(decode_json(&k, &v)?);
+            last = Some(k);
         }
         Ok(Page {
             requests,
@@ -308,10 +303,9 @@ mod tests {
         }
     }
 
-    fn store(retention: Retention) -> (tempfile::TempDir, RawWebhooks) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        (dir, RawWebhooks::open(&db, retention).unwrap())
+    fn store(retention: Retention) -> ((), RawWebhooks) {
+        let engine: Arc<dyn Engine> = Arc::new(crate::store::MemoryEngine::new());
+        ((), RawWebhooks::open(&engine, retention).unwrap())
     }
 
     /// The bodies a connector has retained, oldest first.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::plugins::sha256_hex;
-use crate::store::StoreError;
+use crate::store::{Engine, StoreError, Tree, decode_json, encode_json};
 
 /// A source of tracking calls (an app, a website, a server).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,23 +31,19 @@ impl Source {
     }
 }
 
-/// The sources and their write-key hashes, in sled.
+/// The sources and their write-key hashes.
 #[derive(Clone)]
 pub struct Sources {
-    by_key: sled::Tree,
-    by_id: sled::Tree,
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+    by_key: Tree,
+    by_id: Tree,
 }
 
 impl Sources {
-    /// Opens the source trees of `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
+    /// Opens the source keyspaces of `engine`.
+    pub fn open(engine: &dyn Engine) -> Result<Self, StoreError> {
         Ok(Self {
-            by_key: db.open_tree("source_keys").map_err(backend)?,
-            by_id: db.open_tree("sources").map_err(backend)?,
+            by_key: engine.open("source_keys")?,
+            by_id: engine.open("sources")?,
         })
     }
 
@@ -70,33 +66,27 @@ impl Sources {
 
     /// Registers a source with a given write key (the operator's choice, or a test's).
     pub fn add(&self, source: &Source, write_key: &str) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(source).map_err(backend)?;
         self.by_id
-            .insert(source.id.as_bytes(), json)
-            .map_err(backend)?;
-        self.by_key
-            .insert(
-                sha256_hex(write_key.as_bytes()).as_bytes(),
-                source.id.as_bytes(),
-            )
-            .map_err(backend)?;
-        self.by_key.flush().map_err(backend)?;
-        Ok(())
+            .insert(source.id.as_bytes(), &encode_json(source)?)?;
+        self.by_key.insert(
+            sha256_hex(write_key.as_bytes()).as_bytes(),
+            source.id.as_bytes(),
+        )?;
+        self.by_key.flush()
     }
 
     /// The source a write key belongs to.
     pub fn authenticate(&self, write_key: &str) -> Result<Option<Source>, StoreError> {
         let Some(id) = self
             .by_key
-            .get(sha256_hex(write_key.as_bytes()).as_bytes())
-            .map_err(backend)?
+            .get(sha256_hex(write_key.as_bytes()).as_bytes())?
         else {
             return Ok(None);
         };
-        let Some(json) = self.by_id.get(&id).map_err(backend)? else {
+        let Some(json) = self.by_id.get(&id)? else {
             return Ok(None);
         };
-        serde_json::from_slice(&json).map(Some).map_err(backend)
+        decode_json(&id, &json).map(Some)
     }
 
     /// Every source.
@@ -104,8 +94,8 @@ impl Sources {
         self.by_id
             .iter()
             .map(|r| {
-                let (_, v) = r.map_err(backend)?;
-                serde_json::from_slice(&v).map_err(backend)
+                let (k, v) = r?;
+                decode_json(&k, &v)
             })
             .collect()
     }

@@ -7,13 +7,13 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::store::FailureRecord;
 use crate::runtime::bindings::types::{
     ConnectorError, Delivery, HttpRequest, Message, RuleInput, SendError,
 };
 use crate::runtime::{
     CallEnv, CallError, ConnectorEvent, ConnectorPage, Effects, PluginKind, SandboxedPlugin,
 };
-use crate::store::FailureRecord;
 use crate::tasks::{TaskError, isolated};
 
 use super::local::{CallReport, outcome_json, readable_error, run_input};

@@ -1,9 +1,8 @@
 //! One call's input as data ([`CallInput`]), running it on a version ([`run_input`]), and a
 //! sandbox outside any host ([`LocalSandbox`]) for `tessera plugin test` and `replay`.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -12,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::runtime::bindings::types::{HttpRequest, Message, RuleInput};
 use crate::runtime::{
-    AddressGrants, CallEnv, CallError, EngineLimits, KvError, KvNamespace, Runtime, SandboxedPlugin,
+    AddressGrants, CallEnv, CallError, EngineLimits, KvNamespace, Runtime, SandboxedPlugin,
 };
 
 use super::{Manifest, OperatorLimits, PluginError, sha256_hex};
@@ -269,45 +268,13 @@ pub async fn run_input(plugin: &SandboxedPlugin, env: &CallEnv, input: &CallInpu
     }
 }
 
-/// A kv namespace in memory, for sandbox runs outside a host.
-#[derive(Default)]
-pub struct MemoryKv(Mutex<HashMap<Vec<u8>, Vec<u8>>>);
-
-impl KvNamespace for MemoryKv {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        Ok(self.0.lock().map_err(|e| e.to_string())?.get(key).cloned())
-    }
-
-    fn set(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        let mut map = self.0.lock().map_err(|e| KvError::Backend(e.to_string()))?;
-        let quota = crate::store::KvQuota::default();
-        if !map.contains_key(key) && map.len() as u64 >= quota.plugin_keys {
-            return Err(KvError::Quota(format!(
-                "a namespace holds at most {} keys",
-                quota.plugin_keys
-            )));
-        }
-        map.insert(key.to_vec(), value.to_vec());
-        Ok(())
-    }
-
-    fn delete(&self, key: &[u8]) -> Result<(), String> {
-        self.0.lock().map_err(|e| e.to_string())?.remove(key);
-        Ok(())
-    }
-
-    fn len(&self) -> usize {
-        self.0.lock().map_or(0, |m| m.len())
-    }
-}
-
 /// The host's sandbox without a host: same engine settings (plus fuel metering, so each run
 /// reports the instructions it used), same limits from the manifest, an in-memory kv, no
 /// network grants beyond the manifest's allowlist.
 pub struct LocalSandbox {
     runtime: Runtime,
     limits: OperatorLimits,
-    kv: Arc<MemoryKv>,
+    kv: Arc<dyn KvNamespace>,
 }
 
 impl LocalSandbox {
@@ -328,7 +295,13 @@ impl LocalSandbox {
         Ok(Self {
             runtime,
             limits: OperatorLimits::default(),
-            kv: Arc::new(MemoryKv::default()),
+            // The host's kv (ledger and default quotas) on an engine in memory.
+            kv: super::kv::namespace(
+                &crate::store::MemoryEngine::new(),
+                "local",
+                &crate::store::KvLedger::new(crate::store::KvQuota::default(), []),
+            )
+            .map_err(PluginError::Store)?,
         })
     }
 

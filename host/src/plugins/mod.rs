@@ -6,6 +6,7 @@
 
 mod breaker;
 mod calls;
+mod kv;
 mod limits;
 mod local;
 mod logs;
@@ -14,12 +15,12 @@ mod registry;
 mod review;
 mod rollout;
 mod slot;
+mod store;
 
 pub use breaker::{BreakerConfig, BreakerView};
 pub use limits::OperatorLimits;
 pub use local::{
-    CallInput, CallReport, LocalSandbox, MemoryKv, WebhookInput, readable, readable_error,
-    run_input,
+    CallInput, CallReport, LocalSandbox, WebhookInput, readable, readable_error, run_input,
 };
 pub use logs::LogLine;
 pub use manifest::{
@@ -33,6 +34,10 @@ pub use registry::{
 pub use review::CapabilityReview;
 pub use rollout::{CanaryPlan, RolloutMode, RolloutView, ShadowReport};
 pub use slot::PluginSlot;
+pub use store::{
+    Activation, AuditEntry, EngineRecords, FailureLimits, FailureRecord, PluginStore,
+    RolloutRecord, SlotRecord, VersionRecord,
+};
 
 use crate::runtime::{CallError, LoadError, PluginKind};
 use crate::store::StoreError;

@@ -8,10 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::runtime::{CallStatsSnapshot, LoadError, PluginKind, Runtime, SandboxedPlugin};
-use crate::store::{
+use super::store::{
     Activation, AuditEntry, FailureLimits, PluginStore, RolloutRecord, SlotRecord, VersionRecord,
 };
+use crate::runtime::{CallStatsSnapshot, LoadError, PluginKind, Runtime, SandboxedPlugin};
 
 use super::breaker::{BreakerConfig, BreakerView};
 use super::review::{CapabilityReview, review};

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use super::store::VersionRecord;
 use super::{Capabilities, Limits, Manifest, OperatorLimits};
-use crate::store::VersionRecord;
 
 /// The difference between a version's asks and the live version's (or, for a first version,
 /// the defaults').

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
+use super::store::SlotRecord;
 use crate::runtime::{
     CallEnv, CallError, Effects, KvNamespace, PluginKind, SandboxedPlugin, Stub, Tape,
 };
-use crate::store::SlotRecord;
 
 use super::PluginError;
 use super::breaker::{Breaker, BreakerConfig};

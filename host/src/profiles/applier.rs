@@ -18,7 +18,7 @@ pub async fn run_applier(
 ) {
     loop {
         let notified = ingest.appended();
-        // sled calls block: run a page off the async workers, which serve HTTP.
+        // Storage calls block: run a page off the async workers, which serve HTTP.
         let (i, p) = (ingest.clone(), profiles.clone());
         let page = tokio::task::spawn_blocking(move || catch_up(&i, &p)).await;
         let applied = match page.map_err(|e| e.to_string()).and_then(|r| r) {
@@ -39,7 +39,7 @@ pub async fn run_applier(
     }
 }
 
-/// Applies one page of pending events (one sled batch); returns how many were read. Finishes
+/// Applies one page of pending events (one atomic batch); returns how many were read. Finishes
 /// any erasure or redaction left undone first.
 pub fn catch_up(ingest: &Ingest, profiles: &Profiles) -> Result<usize, String> {
     ingest.log().redact(&[]).map_err(|e| e.to_string())?;
@@ -101,7 +101,7 @@ mod tests {
     #[tokio::test]
     async fn an_event_logged_before_its_contact_was_erased_is_skipped_and_redacted() {
         let dir = tempfile::tempdir().expect("dir");
-        let db = sled::open(dir.path().join("db")).expect("db");
+        let db = crate::store::SledEngine::open(&dir.path().join("db")).expect("db");
         let log = Arc::new(EventLog::open(&dir.path().join("log")).expect("log"));
         let ingest = Ingest::new(log.clone(), &db, Duration::from_secs(3600)).expect("ingest");
         let profiles = Profiles::open(&db).expect("profiles");

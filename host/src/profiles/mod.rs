@@ -16,7 +16,7 @@ pub use applier::{catch_up, run_applier};
 pub use unmerge::{Unmerge, UnmergeError};
 
 use crate::ingest::{Identity, StoredEvent};
-use crate::store::{EventLog, LogError, StoreError};
+use crate::store::{Batch, Engine, EventLog, LogError, StoreError, Tree, decode_json};
 use staged::{OLD_TREE_NAMES, Staged, T, TREE_NAME};
 
 /// A contact profile.
@@ -95,61 +95,55 @@ pub struct Erased {
     pub event_seqs: Vec<u64>,
 }
 
-/// The profile store (one sled tree).
+/// The profile store (one keyspace).
 #[derive(Clone)]
 pub struct Profiles {
     /// Every profile record, keyed by kind ([`T`]).
-    tree: sled::Tree,
-    suppressed: sled::Tree,
+    tree: Tree,
+    suppressed: Tree,
     /// Held by whoever writes profiles (the applier, unmerge, erasure).
     writer: Arc<Mutex<()>>,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
 impl Profiles {
-    /// Opens the profile tree of `db`, moving in the records of an older store that kept one
-    /// tree per kind (in one atomic batch, then the old trees are dropped).
-    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        let tree = db.open_tree(TREE_NAME).map_err(backend)?;
-        let old: Vec<&str> = db
-            .tree_names()
+    /// Opens the profile keyspace of `engine`, moving in the records of an older store that
+    /// kept one keyspace per kind (in one atomic batch, then the old ones are dropped).
+    pub fn open(engine: &dyn Engine) -> Result<Self, StoreError> {
+        let tree = engine.open(TREE_NAME)?;
+        let names = engine.keyspace_names()?;
+        let old: Vec<&str> = OLD_TREE_NAMES
             .iter()
-            .filter_map(|n| OLD_TREE_NAMES.iter().find(|o| o.as_bytes() == n.as_ref()))
+            .filter(|o| names.iter().any(|n| n == *o))
             .copied()
             .collect();
         if !old.is_empty() {
             if tree.is_empty() {
-                let mut batch = sled::Batch::default();
+                let mut batch = Batch::default();
                 for (i, name) in OLD_TREE_NAMES.iter().enumerate() {
                     let prefix = T::ALL[i];
-                    for item in db.open_tree(name).map_err(backend)?.iter() {
-                        let (k, v) = item.map_err(backend)?;
+                    for item in engine.open(name)?.iter() {
+                        let (k, v) = item?;
                         batch.insert(prefix.key(&k), v);
                     }
                 }
-                tree.apply_batch(batch).map_err(backend)?;
-                tree.flush().map_err(backend)?;
+                tree.apply(batch)?;
+                tree.flush()?;
             }
             for name in old {
-                db.drop_tree(name).map_err(backend)?;
+                engine.drop_keyspace(name)?;
             }
         }
         Ok(Self {
             tree,
-            suppressed: db
-                .open_tree(crate::ingest::SUPPRESSED_TREE)
-                .map_err(backend)?,
+            suppressed: engine.open(crate::ingest::SUPPRESSED_TREE)?,
             writer: Arc::new(Mutex::new(())),
         })
     }
 
     /// Every record of one kind, in key order (keys without the kind's prefix byte).
-    fn scan(&self, t: T) -> impl Iterator<Item = Result<(Vec<u8>, sled::IVec), StoreError>> {
-        self.tree.scan_prefix([t.prefix()]).map(|item| {
-            let (k, v) = item.map_err(backend)?;
+    fn scan(&self, t: T) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> {
+        self.tree.scan_prefix(&[t.prefix()]).map(|item| {
+            let (k, v) = item?;
             Ok((k[1..].to_vec(), v))
         })
     }
@@ -161,7 +155,7 @@ impl Profiles {
     }
 
     fn view(&self) -> Staged<'_> {
-        Staged::over(&self.tree)
+        Staged::over(&*self.tree)
     }
 
     /// The last event sequence applied.
@@ -189,8 +183,8 @@ impl Profiles {
         let prefix = T::ContactEvents.key(&[contact.as_bytes(), b"\0"].concat());
         let start = T::ContactEvents.key(&resolve::event_key(contact, after.saturating_add(1)));
         let mut out = Vec::new();
-        for item in self.tree.range(start..) {
-            let (k, _) = item.map_err(backend)?;
+        for item in self.tree.range_from(&start) {
+            let (k, _) = item?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
@@ -211,11 +205,9 @@ impl Profiles {
             return Ok(None);
         };
         for identity in &contact.identities {
-            self.suppressed
-                .insert(identity.key().as_bytes(), &[])
-                .map_err(backend)?;
+            self.suppressed.insert(identity.key().as_bytes(), &[])?;
         }
-        self.suppressed.flush().map_err(backend)?;
+        self.suppressed.flush()?;
         for identity in &contact.identities {
             st.remove(T::Identities, identity.key().as_bytes());
         }
@@ -228,8 +220,8 @@ impl Profiles {
         st.remove(T::Contacts, contact.id.as_bytes());
         let seqs: Vec<u8> = event_seqs.iter().flat_map(|s| s.to_be_bytes()).collect();
         st.insert(T::Meta, [ERASING, contact.id.as_bytes()].concat(), seqs);
-        st.commit(&self.tree)?;
-        self.tree.flush().map_err(backend)?;
+        st.commit(&*self.tree)?;
+        self.tree.flush()?;
         tracing::info!(contact = %contact.id, events = event_seqs.len(), "contact erased");
         Ok(Some(Erased {
             identities: contact.identities,
@@ -242,14 +234,14 @@ impl Profiles {
     /// records were rewritten. Blocking.
     pub fn finish_erasures(&self, log: &EventLog) -> Result<usize, EraseError> {
         let mut redacted = 0;
-        for item in self.tree.scan_prefix(T::Meta.key(ERASING)) {
-            let (key, seqs) = item.map_err(backend)?;
+        for item in self.tree.scan_prefix(&T::Meta.key(ERASING)) {
+            let (key, seqs) = item.map_err(EraseError::Store)?;
             let seqs: Vec<u64> = seqs
                 .chunks_exact(8)
                 .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
                 .collect();
             redacted += log.redact(&seqs)?;
-            self.tree.remove(key).map_err(backend)?;
+            self.tree.remove(&key).map_err(EraseError::Store)?;
         }
         Ok(redacted)
     }
@@ -257,7 +249,10 @@ impl Profiles {
     /// Every merge and unmerge, oldest first.
     pub fn merges(&self) -> Result<Vec<Merge>, StoreError> {
         self.scan(T::Merges)
-            .map(|r| serde_json::from_slice(&r?.1).map_err(backend))
+            .map(|r| {
+                let (k, v) = r?;
+                decode_json(&k, &v)
+            })
             .collect()
     }
 
@@ -293,7 +288,7 @@ impl Profiles {
         if last > applied {
             st.insert(T::Meta, "applied_seq", last.to_be_bytes());
         }
-        st.commit(&self.tree)?;
+        st.commit(&*self.tree)?;
         Ok(landed)
     }
 
@@ -306,11 +301,7 @@ impl Profiles {
         let identities = event.all_identities();
         // Logged before its contact was erased: not applied, so the contact stays gone.
         for identity in &identities {
-            if self
-                .suppressed
-                .contains_key(identity.key().as_bytes())
-                .map_err(backend)?
-            {
+            if self.suppressed.contains_key(identity.key().as_bytes())? {
                 return Ok(None);
             }
         }
@@ -325,7 +316,9 @@ fn read_applied_seq(st: &Staged) -> Result<u64, StoreError> {
 }
 
 fn seq_of(bytes: &[u8]) -> Result<u64, StoreError> {
-    let seq: [u8; 8] = bytes.try_into().map_err(backend)?;
+    let seq: [u8; 8] = bytes
+        .try_into()
+        .map_err(|e| StoreError::corrupt(bytes, e))?;
     Ok(u64::from_be_bytes(seq))
 }
 
@@ -333,11 +326,10 @@ fn seq_of(bytes: &[u8]) -> Result<u64, StoreError> {
 mod tests {
     use super::*;
 
-    fn db() -> sled::Db {
-        sled::Config::new()
-            .temporary(true)
-            .open()
-            .expect("temporary db")
+    use crate::store::MemoryEngine;
+
+    fn db() -> MemoryEngine {
+        MemoryEngine::new()
     }
 
     fn track(id: &str, user: &str, name: &str) -> StoredEvent {
@@ -397,19 +389,23 @@ mod tests {
             ..Contact::default()
         })
         .expect("json");
-        db.open_tree("contacts")
-            .and_then(|t| t.insert("ct_old", contact))
+        db.open("contacts")
+            .and_then(|t| t.insert(b"ct_old", &contact))
             .expect("old contact");
-        db.open_tree("identities")
-            .and_then(|t| t.insert("user_id:u1", "ct_old"))
+        db.open("identities")
+            .and_then(|t| t.insert(b"user_id:u1", b"ct_old"))
             .expect("old identity");
-        db.open_tree("profiles_meta")
-            .and_then(|t| t.insert("applied_seq", &9u64.to_be_bytes()))
+        db.open("profiles_meta")
+            .and_then(|t| t.insert(b"applied_seq", &9u64.to_be_bytes()))
             .expect("old seq");
         let p = Profiles::open(&db).expect("open");
         assert_eq!(p.applied_seq().expect("seq"), 9);
         assert_eq!(counter(&p, "u1", "Seen"), 2);
-        assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"contacts"));
+        assert!(
+            !db.keyspace_names()
+                .unwrap()
+                .contains(&"contacts".to_string())
+        );
         drop(p);
         let p = Profiles::open(&db).expect("reopen");
         assert_eq!(counter(&p, "u1", "Seen"), 2, "opened again, nothing lost");
@@ -437,7 +433,7 @@ mod tests {
         b_event.identities = vec![Identity::new("email", "b@example.com")];
         let b = p.apply(2, &b_event).expect("b").expect("landed");
         p.tree
-            .insert(T::Unmerged.key(&resolve::pair_key(&a, &b)), &[])
+            .insert(&T::Unmerged.key(&resolve::pair_key(&a, &b)), &[])
             .expect("pair");
         let mut link = track("m3", "ua", "Link");
         link.identities = vec![Identity::new("email", "b@example.com")];

@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 
 use crate::ingest::{EventType, Identity, StoredEvent};
-use crate::store::StoreError;
+use crate::store::{StoreError, decode_json, encode_json};
 
 use super::staged::{Staged, T};
-use super::{Contact, Merge, MergeAction, backend};
+use super::{Contact, Merge, MergeAction};
 
 fn contact_id_for(identity: &Identity) -> String {
     let digest = crate::plugins::sha256_hex(identity.key().as_bytes());
@@ -29,7 +29,7 @@ pub(crate) fn event_key(contact: &str, seq: u64) -> Vec<u8> {
 /// A contact exactly as stored (merged-away contacts included).
 pub(crate) fn get_raw(st: &Staged, id: &str) -> Result<Option<Contact>, StoreError> {
     match st.get(T::Contacts, id.as_bytes())? {
-        Some(v) => serde_json::from_slice(&v).map(Some).map_err(backend),
+        Some(v) => decode_json(id.as_bytes(), &v).map(Some),
         None => Ok(None),
     }
 }
@@ -58,7 +58,7 @@ pub(crate) fn owner(st: &Staged, identity: &Identity) -> Result<Option<Contact>,
 }
 
 fn put(st: &mut Staged, contact: &Contact) -> Result<(), StoreError> {
-    let json = serde_json::to_vec(contact).map_err(backend)?;
+    let json = encode_json(contact)?;
     st.insert(T::Contacts, contact.id.as_bytes(), json);
     Ok(())
 }
@@ -207,7 +207,7 @@ fn merge_into(
         at_ms: None,
     };
     let key = [seq.to_be_bytes().as_slice(), other.id.as_bytes()].concat();
-    st.insert(T::Merges, key, serde_json::to_vec(&merge).map_err(backend)?);
+    st.insert(T::Merges, key, encode_json(&merge)?);
     tracing::info!(survivor = %survivor.id, merged = %other.id, seq, "contacts merged");
     Ok(())
 }

@@ -1,14 +1,14 @@
 //! A write set over the profile tree: reads see the staged writes first, and the whole set
-//! commits as one sled batch, so after a crash either all of it is there or none of it.
+//! commits as one atomic batch, so after a crash either all of it is there or none of it.
 //!
-//! Profiles live in one sled tree (a batch on one tree is atomic and cheaper than a
+//! Profiles live in one keyspace (a batch on one keyspace is atomic and cheaper than a
 //! transaction across several); each kind of record has a one-byte key prefix, [`T`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::store::StoreError;
+use crate::store::{Batch, Keyspace, StoreError};
 
-/// The sled tree that holds profiles.
+/// The keyspace that holds profiles.
 pub(crate) const TREE_NAME: &str = "profiles";
 
 /// The trees of earlier versions, one per kind of record, in the order of [`T`].
@@ -70,17 +70,13 @@ type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// Staged writes over the live tree (or over nothing, for a scratch replay).
 pub(crate) struct Staged<'a> {
-    base: Option<&'a sled::Tree>,
+    base: Option<&'a dyn Keyspace>,
     writes: [Writes; 6],
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
 }
 
 impl<'a> Staged<'a> {
     /// Writes staged over `tree`.
-    pub fn over(tree: &'a sled::Tree) -> Self {
+    pub fn over(tree: &'a dyn Keyspace) -> Self {
         Self {
             base: Some(tree),
             writes: Default::default(),
@@ -101,10 +97,7 @@ impl<'a> Staged<'a> {
             return Ok(staged.clone());
         }
         match self.base {
-            Some(tree) => tree
-                .get(t.key(key))
-                .map(|v| v.map(|v| v.to_vec()))
-                .map_err(backend),
+            Some(tree) => tree.get(&t.key(key)),
             None => Ok(None),
         }
     }
@@ -123,8 +116,8 @@ impl<'a> Staged<'a> {
     pub fn keys_with_prefix(&self, t: T, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut keys = BTreeSet::new();
         if let Some(tree) = self.base {
-            for item in tree.scan_prefix(t.key(prefix)) {
-                let (k, _) = item.map_err(backend)?;
+            for item in tree.scan_prefix(&t.key(prefix)) {
+                let (k, _) = item?;
                 keys.insert(k[1..].to_vec());
             }
         }
@@ -149,8 +142,8 @@ impl<'a> Staged<'a> {
     }
 
     /// Writes everything staged to `tree` in one atomic batch.
-    pub fn commit(self, tree: &sled::Tree) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+    pub fn commit(self, tree: &dyn Keyspace) -> Result<(), StoreError> {
+        let mut batch = Batch::default();
         for (t, writes) in T::ALL.into_iter().zip(self.writes) {
             for (k, v) in writes {
                 let key = t.key(&k);
@@ -160,6 +153,6 @@ impl<'a> Staged<'a> {
                 }
             }
         }
-        tree.apply_batch(batch).map_err(backend)
+        tree.apply(batch)
     }
 }

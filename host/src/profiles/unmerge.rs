@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use time::OffsetDateTime;
 
 use crate::ingest::{Identity, StoredEvent};
-use crate::store::{EventLog, LogError, StoreError};
+use crate::store::{EventLog, LogError, StoreError, decode_json, encode_json};
 
 use super::resolve::{self, pair_key};
 use super::staged::{Staged, T};
-use super::{Contact, Merge, MergeAction, Profiles, backend, seq_of};
+use super::{Contact, Merge, MergeAction, Profiles, seq_of};
 
 /// Why an unmerge was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,9 @@ pub enum UnmergeError {
     /// The profile store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A contact the unmerge rebuilt was not there afterwards.
+    #[error("contact `{0}` lost in unmerge")]
+    Lost(String),
     /// The event log could not be read.
     #[error("event log: {0}")]
     Log(#[from] LogError),
@@ -71,17 +74,12 @@ impl Profiles {
             undone.merged.as_bytes(),
         ]
         .concat();
-        out.insert(
-            T::Merges,
-            key,
-            serde_json::to_vec(&record).map_err(backend)?,
-        );
-        out.commit(&self.tree)?;
+        out.insert(T::Merges, key, encode_json(&record)?);
+        out.commit(&*self.tree)?;
         tracing::info!(survivor = %undone.survivor, restored = %undone.merged, "contacts unmerged");
         let view = self.view();
         let fetch = |id: &str| -> Result<Contact, UnmergeError> {
-            resolve::get_root(&view, id)?
-                .ok_or_else(|| UnmergeError::Store(backend(format!("`{id}` lost in unmerge"))))
+            resolve::get_root(&view, id)?.ok_or_else(|| UnmergeError::Lost(id.to_string()))
         };
         Ok(Unmerge {
             survivor: fetch(&undone.survivor)?,
@@ -98,8 +96,8 @@ impl Profiles {
     ) -> Result<Merge, UnmergeError> {
         let mut latest = None;
         for item in self.scan(T::Merges) {
-            let (_, v) = item?;
-            let m: Merge = serde_json::from_slice(&v).map_err(backend)?;
+            let (k, v) = item?;
+            let m: Merge = decode_json(&k, &v)?;
             let wanted = m.action == MergeAction::Merge
                 && m.survivor == survivor
                 && merged.is_none_or(|x| x == m.merged);

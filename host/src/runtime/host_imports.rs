@@ -33,7 +33,7 @@ impl kv::Host for PluginState {
             .env
             .kv
             .get(key.as_bytes())
-            .map_err(kv::KvError::Unavailable))
+            .map_err(|e| kv::KvError::Unavailable(e.to_string())))
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), kv::KvError>> {
@@ -70,6 +70,6 @@ impl kv::Host for PluginState {
             .env
             .kv
             .delete(key.as_bytes())
-            .map_err(kv::KvError::Unavailable))
+            .map_err(|e| kv::KvError::Unavailable(e.to_string())))
     }
 }

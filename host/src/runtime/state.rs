@@ -14,16 +14,16 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::outbound::OutboundHooks;
 use super::tape::{Stub, Tape};
 
-/// A plugin's private key-value namespace, as the runtime sees it. The store implements it;
-/// the guest reaches it only through the `kv` import.
+/// A plugin's private key-value namespace, as the runtime sees it. The plugin registry
+/// implements it over storage; the guest reaches it only through the `kv` import.
 pub trait KvNamespace: Send + Sync {
     /// The value of `key`.
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// Sets `key`, unless that would put the namespace (or all namespaces together) over
     /// a quota; the check and the write are one atomic step.
     fn set(&self, key: &[u8], value: &[u8]) -> Result<(), KvError>;
     /// Deletes `key`.
-    fn delete(&self, key: &[u8]) -> Result<(), String>;
+    fn delete(&self, key: &[u8]) -> Result<(), KvError>;
     /// How many keys the namespace holds.
     fn len(&self) -> usize;
     /// True when it holds no key.

@@ -1,14 +1,11 @@
-//! A sled tree whose keys start with `owner\0` and sort oldest first, kept within a count and
+//! A keyspace whose keys start with `owner\0` and sort oldest first, kept within a count and
 //! a byte budget per owner and a byte budget in total by evicting the oldest entries.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::StoreError;
-
-fn backend(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
+use super::engine::Tree;
 
 /// What a [`BoundedTree`] may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +30,7 @@ pub struct Usage {
 /// The tree and what each owner holds in it, counted once at open and kept current by every
 /// insert and removal made through it.
 pub struct BoundedTree {
-    tree: sled::Tree,
+    tree: Tree,
     usage: Mutex<HashMap<Vec<u8>, Usage>>,
 }
 
@@ -52,10 +49,10 @@ fn size(key: &[u8], value: &[u8]) -> u64 {
 
 impl BoundedTree {
     /// Wraps `tree`, reading it once to count what each owner holds.
-    pub fn open(tree: sled::Tree) -> Result<Self, StoreError> {
+    pub fn open(tree: Tree) -> Result<Self, StoreError> {
         let mut usage: HashMap<Vec<u8>, Usage> = HashMap::new();
         for item in tree.iter() {
-            let (k, v) = item.map_err(backend)?;
+            let (k, v) = item?;
             let u = usage.entry(owner_of(&k).to_vec()).or_default();
             u.count += 1;
             u.bytes = u.bytes.saturating_add(size(&k, &v));
@@ -67,7 +64,7 @@ impl BoundedTree {
     }
 
     /// The tree, for reading. Removals go through [`BoundedTree::remove`].
-    pub fn tree(&self) -> &sled::Tree {
+    pub fn tree(&self) -> &Tree {
         &self.tree
     }
 
@@ -106,7 +103,7 @@ impl BoundedTree {
             return Ok(false);
         }
         let mut usage = self.lock();
-        if let Some(old) = self.tree.insert(key, value).map_err(backend)? {
+        if let Some(old) = self.tree.insert(key, value)? {
             let u = usage.entry(owner.as_bytes().to_vec()).or_default();
             u.count = u.count.saturating_sub(1);
             u.bytes = u.bytes.saturating_sub(size(key, &old));
@@ -156,7 +153,7 @@ impl BoundedTree {
         let mut usage = self.lock();
         let mut removed = 0;
         while let Some(item) = self.tree.scan_prefix(&prefix).next() {
-            let (k, _) = item.map_err(backend)?;
+            let (k, _) = item?;
             if !stale(&k) {
                 break;
             }
@@ -177,7 +174,7 @@ impl BoundedTree {
         usage: &mut HashMap<Vec<u8>, Usage>,
         key: &[u8],
     ) -> Result<bool, StoreError> {
-        let Some(old) = self.tree.remove(key).map_err(backend)? else {
+        let Some(old) = self.tree.remove(key)? else {
             return Ok(false);
         };
         let owner = owner_of(key);
@@ -202,7 +199,7 @@ impl BoundedTree {
             usage.remove(owner_of(prefix));
             return Ok(false);
         };
-        let (k, _) = item.map_err(backend)?;
+        let (k, _) = item?;
         self.remove_locked(usage, &k)
     }
 }
@@ -211,11 +208,10 @@ impl BoundedTree {
 mod tests {
     use super::*;
 
-    fn tree() -> (tempfile::TempDir, BoundedTree) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = BoundedTree::open(db.open_tree("t").unwrap()).unwrap();
-        (dir, tree)
+    fn tree() -> ((), BoundedTree) {
+        use crate::store::{Engine, MemoryEngine};
+        let tree = BoundedTree::open(MemoryEngine::new().open("t").unwrap()).unwrap();
+        ((), tree)
     }
 
     fn key(owner: &str, n: u64) -> Vec<u8> {
@@ -224,7 +220,7 @@ mod tests {
 
     fn keys(tree: &BoundedTree, owner: &str) -> Vec<u64> {
         tree.tree()
-            .scan_prefix(owner_prefix(owner))
+            .scan_prefix(&owner_prefix(owner))
             .map(|i| {
                 let (k, _) = i.unwrap();
                 u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap())

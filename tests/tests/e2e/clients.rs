@@ -210,7 +210,9 @@ async fn a_decompression_bomb_is_refused_without_the_host_holding_it() {
         grown >> 10
     );
     // The decoded-size limit is 564 KB per request; the bombs would need 10 MB and 1 GiB.
-    assert!(grown < 4 << 20, "peak RSS grew by {} KiB", grown >> 10);
+    // The allocator takes memory from the system in segments of up to 4 MiB, so one more
+    // segment (measured: 1.9 to 4.0 MiB) is noise; one bomb held whole would be 10 MB.
+    assert!(grown < 8 << 20, "peak RSS grew by {} KiB", grown >> 10);
     let (status, _) = host.get("/healthz").await;
     assert_eq!(status, StatusCode::OK);
 }
