@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build-plugins.sh
-exec cargo run --release -p tessera -- serve --plugins-dir target/plugins "$@"
+# The binary finds the bundled plugins in target/plugins, beside target/release/.
+exec cargo run --release -p tessera -- serve "$@"

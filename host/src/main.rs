@@ -46,9 +46,14 @@ struct ServeArgs {
     /// Admin API key; generated and printed once on first start when unset.
     #[arg(long, env = "TESSERA_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
-    /// Folder of NAME.wasm + NAME.toml plugins loaded and activated on first start.
+    /// Folder of NAME.wasm + NAME.toml plugins loaded and activated on first start. Default:
+    /// the bundled plugins shipped beside the binary (`plugins/` next to it, or
+    /// `../share/tessera/plugins`, or `../plugins` in a build tree), if there are any.
     #[arg(long, env = "TESSERA_PLUGINS_DIR")]
     plugins_dir: Option<PathBuf>,
+    /// Start without the bundled plugins.
+    #[arg(long, conflicts_with = "plugins_dir")]
+    no_bundled_plugins: bool,
     /// Internal address (ip or ip:port) plugins may reach; repeatable. Others are refused.
     #[arg(
         long = "allow-address",
@@ -139,7 +144,15 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(&args.data_dir);
     config.admin_key = args.admin_key;
-    config.bundled_plugins = args.plugins_dir;
+    config.bundled_plugins = match (args.plugins_dir, args.no_bundled_plugins) {
+        (Some(dir), _) => Some(dir),
+        (None, true) => None,
+        (None, false) => shipped_plugins(),
+    };
+    match &config.bundled_plugins {
+        Some(dir) => tracing::info!("bundled plugins: {}", dir.display()),
+        None => tracing::info!("no bundled plugins"),
+    }
     config.allow_addresses = args.allow_addresses;
     config.outbound_root_certs = args.outbound_root_certs;
     config.engine.fuel = args.fuel;
@@ -196,4 +209,25 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// The bundled plugins shipped beside this binary: `plugins/` next to it (an unpacked
+/// release), `../share/tessera/plugins` (an installed one), or `../plugins` (this source
+/// tree's `target/`, after `scripts/build-plugins.sh`). The first that holds a `.wasm` wins.
+fn shipped_plugins() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
+    let dir = exe.parent()?;
+    [
+        dir.join("plugins"),
+        dir.join("../share/tessera/plugins"),
+        dir.join("../plugins"),
+    ]
+    .into_iter()
+    .find(|candidate| {
+        std::fs::read_dir(candidate).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+        })
+    })
 }

@@ -10,7 +10,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::http::{self, AppState};
-use crate::ingest::{Ingest, Poller, RawWebhooks, Retention, Sources};
+use crate::ingest::{Ingest, Intake, Poller, RawWebhooks, Retention, Sources};
 use crate::plugins::Actor;
 use crate::plugins::{EngineRecords, PluginStore};
 use crate::plugins::{PluginError, PluginRegistry, RegistryConfig, sha256_hex};
@@ -200,13 +200,16 @@ impl Server {
         }
         let log = Arc::new(EventLog::open(&config.data_dir.join("log"))?);
         let ingest = Arc::new(Ingest::new(log, &*engine, config.dedupe_window)?);
-        let poller = Arc::new(Poller::open(registry.clone(), ingest.clone(), &*engine)?);
+        let raw_webhooks = RawWebhooks::open(&engine, config.webhook_retention)?;
+        let intake = Intake::new(registry.clone(), ingest.clone(), raw_webhooks.clone());
+        let poller = Arc::new(Poller::open(registry.clone(), intake.clone(), &*engine)?);
         let state = AppState {
             poller,
             ingest,
             sources: Sources::open(&*engine)?,
             profiles: Profiles::open(&*engine)?,
-            raw_webhooks: RawWebhooks::open(&engine, config.webhook_retention)?,
+            raw_webhooks,
+            intake,
             registry,
             admin_key_hash: admin_key_hash.into(),
             ready: Arc::new(AtomicBool::new(false)),

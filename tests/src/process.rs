@@ -86,6 +86,9 @@ pub struct HostOptions {
     /// it happened. (An address-space limit would not do: the pooling allocator reserves
     /// far more virtual memory than it ever touches.)
     pub memory_watchdog: Option<u64>,
+    /// Run this binary instead of the workspace's, with no plugin flags: it finds the bundled
+    /// plugins shipped beside it (or none), as an installed binary does.
+    pub binary: Option<PathBuf>,
 }
 
 impl Default for HostOptions {
@@ -95,6 +98,7 @@ impl Default for HostOptions {
             env: Vec::new(),
             bundled_plugins: false,
             memory_watchdog: Some(4 << 30),
+            binary: None,
         }
     }
 }
@@ -233,7 +237,7 @@ type Spawned = (
 );
 
 fn spawn(data_dir: &Path, options: &HostOptions) -> Spawned {
-    let mut command = Command::new(tessera_binary());
+    let mut command = Command::new(options.binary.clone().unwrap_or_else(tessera_binary));
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -243,7 +247,9 @@ fn spawn(data_dir: &Path, options: &HostOptions) -> Spawned {
         .envs(options.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if options.bundled_plugins {
+    if options.binary.is_some() {
+        // As installed: whatever the binary finds beside itself.
+    } else if options.bundled_plugins {
         let plugins = workspace().join("target/plugins");
         assert!(
             plugins.is_dir(),
@@ -251,6 +257,8 @@ fn spawn(data_dir: &Path, options: &HostOptions) -> Spawned {
             plugins.display()
         );
         command.arg("--plugins-dir").arg(plugins);
+    } else {
+        command.arg("--no-bundled-plugins");
     }
     let mut child = command.spawn().expect("tessera serve starts");
     let log = Arc::new(Mutex::new(String::new()));

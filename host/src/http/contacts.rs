@@ -42,7 +42,8 @@ struct FindQuery {
     identity: Option<String>,
 }
 
-/// `?identity=email:ada@example.com` (kind, a colon, the value).
+/// `?identity=email:ada@example.com` (kind, a colon, the value; `userId:` and
+/// `anonymousId:` are read as `user_id:` and `anonymous_id:`).
 async fn find(
     State(state): State<AppState>,
     Query(q): Query<FindQuery>,
@@ -54,6 +55,12 @@ async fn find(
         .rsplit_once(':')
         .filter(|(k, v)| !k.is_empty() && !v.is_empty())
         .ok_or_else(|| ApiError::BadRequest(format!("`{raw}` is not kind:value")))?;
+    // Segment's spellings of the two id kinds name the same identities.
+    let kind = match kind {
+        k if k.eq_ignore_ascii_case("userId") => "user_id",
+        k if k.eq_ignore_ascii_case("anonymousId") => "anonymous_id",
+        k => k,
+    };
     let contacts: Vec<Value> = state
         .profiles
         .find(&Identity::new(kind, value))?

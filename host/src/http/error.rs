@@ -168,6 +168,18 @@ impl ApiError {
     }
 }
 
+impl From<crate::ingest::IntakeError> for ApiError {
+    fn from(e: crate::ingest::IntakeError) -> Self {
+        use crate::ingest::IntakeError as I;
+        match e {
+            I::Plugin(e) => ApiError::Plugin(e),
+            I::Connector(e) => ApiError::Connector(e),
+            I::Ingest(e) => ApiError::Ingest(e),
+            I::Store(e) => ApiError::Store(e),
+        }
+    }
+}
+
 impl From<crate::profiles::EraseError> for ApiError {
     fn from(e: crate::profiles::EraseError) -> Self {
         match e {
@@ -211,9 +223,18 @@ impl ApiError {
     /// details kept from the client.
     fn render(&self) -> (StatusCode, serde_json::Value) {
         let (status, code) = self.parts();
-        let message = if status.is_server_error()
-            && !matches!(self, ApiError::Plugin(PluginError::Call(_)))
-        {
+        // Server errors the host explains itself (a plugin not live, disabled, failing or
+        // busy) keep their message; the others are bugs or I/O failures.
+        let explained = matches!(
+            self,
+            ApiError::Plugin(
+                PluginError::Call(_)
+                    | PluginError::NotLive(_)
+                    | PluginError::Disabled(_)
+                    | PluginError::BreakerOpen { .. }
+            )
+        );
+        let message = if status.is_server_error() && !explained {
             tracing::error!("{code}: {self:?}");
             "internal error; see the server log".to_string()
         } else {
@@ -247,6 +268,60 @@ impl ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+/// An [`ApiError`] on a route anyone may call (vendor webhooks): the same status and code,
+/// but nothing a plugin wrote (its error text, a panic message, its stderr) reaches the
+/// caller. The operator finds the details in the plugin's kept failures and logs.
+#[derive(Debug)]
+pub struct PublicError(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for PublicError {
+    fn from(e: E) -> Self {
+        PublicError(e.into())
+    }
+}
+
+impl PublicError {
+    /// A stable message for a failure that carries a plugin's words; `None` for the others,
+    /// whose messages the host wrote.
+    fn stable_message(&self) -> Option<String> {
+        Some(match &self.0 {
+            ApiError::Plugin(PluginError::Call(call)) => format!(
+                "the connector failed on this request ({}); the operator can read the details                  in the plugin's failures",
+                call.cause.code()
+            ),
+            ApiError::Connector(ConnectorError::Unauthorized(_)) => {
+                "the request's signature did not verify".to_string()
+            }
+            ApiError::Connector(ConnectorError::BadRequest(_)) => {
+                "the connector could not read the request".to_string()
+            }
+            ApiError::Connector(ConnectorError::Unsupported(_)) => {
+                "the connector does not handle this request".to_string()
+            }
+            ApiError::Connector(ConnectorError::Upstream(_)) => {
+                "the connector could not reach its upstream service".to_string()
+            }
+            _ => return None,
+        })
+    }
+}
+
+impl IntoResponse for PublicError {
+    fn into_response(self) -> Response {
+        let (status, mut error) = self.0.render();
+        if let Some(message) = self.stable_message() {
+            tracing::info!(code = %error["code"], "public route answered {status}: {}", self.0);
+            let mut public = json!({ "code": error["code"], "message": message });
+            if let Some(cause) = error.get("cause") {
+                public["cause"] = cause.clone();
+            }
+            error = public;
+        }
+        self.0
+            .finish((status, Json(json!({ "error": error }))).into_response())
     }
 }
 

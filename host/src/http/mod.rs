@@ -20,7 +20,7 @@ use axum::extract::DefaultBodyLimit;
 
 pub use error::{ApiError, TrackingError};
 
-use crate::ingest::{Ingest, Poller, RawWebhooks, Sources};
+use crate::ingest::{Ingest, Intake, Poller, RawWebhooks, Sources};
 use crate::plugins::PluginRegistry;
 use crate::profiles::Profiles;
 
@@ -46,6 +46,8 @@ pub struct AppState {
     pub profiles: Profiles,
     /// Retained raw webhook requests, for replay.
     pub raw_webhooks: RawWebhooks,
+    /// Connectors' way into the event log (webhooks and replays).
+    pub intake: Intake,
     /// Pull connectors' polling (run by `Server::run`).
     pub poller: Arc<Poller>,
 }

@@ -8,6 +8,7 @@
 
 pub mod dedupe;
 pub mod event;
+pub mod intake;
 pub mod poller;
 pub mod raw_webhooks;
 pub mod segment;
@@ -22,6 +23,7 @@ use time::OffsetDateTime;
 
 pub use dedupe::DedupeIndex;
 pub use event::{EventType, Identity, StoredEvent};
+pub use intake::{Intake, IntakeError, ReplayReport};
 pub use poller::{PollError, PollStatus, Poller};
 pub use raw_webhooks::{Page, PageStart, RawWebhooks, Retention};
 pub use sources::{Source, Sources};
@@ -239,6 +241,22 @@ pub fn from_connector(
                 wit::EventKind::Group => EventType::Group,
                 wit::EventKind::Alias => EventType::Alias,
             };
+            // The contract has no fields for a group's id or an alias's previous id: a
+            // connector puts them in the properties under Segment's names (the SDK's Segment
+            // mapping does), and they are read back from there.
+            let text = |name: &str| {
+                e.properties
+                    .get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+            };
+            let group_id = (kind == EventType::Group)
+                .then(|| text("groupId"))
+                .flatten();
+            let previous_id = (kind == EventType::Alias)
+                .then(|| text("previousId"))
+                .flatten();
             let timestamp = e
                 .timestamp
                 .as_deref()
@@ -263,8 +281,8 @@ pub fn from_connector(
                 traits: serde_json::Value::Object(e.traits),
                 context: serde_json::Value::Null,
                 integrations: serde_json::Value::Null,
-                group_id: None,
-                previous_id: None,
+                group_id,
+                previous_id,
             }
         })
         .collect()

@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::{Ingest, IngestError, from_connector};
+use super::{IngestError, Intake};
 use crate::plugins::{MAX_POLL_INTERVAL_SECS, PluginError, PluginRegistry};
 use crate::runtime::PluginKind;
 use crate::runtime::bindings::types::ConnectorError;
@@ -151,7 +151,7 @@ enum End {
 /// The pull-connector stage.
 pub struct Poller {
     registry: Arc<PluginRegistry>,
-    ingest: Arc<Ingest>,
+    intake: Intake,
     cursors: Tree,
     marks: Tree,
     states: Mutex<HashMap<String, PollState>>,
@@ -199,16 +199,16 @@ fn interval_of(secs: u64) -> Duration {
 }
 
 impl Poller {
-    /// The poller over `registry`, feeding `ingest`, with cursors in `engine`'s
+    /// The poller over `registry`, feeding `intake`, with cursors in `engine`'s
     /// `poll_cursors`.
     pub fn open(
         registry: Arc<PluginRegistry>,
-        ingest: Arc<Ingest>,
+        intake: Intake,
         engine: &dyn Engine,
     ) -> Result<Self, StoreError> {
         let poller = Self {
             registry,
-            ingest,
+            intake,
             cursors: engine.open("poll_cursors")?,
             marks: engine.open("poll_tasks")?,
             states: Mutex::new(HashMap::new()),
@@ -493,8 +493,11 @@ impl Poller {
                 Err(PluginError::Disabled(_) | PluginError::NotLive(_)) => break End::Skipped,
                 Err(e) => break End::Failed(e.into()),
             };
-            let events = from_connector(id, page.events, OffsetDateTime::now_utc());
-            let report = match self.ingest.ingest(events).await {
+            let report = match self
+                .intake
+                .accept(id, page.events, OffsetDateTime::now_utc())
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => break End::Failed(e.into()),
             };

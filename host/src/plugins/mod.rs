@@ -130,7 +130,9 @@ pub enum PluginError {
         reason: String,
     },
     /// No version is live.
-    #[error("plugin `{0}` has no live version")]
+    #[error(
+        "plugin `{0}` has no live version: activate one (`POST /v1/plugins/{0}/activate`); a bundled plugin waiting for its config goes live when a valid config is set (`PUT /v1/plugins/{0}/config`)"
+    )]
     NotLive(String),
     /// The operator disabled the plugin.
     #[error("plugin `{0}` is disabled")]

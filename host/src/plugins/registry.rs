@@ -673,12 +673,48 @@ impl PluginRegistry {
                     other => other,
                 })?;
         }
+        let previous = slot.config.load_full();
         self.persist(&slot, |record| {
             record.config = config.as_object().cloned().unwrap_or_default();
         })?;
         slot.config.store(config);
         self.audit(actor, "config", id, None);
-        Ok(self.view(&slot))
+        let Some(sha) = self.waiting_bundled_version(&slot)? else {
+            return Ok(self.view(&slot));
+        };
+        // A bundled version that could not go live without this config: it goes live now,
+        // or the config is refused as it would be for a live version.
+        drop(_admin);
+        match self.activate(id, &sha).await {
+            Ok(view) => Ok(view),
+            Err(PluginError::SelfTestFailed { reason, .. }) => {
+                let _admin = slot.admin.lock().await;
+                self.persist(&slot, |record| {
+                    record.config = previous.as_object().cloned().unwrap_or_default();
+                })?;
+                slot.config.store(previous);
+                Err(PluginError::InvalidConfig {
+                    plugin: id.into(),
+                    reason,
+                })
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The newest version of a slot that was never live, if it is a bundled one waiting for
+    /// its config: no version is live, the operator has not disabled the slot, and no
+    /// version was ever activated.
+    fn waiting_bundled_version(&self, slot: &PluginSlot) -> Result<Option<String>, PluginError> {
+        let never_live = {
+            let record = slot.record.lock().unwrap_or_else(|e| e.into_inner());
+            record.live.is_none() && record.history.is_empty()
+        };
+        if !never_live || slot.live().is_some() || !slot.is_enabled() {
+            return Ok(None);
+        }
+        let newest = self.store.versions(&slot.id)?.pop();
+        Ok(newest.filter(|v| v.bundled).map(|v| v.sha256))
     }
 
     /// Every slot.

@@ -4,6 +4,7 @@ mod admin_api;
 mod breaker;
 mod clients;
 mod contacts;
+mod first_run;
 mod hostile_guests;
 mod kv;
 mod malformed;

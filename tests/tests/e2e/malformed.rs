@@ -117,3 +117,58 @@ async fn a_rule_answering_the_wrong_number_of_decisions_is_a_typed_failure() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_public_webhook_route_never_echoes_what_a_plugin_wrote() {
+    let host = TestHost::start().await;
+    host.install("malformed-connector", "malformed-connector")
+        .await;
+    let url = format!("{}/v1/connectors/malformed-connector/webhook", host.base);
+    let client = reqwest::Client::new();
+    for (case, status, code) in [
+        ("panic", StatusCode::BAD_GATEWAY, "plugin_failed"),
+        ("refuse", StatusCode::BAD_REQUEST, "bad_request"),
+        ("empty-id", StatusCode::BAD_GATEWAY, "plugin_failed"),
+    ] {
+        let secret = format!("sk_live_{case}_do_not_echo");
+        let response = client
+            .post(&url)
+            .body(format!("{case} {secret}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{case}");
+        let text = response.text().await.unwrap();
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["error"]["code"], code, "{case}: {body}");
+        for leak in [
+            secret.as_str(),
+            "guest",
+            "quoting",
+            "malformed-connector@",
+            "sha256",
+        ] {
+            assert!(
+                !text.contains(leak),
+                "{case}: the answer shows `{leak}`: {text}"
+            );
+        }
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{case}: a stable message: {body}"
+        );
+    }
+    // The operator has the details.
+    let (_, failures) = host.get("/v1/plugins/malformed-connector/failures").await;
+    let messages = failures.to_string();
+    assert!(
+        messages.contains("guest panic quoting the request"),
+        "{failures}"
+    );
+    assert!(
+        messages.contains("guest refusal quoting the request"),
+        "{failures}"
+    );
+}

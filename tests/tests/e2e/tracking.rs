@@ -380,3 +380,60 @@ async fn erasing_a_contact_drops_the_retained_webhooks_that_mention_it_and_only_
     let (_, found) = host.get("/v1/contacts?identity=user_id:wh-ada").await;
     assert_eq!(found["contacts"], json!([]), "{found}");
 }
+
+#[tokio::test]
+async fn an_alias_through_a_connector_links_both_identities_into_one_profile() {
+    let host = TestHost::start().await;
+    let sha = host.upload("webhook-connector").await;
+    host.put(
+        "/v1/plugins/generic-webhook/config",
+        &json!({ "secret": "s3" }),
+    )
+    .await;
+    host.activate("generic-webhook", &sha).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/connectors/generic-webhook/webhook", host.base);
+    let calls = [
+        json!({ "type": "track", "anonymousId": "anon-alias-1", "event": "Browsed", "messageId": "al-m1" }),
+        json!({ "type": "track", "userId": "user-alias-1", "event": "Bought", "messageId": "al-m2" }),
+        json!({ "type": "alias", "userId": "user-alias-1", "previousId": "anon-alias-1", "messageId": "al-m3" }),
+        json!({ "type": "group", "userId": "user-alias-1", "groupId": "org-7", "messageId": "al-m4" }),
+    ];
+    for call in calls {
+        let body = call.to_string();
+        let r = client
+            .post(&url)
+            .header("x-tessera-signature", tessera_signature("s3", &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    host.wait_profiles_applied(Duration::from_secs(10)).await;
+    let user = host
+        .wait_contact("user_id:user-alias-1", |c| {
+            c["counters"]["Browsed"] == 1 && c["counters"]["Bought"] == 1
+        })
+        .await;
+    let (_, by_anon) = host
+        .get("/v1/contacts?identity=anonymous_id:anon-alias-1")
+        .await;
+    assert_eq!(by_anon["contacts"][0]["id"], user["id"], "{by_anon}");
+    let (_, events) = host
+        .get(&format!(
+            "/v1/contacts/{}/events",
+            user["id"].as_str().unwrap()
+        ))
+        .await;
+    let stored: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event"])
+        .collect();
+    let alias = stored.iter().find(|e| e["type"] == "alias").expect("alias");
+    assert_eq!(alias["previous_id"], "anon-alias-1", "{alias}");
+    let group = stored.iter().find(|e| e["type"] == "group").expect("group");
+    assert_eq!(group["group_id"], "org-7", "{group}");
+}

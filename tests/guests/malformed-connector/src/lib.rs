@@ -11,6 +11,8 @@
 //! | `array-properties` | an event whose properties are a JSON array                |
 //! | `text-traits`      | an event whose traits are not JSON at all                 |
 //! | `second-bad`       | a good event, then one whose properties are a JSON number |
+//! | `panic`            | panics with a message that quotes the request body        |
+//! | `refuse`           | returns a bad-request error that quotes the request body  |
 //!
 //! The contract carries properties and traits as JSON text, so a guest can put anything
 //! there; the SDK's helpers never do, which is why this guest sets the fields by hand.
@@ -50,6 +52,12 @@ impl Connector for Malformed {
                 let mut bad = event(format!("{body}-2"));
                 bad.properties = "42".to_string();
                 vec![event(format!("{body}-1")), bad]
+            }
+            "panic" => panic!("guest panic quoting the request: {body}"),
+            "refuse" => {
+                return Err(ConnectorError::BadRequest(format!(
+                    "guest refusal quoting the request: {body}"
+                )));
             }
             other => {
                 return Err(ConnectorError::Unsupported(format!(
