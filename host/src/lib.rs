@@ -8,12 +8,15 @@
 //! - [`plugins`]: manifests, versions, slots (live version behind `arc-swap`), breaker, registry.
 //! - [`runtime`]: everything wasmtime: engine, sandbox, host imports, outbound HTTP policy.
 //! - [`store`]: persistence as bytes: the event log file and the storage engine (sled, or memory for tests) every stage keeps its records in.
+//! - [`clock`], [`digest`]: the wall clock in Unix milliseconds, sha256 in hex.
 //! - [`tasks`]: background work per plugin, isolated so that a panic disables it, not the host.
 //! - [`server`]: assembles the above from a [`server::ServerConfig`] and serves.
 //!
 //! Data flows one way: HTTP -> ingest -> profiles -> segments -> journeys -> outbox ->
 //! channels. Plugins never see the store; they get only what the host hands them.
 
+pub mod clock;
+pub mod digest;
 pub mod http;
 pub mod ingest;
 pub mod plugins;

@@ -1,6 +1,6 @@
 //! Ingest and profile stage without HTTP: the same Segment batches as the HTTP bench parsed,
 //! deduplicated and logged durably (`Ingest::ingest`), then applied to profiles by the
-//! profile stage (`catch_up`, a page of 1,000 per sled transaction); and, as the limit, the
+//! profile stage (`catch_up`, a page of 1,000 per atomic batch in sled); and, as the limit, the
 //! durable-write limit of this disk (the same bytes, 16 writer threads x 100 framed records,
 //! group-committed with `fdatasync`: `support/durable_limit.rs`), measured right before and
 //! right after the ingest run.
@@ -74,7 +74,7 @@ async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let total = if quick { 20_000 } else { 200_000 };
     let dir = tempfile::tempdir().expect("dir");
-    let db = sled::open(dir.path().join("db")).expect("sled");
+    let db = tessera::store::SledEngine::open(&dir.path().join("db")).expect("sled");
     let log = Arc::new(EventLog::open(&dir.path().join("log")).expect("log"));
     let ingest = Arc::new(Ingest::new(log, &db, Duration::from_secs(86_400)).expect("ingest"));
     let profiles = Profiles::open(&db).expect("profiles");

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
-use crate::ingest::{Identity, StoredEvent};
+use crate::ingest::Identity;
 use crate::profiles::{Contact, UnmergeError};
 
 /// The contact routes (the caller adds the key check).
@@ -91,18 +91,8 @@ async fn events(
         .event_seqs(&c.id, page.after.unwrap_or(0), limit)?;
     let mut out = Vec::with_capacity(seqs.len());
     for seq in &seqs {
-        let records = state
-            .ingest
-            .log()
-            .read(*seq, 1)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        // Redacted: erased (or being erased) since the index was read.
-        let found = records
-            .into_iter()
-            .find(|(s, bytes)| s == seq && !crate::store::is_redacted(bytes));
-        if let Some((_, bytes)) = found {
-            let event: StoredEvent =
-                serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+        // None: erased (or being erased) since the index was read.
+        if let Some(event) = state.ingest.logged_event(*seq)? {
             out.push(json!({ "seq": seq, "event": event }));
         }
     }

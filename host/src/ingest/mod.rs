@@ -44,6 +44,15 @@ pub enum IngestError {
     /// An event could not be encoded.
     #[error("encoding an event: {0}")]
     Encode(String),
+    /// A logged event could not be decoded.
+    #[error("logged event {seq} does not decode: {source}")]
+    Decode {
+        /// Its sequence.
+        seq: u64,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// What an ingest call did.
@@ -83,9 +92,7 @@ struct MessageId {
     received_at: String,
 }
 
-fn now_ms() -> u64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64
-}
+use crate::clock::now_ms;
 
 impl Ingest {
     /// Ingest over `log`, deduplicating on message ids seen within `window`. The ids of
@@ -123,6 +130,20 @@ impl Ingest {
     /// The event log.
     pub fn log(&self) -> &Arc<EventLog> {
         &self.log
+    }
+
+    /// The event logged at `seq`, as stored; `None` when there is none or it was redacted.
+    pub fn logged_event(&self, seq: u64) -> Result<Option<StoredEvent>, IngestError> {
+        let records = self.log.read(seq, 1)?;
+        let Some((_, bytes)) = records
+            .into_iter()
+            .find(|(s, bytes)| *s == seq && !crate::store::is_redacted(bytes))
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| IngestError::Decode { seq, source: e })
     }
 
     /// Resolves when new events were appended since the last call.

@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::{IngestError, Intake};
-use crate::plugins::{MAX_POLL_INTERVAL_SECS, PluginError, PluginRegistry};
+use crate::plugins::{Action, MAX_POLL_INTERVAL_SECS, PluginError, PluginRegistry};
 use crate::runtime::PluginKind;
 use crate::runtime::bindings::types::ConnectorError;
 use crate::store::{Engine, StoreError, Tree, encode_json};
@@ -178,9 +178,7 @@ impl Drop for InFlight {
     }
 }
 
-fn now_ms() -> u64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64
-}
+use crate::clock::now_ms;
 
 /// The wait after `failures` consecutive failed rounds: `interval × 2^failures`, plus up to
 /// a quarter of that as jitter, never more than [`MAX_BACKOFF`] (or the interval, if longer).
@@ -252,7 +250,7 @@ impl Poller {
                 self.put_mark(&id, &mark)?;
                 self.marks.flush()?;
                 self.registry
-                    .audit_host(&id, "poll-disabled", Some(&mark.sha256), &reason);
+                    .audit_host(&id, Action::PollDisabled, Some(&mark.sha256), &reason);
             }
             let mut states = self.lock();
             let state = states.entry(id).or_default();
@@ -314,7 +312,7 @@ impl Poller {
             tracing::error!(plugin = %id, "switching polling off not persisted: {e}");
         }
         self.registry
-            .audit_host(id, "poll-disabled", Some(sha), &reason);
+            .audit_host(id, Action::PollDisabled, Some(sha), &reason);
     }
 
     /// Turns polling of `id` back on after it was switched off (the operator enabled the

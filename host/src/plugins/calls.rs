@@ -12,7 +12,8 @@ use crate::runtime::bindings::types::{
     ConnectorError, Delivery, HttpRequest, Message, RuleInput, SendError,
 };
 use crate::runtime::{
-    CallEnv, CallError, ConnectorEvent, ConnectorPage, Effects, PluginKind, SandboxedPlugin,
+    CallEnv, CallError, ConnectorEvent, ConnectorPage, Effects, FailureCause, PluginKind,
+    SandboxedPlugin,
 };
 use crate::tasks::{TaskError, isolated};
 
@@ -188,7 +189,10 @@ impl PluginRegistry {
                 rollout.candidate_arm.record(micros, failed);
                 if let Some(reason) = rollout.verdict() {
                     let actor = Actor::host(reason);
-                    if let Err(e) = self.end_rollout(&slot.id, "auto-rollback", &actor).await {
+                    if let Err(e) = self
+                        .end_rollout(&slot.id, super::Action::AutoRollback, &actor)
+                        .await
+                    {
                         tracing::error!(plugin = %slot.id, "automatic rollback failed: {e}");
                     }
                 }
@@ -222,7 +226,7 @@ impl PluginRegistry {
         // class of its own, so that anyone without the secret can neither fill the store nor
         // evict real failures.
         let (code, message, refused) = match outcome {
-            Err(e) => (e.cause.code().to_string(), e.to_string(), false),
+            Err(e) => (e.cause.cause(), e.to_string(), false),
             Ok(Err(e)) => {
                 // `code: message` from the `{code, message}` the API shows errors as.
                 let error = readable_error(serde_json::json!(e));
@@ -231,7 +235,7 @@ impl PluginRegistry {
                     (Some(code), Some(message)) => format!("{code}: {message}"),
                     _ => error.to_string(),
                 };
-                ("error".to_string(), message, refused)
+                (FailureCause::Error, message, refused)
             }
             Ok(Ok(_)) => return,
         };

@@ -35,7 +35,7 @@ pub use review::CapabilityReview;
 pub use rollout::{CanaryPlan, RolloutMode, RolloutView, ShadowReport};
 pub use slot::PluginSlot;
 pub use store::{
-    Activation, AuditEntry, EngineRecords, FailureLimits, FailureRecord, PluginStore,
+    Action, Activation, AuditEntry, EngineRecords, FailureLimits, FailureRecord, PluginStore,
     RolloutRecord, SlotRecord, VersionRecord,
 };
 

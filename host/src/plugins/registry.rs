@@ -3,13 +3,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::store::{
-    Activation, AuditEntry, FailureLimits, PluginStore, RolloutRecord, SlotRecord, VersionRecord,
+    Action, Activation, AuditEntry, FailureLimits, PluginStore, RolloutRecord, SlotRecord,
+    VersionRecord,
 };
 use crate::runtime::{CallStatsSnapshot, LoadError, PluginKind, Runtime, SandboxedPlugin};
 
@@ -114,17 +113,8 @@ pub struct ActivateOptions {
     pub shadow: bool,
 }
 
-/// Current time, Unix milliseconds.
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// sha256 of bytes, lower-case hex: a version's identity.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub(super) use crate::clock::now_ms;
+pub use crate::digest::sha256_hex;
 
 /// Every plugin slot, and the operations on them.
 pub struct PluginRegistry {
@@ -367,30 +357,30 @@ impl PluginRegistry {
             .entry(sha.clone())
             .or_insert_with(|| Arc::new(plugin));
         tracing::info!(plugin = %id, sha256 = %sha, "version uploaded");
-        self.audit(actor, "upload", &id, Some(&sha));
+        self.audit(actor, Action::Upload, &id, Some(&sha));
         let stored = self.version_record(&id, &sha)?;
         Ok(self.version_view(&slot, stored))
     }
 
     /// Records an operator action; a failing audit write is logged, not fatal to the action.
-    pub(super) fn audit(&self, actor: &Actor, action: &str, plugin: &str, sha: Option<&str>) {
+    pub(super) fn audit(&self, actor: &Actor, action: Action, plugin: &str, sha: Option<&str>) {
         let entry = AuditEntry {
             seq: 0,
             at_ms: now_ms(),
             key_id: actor.key_id.clone(),
-            action: action.into(),
+            action,
             plugin: plugin.into(),
             sha256: sha.map(str::to_string),
             reason: actor.reason.clone(),
         };
         if let Err(e) = self.store.append_audit(&entry) {
-            tracing::error!(plugin, action, "audit entry not written: {e}");
+            tracing::error!(plugin, action = action.name(), "audit entry not written: {e}");
         }
     }
 
     /// Records something the host did to a plugin on its own (switched its polling off after
     /// a crash, ...) in the audit log, with the reason.
-    pub fn audit_host(&self, plugin: &str, action: &str, sha: Option<&str>, reason: &str) {
+    pub fn audit_host(&self, plugin: &str, action: Action, sha: Option<&str>, reason: &str) {
         self.audit(&Actor::host(reason), action, plugin, sha);
     }
 
@@ -452,7 +442,7 @@ impl PluginRegistry {
             }
             (Some(plan), false) => RolloutMode::Canary(plan),
             (None, true) => RolloutMode::Shadow,
-            (None, false) => return self.make_live(id, sha, "activate", actor).await,
+            (None, false) => return self.make_live(id, sha, Action::Activate, actor).await,
         };
         self.start_rollout(&slot, sha, mode, actor).await
     }
@@ -485,8 +475,8 @@ impl PluginRegistry {
             .await?;
         let started_ms = now_ms();
         let action = match &mode {
-            RolloutMode::Canary(_) => "canary",
-            RolloutMode::Shadow => "shadow",
+            RolloutMode::Canary(_) => Action::Canary,
+            RolloutMode::Shadow => Action::Shadow,
         };
         let record = RolloutRecord {
             sha256: sha.into(),
@@ -512,19 +502,19 @@ impl PluginRegistry {
             .rollout()
             .ok_or_else(|| PluginError::NoRollout(id.into()))?;
         let sha = rollout.candidate.spec().sha256.clone();
-        self.make_live(id, &sha, "promote", actor).await
+        self.make_live(id, &sha, Action::Promote, actor).await
     }
 
     /// Ends a canary or shadow run; the live version keeps every call.
     pub async fn abort(&self, id: &str, actor: &Actor) -> Result<PluginView, PluginError> {
-        self.end_rollout(id, "abort", actor).await
+        self.end_rollout(id, Action::Abort, actor).await
     }
 
     /// Ends the rollout of `id` with `action` (`abort`, `auto-rollback`).
     pub(super) async fn end_rollout(
         &self,
         id: &str,
-        action: &str,
+        action: Action,
         actor: &Actor,
     ) -> Result<PluginView, PluginError> {
         let slot = self.slot(id)?;
@@ -556,7 +546,7 @@ impl PluginRegistry {
                 .cloned()
                 .ok_or_else(|| PluginError::NothingToRollBack(id.into()))?
         };
-        self.make_live(id, &target, "rollback", actor).await
+        self.make_live(id, &target, Action::Rollback, actor).await
     }
 
     /// Applies `change` to the slot's record and writes it through.
@@ -578,7 +568,7 @@ impl PluginRegistry {
         &self,
         id: &str,
         sha: &str,
-        action: &str,
+        action: Action,
         actor: &Actor,
     ) -> Result<PluginView, PluginError> {
         let slot = self.slot(id)?;
@@ -598,7 +588,7 @@ impl PluginRegistry {
             record.rollout = None;
             record.history.push(Activation {
                 sha256: sha.to_string(),
-                action: action.into(),
+                action,
                 at_ms: now_ms(),
             });
         })?;
@@ -644,7 +634,11 @@ impl PluginRegistry {
         let _admin = slot.admin.lock().await;
         slot.disabled.store(!enabled, Ordering::Release);
         self.persist(&slot, |record| record.disabled = !enabled)?;
-        let action = if enabled { "enable" } else { "disable" };
+        let action = if enabled {
+            Action::Enable
+        } else {
+            Action::Disable
+        };
         self.audit(actor, action, id, None);
         tracing::info!(plugin = %id, enabled, "slot state changed");
         Ok(self.view(&slot))
@@ -678,7 +672,7 @@ impl PluginRegistry {
             record.config = config.as_object().cloned().unwrap_or_default();
         })?;
         slot.config.store(config);
-        self.audit(actor, "config", id, None);
+        self.audit(actor, Action::Config, id, None);
         let Some(sha) = self.waiting_bundled_version(&slot)? else {
             return Ok(self.view(&slot));
         };

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Manifest;
 use super::kv::{measure_all, namespace};
-use crate::runtime::{KvNamespace, PluginKind};
+use crate::runtime::{FailureCause, KvNamespace, PluginKind};
 use crate::store::bounded::{BoundedTree, Budget, owner_prefix};
 use crate::store::{Engine, KvLedger, KvQuota, StoreError, Tree, decode_json, encode_json};
 
@@ -33,13 +33,70 @@ pub struct VersionRecord {
     pub bundled: bool,
 }
 
+/// An operator's (or the host's) action on a plugin, as the audit log and a slot's history
+/// name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// A version was uploaded.
+    Upload,
+    /// A version was made live directly.
+    Activate,
+    /// A canary run started.
+    Canary,
+    /// A shadow run started.
+    Shadow,
+    /// A rollout's candidate was made live.
+    Promote,
+    /// A rollout was ended, the live version kept.
+    Abort,
+    /// The host ended a canary that crossed its thresholds.
+    AutoRollback,
+    /// The version live before the current one was made live again.
+    Rollback,
+    /// The operator disabled the plugin.
+    Disable,
+    /// The operator enabled it again.
+    Enable,
+    /// Its config was set.
+    Config,
+    /// The host switched its polling off (a poll round panicked or the host died in one).
+    PollDisabled,
+}
+
+impl Action {
+    /// The action's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Upload => "upload",
+            Action::Activate => "activate",
+            Action::Canary => "canary",
+            Action::Shadow => "shadow",
+            Action::Promote => "promote",
+            Action::Abort => "abort",
+            Action::AutoRollback => "auto-rollback",
+            Action::Rollback => "rollback",
+            Action::Disable => "disable",
+            Action::Enable => "enable",
+            Action::Config => "config",
+            Action::PollDisabled => "poll-disabled",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One change of a slot's live version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Activation {
     /// The version made live.
     pub sha256: String,
-    /// `activate` or `rollback`.
-    pub action: String,
+    /// `activate`, `promote` or `rollback`.
+    pub action: Action,
     /// When, Unix milliseconds.
     pub at_ms: u64,
 }
@@ -85,9 +142,8 @@ pub struct AuditEntry {
     pub at_ms: u64,
     /// Who: a short id of the admin key (its sha256 prefix), or `host` for the host's own acts.
     pub key_id: String,
-    /// `upload`, `activate`, `canary`, `shadow`, `promote`, `abort`, `auto-rollback`,
-    /// `rollback`, `disable`, `enable`, `config`.
-    pub action: String,
+    /// What was done.
+    pub action: Action,
     /// The plugin.
     pub plugin: String,
     /// The version concerned, if any.
@@ -113,7 +169,7 @@ pub struct FailureRecord {
     /// `handle-webhook`, `poll`, `evaluate`, `send`.
     pub call: String,
     /// `error` (returned by the plugin) or the failure cause (`deadline`, `trap`, ...).
-    pub code: String,
+    pub code: FailureCause,
     /// What happened.
     pub message: String,
     /// Call duration, microseconds.
@@ -456,7 +512,7 @@ mod tests {
                 config: serde_json::Map::new(),
                 history: vec![Activation {
                     sha256: "ab".into(),
-                    action: "activate".into(),
+                    action: Action::Activate,
                     at_ms: 2,
                 }],
                 rollout: None,
@@ -487,7 +543,7 @@ mod tests {
                 seq: 0,
                 at_ms: i as u64,
                 key_id: "k".into(),
-                action: "activate".into(),
+                action: Action::Activate,
                 plugin: plugin.to_string(),
                 sha256: None,
                 reason: None,
@@ -504,7 +560,7 @@ mod tests {
             sha256: "ab".into(),
             version: "1".into(),
             call: "poll".into(),
-            code: "trap".into(),
+            code: FailureCause::Trap,
             message: "boom".into(),
             micros: 1,
             input: super::super::CallInput::Poll { cursor: None },

@@ -6,9 +6,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ingest::{Ingest, StoredEvent};
-use crate::store::is_redacted;
+use crate::store::{LogError, StoreError, is_redacted};
 
-use super::Profiles;
+use super::{EraseError, Profiles};
+
+/// Why a page of the log could not be applied (the applier retries it).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The event log could not be read or redacted.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// An erasure left undone could not be finished.
+    #[error(transparent)]
+    Erase(#[from] EraseError),
+    /// The profile store or the dedupe index failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The page's task was lost (it panicked or the runtime stopped).
+    #[error("the page's task ended: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// Applies logged events to profiles until `shutdown` fires.
 pub async fn run_applier(
@@ -21,7 +38,7 @@ pub async fn run_applier(
         // Storage calls block: run a page off the async workers, which serve HTTP.
         let (i, p) = (ingest.clone(), profiles.clone());
         let page = tokio::task::spawn_blocking(move || catch_up(&i, &p)).await;
-        let applied = match page.map_err(|e| e.to_string()).and_then(|r| r) {
+        let applied = match page.map_err(ApplyError::from).and_then(|r| r) {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!("profile stage: {e}; retrying");
@@ -41,13 +58,11 @@ pub async fn run_applier(
 
 /// Applies one page of pending events (one atomic batch); returns how many were read. Finishes
 /// any erasure or redaction left undone first.
-pub fn catch_up(ingest: &Ingest, profiles: &Profiles) -> Result<usize, String> {
-    ingest.log().redact(&[]).map_err(|e| e.to_string())?;
-    profiles
-        .finish_erasures(ingest.log())
-        .map_err(|e| e.to_string())?;
-    let from = profiles.applied_seq().map_err(|e| e.to_string())? + 1;
-    let records = ingest.log().read(from, 1_000).map_err(|e| e.to_string())?;
+pub fn catch_up(ingest: &Ingest, profiles: &Profiles) -> Result<usize, ApplyError> {
+    ingest.log().redact(&[])?;
+    profiles.finish_erasures(ingest.log())?;
+    let from = profiles.applied_seq()? + 1;
+    let records = ingest.log().read(from, 1_000)?;
     let Some(&(last, _)) = records.last() else {
         return Ok(0);
     };
@@ -62,7 +77,7 @@ pub fn catch_up(ingest: &Ingest, profiles: &Profiles) -> Result<usize, String> {
         }
         match serde_json::from_slice::<StoredEvent>(bytes) {
             Ok(event) => {
-                if ingest.is_suppressed(&event).map_err(|e| e.to_string())? {
+                if ingest.is_suppressed(&event)? {
                     erased.push(*seq);
                 }
                 events.push((*seq, Some(event)));
@@ -73,14 +88,14 @@ pub fn catch_up(ingest: &Ingest, profiles: &Profiles) -> Result<usize, String> {
             }
         }
     }
-    ingest.log().redact(&erased).map_err(|e| e.to_string())?;
+    ingest.log().redact(&erased)?;
     let ids: Vec<&str> = events
         .iter()
         .filter_map(|(_, e)| e.as_ref())
         .map(|e| e.message_id.as_str())
         .collect();
-    ingest.index_logged(&ids, last).map_err(|e| e.to_string())?;
-    profiles.apply_batch(&events).map_err(|e| e.to_string())?;
+    ingest.index_logged(&ids, last)?;
+    profiles.apply_batch(&events)?;
     Ok(records.len())
 }
 
@@ -106,7 +121,7 @@ mod tests {
         let ingest = Ingest::new(log.clone(), &db, Duration::from_secs(3600)).expect("ingest");
         let profiles = Profiles::open(&db).expect("profiles");
         ingest.ingest(vec![track("m1", "u1")]).await.expect("m1");
-        assert_eq!(catch_up(&ingest, &profiles), Ok(1));
+        assert_eq!(catch_up(&ingest, &profiles).expect("page"), 1);
         // Logged, not applied yet, when the contact is erased.
         ingest
             .ingest(vec![track("m2", "u1"), track("m3", "u2")])
@@ -118,7 +133,7 @@ mod tests {
             .expect("u1");
         let erased = profiles.erase(&contact.id).expect("erase").expect("there");
         assert_eq!(erased.event_seqs, vec![1]);
-        assert_eq!(catch_up(&ingest, &profiles), Ok(2));
+        assert_eq!(catch_up(&ingest, &profiles).expect("page"), 2);
         let records = log.read(1, 10).expect("read");
         let redacted: Vec<bool> = records.iter().map(|(_, b)| is_redacted(b)).collect();
         assert_eq!(redacted, vec![true, true, false]);

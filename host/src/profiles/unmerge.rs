@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use time::OffsetDateTime;
 
 use crate::ingest::{Identity, StoredEvent};
 use crate::store::{EventLog, LogError, StoreError, decode_json, encode_json};
@@ -131,9 +130,7 @@ fn read_applied(live: &Staged) -> Result<u64, StoreError> {
     super::read_applied_seq(live)
 }
 
-fn now_ms() -> u64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64
-}
+use crate::clock::now_ms;
 
 /// Replays every event indexed under `root`, in order, into `scratch`. Identities that now
 /// belong to another contact are left out, as they were when the event was applied.

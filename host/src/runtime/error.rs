@@ -90,24 +90,93 @@ pub enum CallFailure {
     },
 }
 
+/// Why a call failed, without the details: what kept failures, counters, metrics and API
+/// errors name, spelled on the wire as [`FailureCause::code`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCause {
+    /// The plugin returned an error of its own (an answer, kept for diagnosis).
+    Error,
+    /// [`CallFailure::Deadline`].
+    Deadline,
+    /// [`CallFailure::MemoryLimit`].
+    MemoryLimit,
+    /// [`CallFailure::TableLimit`].
+    TableLimit,
+    /// [`CallFailure::StackOverflow`].
+    StackOverflow,
+    /// [`CallFailure::Panic`].
+    Panic,
+    /// [`CallFailure::Trap`].
+    Trap,
+    /// [`CallFailure::Instantiate`].
+    Instantiate,
+    /// [`CallFailure::MalformedOutput`].
+    MalformedOutput,
+    /// [`CallFailure::FuelExhausted`].
+    #[serde(rename = "fuel")]
+    FuelExhausted,
+    /// [`CallFailure::OutputLimit`].
+    OutputLimit,
+    /// [`CallFailure::ResourceLimit`].
+    ResourceLimit,
+    /// [`CallFailure::LogLimit`].
+    LogLimit,
+    /// [`CallFailure::ConcurrencyLimit`].
+    ConcurrencyLimit,
+}
+
+impl FailureCause {
+    /// The cause's stable name.
+    pub fn code(self) -> &'static str {
+        match self {
+            FailureCause::Error => "error",
+            FailureCause::Deadline => "deadline",
+            FailureCause::MemoryLimit => "memory_limit",
+            FailureCause::TableLimit => "table_limit",
+            FailureCause::StackOverflow => "stack_overflow",
+            FailureCause::Panic => "panic",
+            FailureCause::Trap => "trap",
+            FailureCause::Instantiate => "instantiate",
+            FailureCause::MalformedOutput => "malformed_output",
+            FailureCause::FuelExhausted => "fuel",
+            FailureCause::OutputLimit => "output_limit",
+            FailureCause::ResourceLimit => "resource_limit",
+            FailureCause::LogLimit => "log_limit",
+            FailureCause::ConcurrencyLimit => "concurrency_limit",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
 impl CallFailure {
+    /// The cause, without the details.
+    pub fn cause(&self) -> FailureCause {
+        match self {
+            CallFailure::Deadline(_) => FailureCause::Deadline,
+            CallFailure::MemoryLimit { .. } => FailureCause::MemoryLimit,
+            CallFailure::TableLimit => FailureCause::TableLimit,
+            CallFailure::StackOverflow => FailureCause::StackOverflow,
+            CallFailure::Panic(_) => FailureCause::Panic,
+            CallFailure::Trap(_) => FailureCause::Trap,
+            CallFailure::Instantiate(_) => FailureCause::Instantiate,
+            CallFailure::MalformedOutput(_) => FailureCause::MalformedOutput,
+            CallFailure::FuelExhausted(_) => FailureCause::FuelExhausted,
+            CallFailure::OutputLimit(_) => FailureCause::OutputLimit,
+            CallFailure::ResourceLimit(_) => FailureCause::ResourceLimit,
+            CallFailure::LogLimit(_) => FailureCause::LogLimit,
+            CallFailure::ConcurrencyLimit { .. } => FailureCause::ConcurrencyLimit,
+        }
+    }
+
     /// A short stable name, used in counters, metrics and API errors.
     pub fn code(&self) -> &'static str {
-        match self {
-            CallFailure::Deadline(_) => "deadline",
-            CallFailure::MemoryLimit { .. } => "memory_limit",
-            CallFailure::TableLimit => "table_limit",
-            CallFailure::StackOverflow => "stack_overflow",
-            CallFailure::Panic(_) => "panic",
-            CallFailure::Trap(_) => "trap",
-            CallFailure::Instantiate(_) => "instantiate",
-            CallFailure::MalformedOutput(_) => "malformed_output",
-            CallFailure::FuelExhausted(_) => "fuel",
-            CallFailure::OutputLimit(_) => "output_limit",
-            CallFailure::ResourceLimit(_) => "resource_limit",
-            CallFailure::LogLimit(_) => "log_limit",
-            CallFailure::ConcurrencyLimit { .. } => "concurrency_limit",
-        }
+        self.cause().code()
     }
 
     /// True for a refusal under load (the call never ran), which says nothing about the

@@ -31,7 +31,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 pub use engine::{EPOCH_TICK, EngineLimits};
-pub use error::{CallError, CallFailure, LoadError};
+pub use error::{CallError, CallFailure, FailureCause, LoadError};
 pub use events::{ConnectorEvent, ConnectorPage};
 pub use host_imports::{KV_MAX_KEY, KV_MAX_VALUE};
 pub use log_import::{
