@@ -2,8 +2,10 @@
 //!
 //! Fields read per event: `type` (track, identify, page, screen, group, alias), `messageId`,
 //! `userId`, `anonymousId`, `event` (track), `name` (page, screen), `timestamp`,
-//! `properties`, `traits`, `groupId` (group) and `previousId` (alias). `traits.email`,
-//! `traits.phone` and the same under `context.traits` become identities. A group's traits
+//! `properties`, `traits`, `context.traits`, `category` (page), `groupId` (group) and
+//! `previousId` (alias), by the same rules as the host's tracking API (a test sends the same
+//! calls both ways and compares what is stored). `traits.email`, `traits.phone` and the same
+//! under `context.traits` become identities. A group's traits
 //! describe the group, so they travel in `properties.traits`, never onto the contact.
 //!
 //! Ids, numbers included, are read as text; an empty string or `null` counts as absent.
@@ -62,7 +64,30 @@ fn event(item: &Value, missing_id: impl FnOnce() -> String) -> Result<Event, Str
     };
 
     let mut properties = object_field(fields, "properties")?;
-    let mut traits = object_field(fields, "traits")?;
+    let own_traits = object_field(fields, "traits")?;
+    let context_traits = match fields.get("context").and_then(|c| c.get("traits")) {
+        Some(Value::Object(t)) => t.clone(),
+        _ => Map::new(),
+    };
+    // The host's tracking API reads traits the same way: an identify's come from
+    // `context.traits` (where RudderStack puts them) and `traits`, the latter winning; a
+    // group's describe the group; other calls carry `context.traits`.
+    let mut traits = match kind {
+        EventKind::Identify => {
+            let mut merged = context_traits;
+            merged.extend(own_traits);
+            merged
+        }
+        EventKind::Group => own_traits,
+        _ => context_traits,
+    };
+    if kind == EventKind::Page
+        && let Some(category) = string_field(fields, "category")?
+    {
+        properties
+            .entry("category")
+            .or_insert(Value::String(category));
+    }
     let name = match kind {
         EventKind::Track => {
             Some(string_field(fields, "event")?.ok_or("a track event needs `event`")?)
@@ -200,7 +225,8 @@ mod tests {
             events[0].contact.identities,
             vec![Identity::new("email", "bob@example.com")]
         );
-        assert_eq!(events[0].traits, "{}");
+        // As through the tracking API: a call's context.traits are its traits.
+        assert_eq!(events[0].traits_value(), json!({"email": "bob@example.com"}));
     }
 
     #[test]

@@ -278,6 +278,21 @@ pub fn from_connector(
             let previous_id = (kind == EventType::Alias)
                 .then(|| text("previousId"))
                 .flatten();
+            let mut properties = e.properties;
+            let mut traits = e.traits;
+            // Stored as the tracking API stores them: the ids in their own fields, and a
+            // group's traits (which the SDK carries in `properties.traits`) as its traits.
+            if group_id.is_some() {
+                properties.remove("groupId");
+                if traits.is_empty()
+                    && let Some(serde_json::Value::Object(t)) = properties.remove("traits")
+                {
+                    traits = t;
+                }
+            }
+            if previous_id.is_some() {
+                properties.remove("previousId");
+            }
             let timestamp = e
                 .timestamp
                 .as_deref()
@@ -298,8 +313,8 @@ pub fn from_connector(
                 timestamp,
                 received_at: received.clone(),
                 source: format!("connector:{plugin}"),
-                properties: serde_json::Value::Object(e.properties),
-                traits: serde_json::Value::Object(e.traits),
+                properties: serde_json::Value::Object(properties),
+                traits: serde_json::Value::Object(traits),
                 context: serde_json::Value::Null,
                 integrations: serde_json::Value::Null,
                 group_id,

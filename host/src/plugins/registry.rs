@@ -374,7 +374,11 @@ impl PluginRegistry {
             reason: actor.reason.clone(),
         };
         if let Err(e) = self.store.append_audit(&entry) {
-            tracing::error!(plugin, action = action.name(), "audit entry not written: {e}");
+            tracing::error!(
+                plugin,
+                action = action.name(),
+                "audit entry not written: {e}"
+            );
         }
     }
 

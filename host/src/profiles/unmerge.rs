@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-
 use crate::ingest::{Identity, StoredEvent};
 use crate::store::{EventLog, LogError, StoreError, decode_json, encode_json};
 

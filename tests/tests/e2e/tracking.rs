@@ -437,3 +437,121 @@ async fn an_alias_through_a_connector_links_both_identities_into_one_profile() {
     let group = stored.iter().find(|e| e["type"] == "group").expect("group");
     assert_eq!(group["group_id"], "org-7", "{group}");
 }
+
+/// The fields both ways in carry, from one stored event.
+fn mapped(event: &Value) -> Value {
+    let pick = |k: &str| event.get(k).cloned().unwrap_or(Value::Null);
+    let mut identities: Vec<String> = event["identities"]
+        .as_array()
+        .map(|ids| {
+            ids.iter()
+                .map(|i| {
+                    format!(
+                        "{}:{}",
+                        i["kind"].as_str().unwrap_or(""),
+                        i["value"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    identities.sort();
+    let properties = pick("properties");
+    json!({
+        "type": pick("type"), "event": pick("event"), "user_id": pick("user_id"),
+        "anonymous_id": pick("anonymous_id"), "timestamp": pick("timestamp"),
+        "properties": properties, "traits": pick("traits"), "identities": identities,
+        "group_id": pick("group_id"), "previous_id": pick("previous_id"),
+    })
+}
+
+#[tokio::test]
+async fn segments_spec_maps_the_same_through_the_tracking_api_and_a_connector() {
+    let host = TestHost::start().await;
+    let key = host.create_source("fixtures").await;
+    let sha = host.upload("webhook-connector").await;
+    host.put(
+        "/v1/plugins/generic-webhook/config",
+        &json!({ "secret": "s3" }),
+    )
+    .await;
+    host.activate("generic-webhook", &sha).await;
+    // Segment's documented shapes, each once per way in (different users, same fields).
+    let fixtures = |user: &str, phone: &str| {
+        // (A page's category and a track's context.traits included.)
+        vec![
+            json!({ "type": "identify", "userId": user, "anonymousId": format!("{user}-anon"),
+                    "timestamp": "2030-01-02T03:04:05.000Z",
+                    "traits": { "email": format!("{user}@example.com"), "plan": "pro", "logins": 3 },
+                    "context": { "traits": { "phone": phone } } }),
+            json!({ "type": "track", "userId": user, "event": "Order Completed",
+                    "timestamp": "2030-01-02T03:04:06.000Z",
+                    "properties": { "revenue": 42.5, "currency": "EUR", "products": [{ "sku": "a" }] } }),
+            json!({ "type": "page", "userId": user, "name": "Pricing", "category": "Docs",
+                    "context": { "traits": { "tier": "gold" } }, "timestamp": "2030-01-02T03:04:07.000Z",
+                    "properties": { "url": "https://example.com/pricing" } }),
+            json!({ "type": "screen", "userId": user, "name": "Home", "timestamp": "2030-01-02T03:04:08.000Z",
+                    "properties": { "variation": "blue" } }),
+            json!({ "type": "group", "userId": user, "groupId": format!("{user}-org"),
+                    "timestamp": "2030-01-02T03:04:09.000Z", "traits": { "name": "Initech" } }),
+            json!({ "type": "alias", "userId": user, "previousId": format!("{user}-old"),
+                    "timestamp": "2030-01-02T03:04:10.000Z" }),
+        ]
+    };
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/connectors/generic-webhook/webhook", host.base);
+    for (i, call) in fixtures("via-api", "+15550101").into_iter().enumerate() {
+        let mut call = call;
+        call["messageId"] = json!(format!("fx-api-{i}"));
+        let (status, body) = host
+            .segment("/v1/batch", &key, &json!({ "batch": [call] }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    for (i, call) in fixtures("via-hook", "+15550102").into_iter().enumerate() {
+        let mut call = call;
+        call["messageId"] = json!(format!("fx-hook-{i}"));
+        let body = call.to_string();
+        let r = client
+            .post(&url)
+            .header("x-tessera-signature", tessera_signature("s3", &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    host.wait_profiles_applied(Duration::from_secs(10)).await;
+    let stored = |user: &'static str, phone: &'static str| {
+        let host = &host;
+        async move {
+            let c = host
+                .wait_contact(&format!("user_id:{user}"), |_| true)
+                .await;
+            let (_, events) = host
+                .get(&format!(
+                    "/v1/contacts/{}/events",
+                    c["id"].as_str().unwrap()
+                ))
+                .await;
+            events["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let text = mapped(&e["event"])
+                        .to_string()
+                        .replace(user, "USER")
+                        .replace(phone, "PHONE");
+                    serde_json::from_str::<Value>(&text).unwrap()
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let via_api = stored("via-api", "+15550101").await;
+    let via_hook = stored("via-hook", "+15550102").await;
+    assert_eq!(via_api.len(), 6, "{via_api:#?}");
+    for (a, h) in via_api.iter().zip(&via_hook) {
+        assert_eq!(a, h, "the tracking API and the SDK's mapping disagree");
+    }
+}
