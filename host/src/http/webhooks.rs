@@ -16,7 +16,7 @@ use super::{ApiError, AppState};
 use crate::ingest::event::parse_time;
 use crate::ingest::{PageStart, from_connector};
 use crate::plugins::PluginError;
-use crate::runtime::bindings::types::{ConnectorError, HttpRequest};
+use crate::runtime::types::{ConnectorError, HttpRequest};
 
 /// Largest webhook body, bytes.
 pub const MAX_WEBHOOK_BYTES: usize = 2 << 20;

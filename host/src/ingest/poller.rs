@@ -33,7 +33,7 @@ use tracing::Instrument;
 use super::{Ingest, IngestError, from_connector};
 use crate::plugins::{MAX_POLL_INTERVAL_SECS, PluginError, PluginRegistry};
 use crate::runtime::PluginKind;
-use crate::runtime::bindings::types::ConnectorError;
+use crate::runtime::types::ConnectorError;
 use crate::store::StoreError;
 use crate::tasks::{TaskError, instant_after, isolated};
 

@@ -7,9 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::runtime::bindings::types::{
-    ConnectorError, Delivery, HttpRequest, Message, RuleInput, SendError,
-};
+use crate::runtime::types::{ConnectorError, Delivery, HttpRequest, Message, RuleInput, SendError};
 use crate::runtime::{
     CallEnv, CallError, ConnectorEvent, ConnectorPage, Effects, PluginKind, SandboxedPlugin,
 };
