@@ -13,6 +13,8 @@
 //! and `latest` pointed at it. The linker keeps every version's imports, so a 0.1 component
 //! goes on running unchanged next to 0.2 ones.
 
+#[cfg(test)]
+mod frozen;
 pub mod v0_1;
 
 /// The newest contract version's module.
