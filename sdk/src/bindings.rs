@@ -1,5 +1,8 @@
 //! Generated bindings for contract `tessera:cx@0.1.0`, one module per plugin kind.
 //!
+//! The WIT comes from `sdk/wit/v0.1.0`, a copy of the repository's `wit/v0.1.0` that travels
+//! with this crate (so it can be packaged and vendored); a host test keeps the two identical.
+//!
 //! Each kind's exports are generated from a small world that holds the kind's interface
 //! alone, and `self-test` has a world of its own. The reason is the export macros:
 //! `wit-bindgen` names an interface's export macro after the interface, so generating
@@ -16,7 +19,7 @@
 /// The `connector` interface plus the shared types and host imports.
 pub mod connector {
     wit_bindgen::generate!({
-        path: "../wit/v0.1.0",
+        path: "wit/v0.1.0",
         inline: "
             package tessera:sdk;
             world connector-kind {
@@ -38,7 +41,7 @@ pub mod connector {
 /// The `segment-rule` interface.
 pub mod segment_rule {
     wit_bindgen::generate!({
-        path: "../wit/v0.1.0",
+        path: "wit/v0.1.0",
         inline: "
             package tessera:sdk;
             world segment-rule-kind {
@@ -63,7 +66,7 @@ pub mod segment_rule {
 /// The `channel` interface.
 pub mod channel {
     wit_bindgen::generate!({
-        path: "../wit/v0.1.0",
+        path: "wit/v0.1.0",
         inline: "
             package tessera:sdk;
             world channel-kind {
@@ -88,7 +91,7 @@ pub mod channel {
 /// The `self-test` interface every kind exports.
 pub mod self_test {
     wit_bindgen::generate!({
-        path: "../wit/v0.1.0",
+        path: "wit/v0.1.0",
         inline: "
             package tessera:sdk;
             world self-test-kind {

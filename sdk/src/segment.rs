@@ -226,7 +226,10 @@ mod tests {
             vec![Identity::new("email", "bob@example.com")]
         );
         // As through the tracking API: a call's context.traits are its traits.
-        assert_eq!(events[0].traits_value(), json!({"email": "bob@example.com"}));
+        assert_eq!(
+            events[0].traits_value(),
+            json!({"email": "bob@example.com"})
+        );
     }
 
     #[test]

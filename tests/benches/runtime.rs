@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tessera::plugins::Actor;
 use tessera::plugins::PluginRegistry;
-use tessera::runtime::bindings::segment_rule::exports::tessera::cx::rule::GuestIndices;
-use tessera::runtime::bindings::types::{Contact, RuleInput};
+use tessera::runtime::contract::v0_1;
+use tessera::runtime::contract::v0_1::segment_rule::exports::tessera::cx::rule::GuestIndices;
+use tessera::runtime::types::{Contact, RuleInput};
 use tessera::server::{Server, ServerConfig};
 use tessera_tests::{artifact, manifest};
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -68,7 +69,7 @@ impl BareRule {
         }
     }
 
-    async fn call(&self, params: &str, batch: &[RuleInput]) -> Vec<bool> {
+    async fn call(&self, params: &str, batch: &[v0_1::types::RuleInput]) -> Vec<bool> {
         let mut store = Store::new(
             &self.engine,
             Bare {
@@ -108,11 +109,13 @@ async fn compare(
 ) -> (Duration, Duration) {
     let params = json!({ "trait": "plan", "equals": "pro" }).to_string();
     let input = batch(size);
+    // Bare wasmtime takes the generated type; the host converts its own at each call.
+    let generated: Vec<v0_1::types::RuleInput> = input.iter().map(Into::into).collect();
     let (mut host, mut base) = (Vec::new(), Vec::new());
     for _ in 0..5 {
         base.push(
             per_call(iters, async || {
-                assert_eq!(bare.call(&params, &input).await.len(), size)
+                assert_eq!(bare.call(&params, &generated).await.len(), size)
             })
             .await,
         );

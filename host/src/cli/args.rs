@@ -74,8 +74,8 @@ pub enum PluginCommand {
         /// The folder to create NAME/ in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// A local tessera-sdk to depend on [default: this checkout's sdk/, else the git
-        /// repository].
+        /// A local tessera-sdk to depend on [default: the checkout's sdk/ when this binary
+        /// runs from it, else the SDK this binary carries, unpacked into vendor/].
         #[arg(long)]
         sdk_path: Option<PathBuf>,
     },

@@ -1,5 +1,11 @@
 //! `tessera plugin new`: a plugin crate from the templates in `templates/`, ready to build,
 //! test and push unchanged.
+//!
+//! The crate depends on the SDK this binary speaks: the checkout's `sdk/` when the binary
+//! runs from the checkout it was built in (`target/`), `--sdk-path` if given, else the SDK
+//! the binary carries (packed by `build.rs`), unpacked into the crate's
+//! `vendor/tessera-sdk-<version>/`, so a third party with only the binary gets a plugin that
+//! builds.
 
 use std::path::{Path, PathBuf};
 
@@ -7,11 +13,15 @@ use anyhow::Context;
 
 use super::args::Kind;
 
-/// The repository the SDK comes from when this binary was not built from a checkout.
-const REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
-/// This checkout's SDK and lock file, when the binary runs where it was built.
+/// This checkout's root, SDK and lock file, when the binary runs where it was built.
+const CHECKOUT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const CHECKOUT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk");
 const CHECKOUT_LOCK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock");
+
+/// The SDK this binary carries (see `build.rs`).
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_sdk.rs"));
+}
 
 const CARGO_TOML: &str = include_str!("templates/Cargo.toml.tmpl");
 const GITIGNORE: &str = include_str!("templates/gitignore.tmpl");
@@ -24,12 +34,13 @@ const FIXTURE_SECRET: &str = "dev-secret";
 pub enum SdkSource {
     /// A folder holding tessera-sdk.
     Path(PathBuf),
-    /// The git repository.
-    Git(String),
+    /// The SDK this binary carries, unpacked into the new crate at [`SdkSource::vendored`].
+    Embedded,
 }
 
 impl SdkSource {
-    /// `--sdk-path`, else this checkout's `sdk/` if it is still there, else the repository.
+    /// `--sdk-path`, else this checkout's `sdk/` when the binary runs from that checkout,
+    /// else the SDK the binary carries.
     pub fn choose(flag: Option<&Path>) -> anyhow::Result<Self> {
         if let Some(path) = flag {
             let path = std::fs::canonicalize(path)
@@ -41,24 +52,55 @@ impl SdkSource {
             );
             return Ok(Self::Path(path));
         }
-        Ok(match std::fs::canonicalize(CHECKOUT_SDK) {
-            Ok(path) if path.join("Cargo.toml").exists() => Self::Path(path),
-            _ => Self::Git(REPOSITORY.to_string()),
+        Ok(match checkout_sdk() {
+            Some(path) => Self::Path(path),
+            None => Self::Embedded,
         })
+    }
+
+    /// Where the embedded SDK goes in the new crate: its version in the name, so that a
+    /// crate made by a later binary says which SDK it carries.
+    pub fn vendored() -> String {
+        format!("vendor/tessera-sdk-{}", embedded::VERSION)
     }
 
     /// The line under `[dependencies]`.
     fn dependency(&self) -> String {
-        match self {
-            Self::Path(path) => format!("tessera-sdk = {{ path = {} }}", toml_string(path)),
-            Self::Git(url) => format!("tessera-sdk = {{ git = \"{url}\" }}"),
-        }
+        let path = match self {
+            Self::Path(path) => path.display().to_string(),
+            Self::Embedded => Self::vendored(),
+        };
+        format!("tessera-sdk = {{ path = {} }}", toml::Value::String(path))
     }
 }
 
-/// A TOML basic string for a path.
-fn toml_string(path: &Path) -> String {
-    toml::Value::String(path.display().to_string()).to_string()
+/// The checkout's `sdk/`, when this binary runs from the checkout it was built in (from its
+/// `target/`): a copy of the binary anywhere else uses the SDK it carries, as a third party
+/// with only the binary would.
+fn checkout_sdk() -> Option<PathBuf> {
+    let checkout = std::fs::canonicalize(CHECKOUT).ok()?;
+    let exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .ok()?;
+    if !exe.starts_with(checkout.join("target")) {
+        return None;
+    }
+    std::fs::canonicalize(CHECKOUT_SDK)
+        .ok()
+        .filter(|sdk| sdk.join("Cargo.toml").exists())
+}
+
+/// Writes the SDK this binary carries into `dir`.
+fn unpack_sdk(dir: &Path) -> anyhow::Result<()> {
+    for (path, bytes) in embedded::FILES {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// One file of the new crate: path relative to the crate folder, and its text.
@@ -181,26 +223,37 @@ pub fn run(kind: Kind, name: &str, dir: &Path, sdk_path: Option<&Path>) -> anyho
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    if matches!(sdk, SdkSource::Path(_)) {
-        seed_lock_file(&root);
+    match &sdk {
+        SdkSource::Path(_) => {
+            if Path::new(CHECKOUT_LOCK).exists() {
+                seed_lock_file(&root, &std::fs::read(CHECKOUT_LOCK)?);
+            }
+        }
+        SdkSource::Embedded => {
+            unpack_sdk(&root.join(SdkSource::vendored()))?;
+            seed_lock_file(&root, embedded::LOCK);
+        }
     }
     print_next_steps(kind, name, &root, &sdk);
     Ok(())
 }
 
-/// Starts the crate's Cargo.lock from this checkout's, so it builds with the dependency
-/// versions the SDK is tested with (cargo drops the entries it does not need).
-fn seed_lock_file(root: &Path) {
-    if Path::new(CHECKOUT_LOCK).exists() {
-        // A missing lock file only means cargo resolves versions itself.
-        let _ = std::fs::copy(CHECKOUT_LOCK, root.join("Cargo.lock"));
-    }
+/// Starts the crate's Cargo.lock from the SDK's workspace lock, so it builds with the
+/// dependency versions the SDK is tested with (cargo drops the entries it does not need).
+fn seed_lock_file(root: &Path, lock: &[u8]) {
+    // A missing lock file only means cargo resolves versions itself.
+    let _ = std::fs::write(root.join("Cargo.lock"), lock);
 }
 
 fn print_next_steps(kind: Kind, name: &str, root: &Path, sdk: &SdkSource) {
     let sdk = match sdk {
         SdkSource::Path(path) => path.display().to_string(),
-        SdkSource::Git(url) => url.clone(),
+        SdkSource::Embedded => format!(
+            "{} (version {}, sha256 {}, carried by this binary)",
+            SdkSource::vendored(),
+            embedded::VERSION,
+            &embedded::SHA256[..12]
+        ),
     };
     println!(
         "Created {} plugin `{name}` in {}",
@@ -254,18 +307,14 @@ mod tests {
 
     #[test]
     fn the_crate_is_its_own_workspace_and_a_cdylib_on_the_sdk() {
-        let git = files(
-            Kind::Connector,
-            "acme",
-            &SdkSource::Git("https://example.com/t".into()),
-        );
-        let cargo: toml::Table = toml::from_str(file(&git, "Cargo.toml")).unwrap();
+        let embedded = files(Kind::Connector, "acme", &SdkSource::Embedded);
+        let cargo: toml::Table = toml::from_str(file(&embedded, "Cargo.toml")).unwrap();
         assert!(cargo.contains_key("workspace"));
         assert_eq!(cargo["package"]["name"].as_str(), Some("acme"));
         assert_eq!(cargo["lib"]["crate-type"][0].as_str(), Some("cdylib"));
         assert_eq!(
-            cargo["dependencies"]["tessera-sdk"]["git"].as_str(),
-            Some("https://example.com/t")
+            cargo["dependencies"]["tessera-sdk"]["path"].as_str(),
+            Some(SdkSource::vendored().as_str())
         );
         let local = files(Kind::Channel, "acme", &sdk());
         let cargo: toml::Table = toml::from_str(file(&local, "Cargo.toml")).unwrap();
@@ -308,6 +357,65 @@ mod tests {
     fn type_names_are_camel_case() {
         assert_eq!(type_name("acme"), "Acme");
         assert_eq!(type_name("vip-rule-2"), "VipRule2");
+    }
+
+    /// The SDK the binary carries is the SDK of this checkout: same files, its manifest
+    /// standing alone (no workspace inheritance), and its WIT.
+    #[test]
+    fn the_embedded_sdk_is_this_checkouts_sdk_standing_alone() {
+        let paths: Vec<&str> = embedded::FILES.iter().map(|(p, _)| *p).collect();
+        for want in [
+            "Cargo.toml",
+            "src/lib.rs",
+            "src/bindings.rs",
+            "wit/v0.1.0/types.wit",
+        ] {
+            assert!(paths.contains(&want), "{want} in {paths:?}");
+        }
+        for (path, bytes) in embedded::FILES {
+            if *path != "Cargo.toml" {
+                let on_disk = std::fs::read(Path::new(CHECKOUT_SDK).join(path)).unwrap();
+                assert_eq!(&on_disk[..], *bytes, "{path}");
+            }
+        }
+        let manifest = embedded::FILES
+            .iter()
+            .find(|(p, _)| *p == "Cargo.toml")
+            .unwrap()
+            .1;
+        let manifest = std::str::from_utf8(manifest).unwrap();
+        assert!(!manifest.contains("workspace"), "{manifest}");
+        let cargo: toml::Table = toml::from_str(manifest).unwrap();
+        assert_eq!(cargo["package"]["name"].as_str(), Some("tessera-sdk"));
+        assert_eq!(
+            cargo["package"]["version"].as_str(),
+            Some(embedded::VERSION)
+        );
+        assert_eq!(embedded::VERSION, env!("CARGO_PKG_VERSION"));
+        assert!(cargo["dependencies"]["wit-bindgen"]["version"].is_str());
+        assert!(
+            cargo["target"]["cfg(target_arch = \"wasm32\")"]["dependencies"]["wasi"].is_table()
+                || cargo["target"]["cfg(target_arch = \"wasm32\")"]["dependencies"]["wasi"]
+                    .is_str()
+        );
+        assert_eq!(embedded::SHA256.len(), 64);
+        assert!(
+            std::str::from_utf8(embedded::LOCK)
+                .unwrap()
+                .contains("name = \"wit-bindgen\"")
+        );
+    }
+
+    #[test]
+    fn the_embedded_sdk_is_unpacked_beside_the_crate_it_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("acme");
+        std::fs::create_dir(&root).unwrap();
+        unpack_sdk(&root.join(SdkSource::vendored())).unwrap();
+        let vendored = root.join(SdkSource::vendored());
+        assert!(vendored.join("wit/v0.1.0/plugins.wit").exists());
+        assert!(vendored.join("src/lib.rs").exists());
+        assert!(vendored.join("Cargo.toml").exists());
     }
 
     #[test]

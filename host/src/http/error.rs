@@ -11,16 +11,11 @@ use crate::ingest::IngestError;
 use crate::ingest::segment::SegmentError;
 use crate::plugins::PluginError;
 use crate::runtime::LoadError;
-use crate::runtime::bindings::types::ConnectorError;
+use crate::runtime::types::ConnectorError;
 use crate::store::StoreError;
 
 fn connector_message(e: &ConnectorError) -> &str {
-    match e {
-        ConnectorError::Unauthorized(m)
-        | ConnectorError::BadRequest(m)
-        | ConnectorError::Unsupported(m)
-        | ConnectorError::Upstream(m) => m,
-    }
+    e.message()
 }
 
 /// An API failure.
@@ -126,6 +121,10 @@ impl ApiError {
                     source: LoadError::NotAComponent(_),
                     ..
                 } => (StatusCode::BAD_REQUEST, "invalid_component"),
+                P::Load {
+                    source: LoadError::ContractMismatch { .. },
+                    ..
+                } => (StatusCode::BAD_REQUEST, "contract_mismatch"),
                 P::Load {
                     source: LoadError::UnsatisfiedImport(_),
                     ..

@@ -20,7 +20,7 @@ use crate::plugins::{
     WebhookInput, readable, readable_error,
 };
 use crate::runtime::PluginKind;
-use crate::runtime::bindings::types::{Message, RuleInput};
+use crate::runtime::types::{Message, RuleInput};
 
 /// The plugin admin routes (the caller adds the admin-key check).
 pub fn router() -> Router<AppState> {

@@ -16,7 +16,7 @@ use super::body::{JsonBody, RawBody};
 use super::error::PublicError;
 use super::{ApiError, AppState};
 use crate::ingest::event::parse_time;
-use crate::runtime::bindings::types::HttpRequest;
+use crate::runtime::types::HttpRequest;
 
 /// Largest webhook body, bytes.
 pub const MAX_WEBHOOK_BYTES: usize = 2 << 20;

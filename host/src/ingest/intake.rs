@@ -12,7 +12,7 @@ use super::raw_webhooks::{PageStart, RawWebhooks};
 use super::{Ingest, IngestError, IngestReport, from_connector};
 use crate::plugins::{PluginError, PluginRegistry};
 use crate::runtime::ConnectorEvent;
-use crate::runtime::bindings::types::{ConnectorError, HttpRequest};
+use crate::runtime::types::{ConnectorError, HttpRequest};
 use crate::store::StoreError;
 
 /// Retained requests a replay holds at once.

@@ -29,7 +29,7 @@ pub use raw_webhooks::{Page, PageStart, RawWebhooks, Retention};
 pub use sources::{Source, Sources};
 
 use crate::runtime::ConnectorEvent;
-use crate::runtime::bindings::types as wit;
+use crate::runtime::types::EventKind;
 use crate::store::{Engine, EventLog, LogError, StoreError, Tree};
 
 /// Why events could not be ingested.
@@ -255,12 +255,12 @@ pub fn from_connector(
         .into_iter()
         .map(|e| {
             let kind = match e.kind {
-                wit::EventKind::Track => EventType::Track,
-                wit::EventKind::Identify => EventType::Identify,
-                wit::EventKind::Page => EventType::Page,
-                wit::EventKind::Screen => EventType::Screen,
-                wit::EventKind::Group => EventType::Group,
-                wit::EventKind::Alias => EventType::Alias,
+                EventKind::Track => EventType::Track,
+                EventKind::Identify => EventType::Identify,
+                EventKind::Page => EventType::Page,
+                EventKind::Screen => EventType::Screen,
+                EventKind::Group => EventType::Group,
+                EventKind::Alias => EventType::Alias,
             };
             // The contract has no fields for a group's id or an alias's previous id: a
             // connector puts them in the properties under Segment's names (the SDK's Segment

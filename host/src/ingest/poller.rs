@@ -33,7 +33,7 @@ use tracing::Instrument;
 use super::{IngestError, Intake};
 use crate::plugins::{Action, MAX_POLL_INTERVAL_SECS, PluginError, PluginRegistry};
 use crate::runtime::PluginKind;
-use crate::runtime::bindings::types::ConnectorError;
+use crate::runtime::types::ConnectorError;
 use crate::store::{Engine, StoreError, Tree, encode_json};
 use crate::tasks::{TaskError, instant_after, isolated};
 

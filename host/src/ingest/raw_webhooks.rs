@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::Identity;
-use crate::runtime::bindings::types::HttpRequest;
+use crate::runtime::types::HttpRequest;
 use crate::store::bounded::{BoundedTree, Budget, Usage, owner_prefix};
 use crate::store::{Engine, StoreError, decode_json, encode_json};
 

@@ -8,9 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::store::FailureRecord;
-use crate::runtime::bindings::types::{
-    ConnectorError, Delivery, HttpRequest, Message, RuleInput, SendError,
-};
+use crate::runtime::types::{ConnectorError, Delivery, HttpRequest, Message, RuleInput, SendError};
 use crate::runtime::{
     CallEnv, CallError, ConnectorEvent, ConnectorPage, Effects, FailureCause, PluginKind,
     SandboxedPlugin,

@@ -78,6 +78,7 @@ impl OperatorLimits {
             version: manifest.version.clone(),
             sha256: sha256.to_string(),
             kind: manifest.kind,
+            contract: manifest.contract.clone(),
             memory_bytes: l
                 .memory_mb
                 .unwrap_or(self.default_memory_mb)

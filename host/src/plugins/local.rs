@@ -9,7 +9,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::runtime::bindings::types::{HttpRequest, Message, RuleInput};
+use crate::runtime::types::{HttpRequest, Message, RuleInput};
 use crate::runtime::{
     AddressGrants, CallEnv, CallError, EngineLimits, KvNamespace, Runtime, SandboxedPlugin,
 };
@@ -378,6 +378,21 @@ mod tests {
         assert_eq!(again.name(), "handle-webhook");
         let self_test: CallInput = serde_json::from_str(r#"{"call":"self-test"}"#).unwrap();
         assert_eq!(self_test.name(), "self-test");
+    }
+
+    /// Inputs kept with failures before the host had its own types (written through the
+    /// generated contract 0.1 types) read back and write the same JSON.
+    #[test]
+    fn inputs_kept_by_earlier_hosts_still_read() {
+        let kept = [
+            r#"{"call":"evaluate","params":"{}","batch":[{"contact":{"id":"c1","identities":[],"traits":"{}"},"event":{"id":"e1","kind":"Identify","name":null,"contact":{"user_id":"u1","anonymous_id":null,"identities":[{"kind":"email","value":"a@b.c"}]},"timestamp":"2024-01-01T00:00:00Z","properties":"{}","traits":"{\"plan\":\"pro\"}"},"counts":[{"name":"Signed Up","count":1}],"member":true}]}"#,
+            r#"{"call":"send","message":{"id":"m1","channel":"webhook","to":"https://x.example/","sender":null,"subject":null,"body":"{}","content_type":"application/json","metadata":"{}"}}"#,
+        ];
+        for text in kept {
+            let input: CallInput = serde_json::from_str(text).unwrap();
+            let again = serde_json::to_value(&input).unwrap();
+            assert_eq!(again, serde_json::from_str::<Value>(text).unwrap());
+        }
     }
 
     #[test]

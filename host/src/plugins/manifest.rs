@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::runtime::{HostPattern, PluginKind};
 
 /// Contract versions (major.minor of `tessera:cx`) this host serves.
-pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1"];
+pub const SUPPORTED_CONTRACTS: &[&str] = crate::runtime::contract::SUPPORTED;
 
 /// Longest `[poll] interval_secs`: a week.
 pub const MAX_POLL_INTERVAL_SECS: u64 = 7 * 24 * 3600;
@@ -32,7 +32,8 @@ pub struct Manifest {
     pub kind: PluginKind,
     /// The plugin's own semver version.
     pub version: String,
-    /// The `tessera:cx` contract version, `major.minor`.
+    /// The `tessera:cx` contract version, `major.minor`. The component's exports must name
+    /// the same version (checked when it is prepared).
     pub contract: String,
     /// One line for operators.
     #[serde(default)]

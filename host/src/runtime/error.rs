@@ -20,6 +20,19 @@ pub enum LoadError {
         /// What is missing.
         detail: String,
     },
+    /// The component's exports implement another contract version than its manifest names.
+    #[error(
+        "plugin.toml names contract `{manifest}`, but the component implements contract \
+         {component}; the version is read from the component's `tessera:cx/...@X.Y.Z` exports, \
+         so plugin.toml must name the one it was built against (this host serves {})",
+        super::contract::SUPPORTED.join(", ")
+    )]
+    ContractMismatch {
+        /// What the manifest names (`0.1`).
+        manifest: String,
+        /// What the component's exports name, with an example export.
+        component: String,
+    },
     /// The component imports an interface the host does not provide.
     #[error("the component imports something the host does not provide: {0}")]
     UnsatisfiedImport(String),

@@ -4,11 +4,11 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::bindings::types as wit;
 use super::error::CallFailure;
 use super::output::{
     LiftedConnectorError, LiftedEvent, LiftedPollPage, MAX_EVENT_BYTES, OUTPUT_BUDGET, json_cost,
 };
+use super::types::{ConnectorError, ContactRef, EventKind, Identity};
 
 /// A connector's event after the host's checks: `properties` and `traits` are JSON objects.
 #[derive(Debug, Clone, Serialize)]
@@ -16,11 +16,11 @@ pub struct ConnectorEvent {
     /// Unique id at the source (1 to 256 bytes).
     pub id: String,
     /// What kind of event.
-    pub kind: wit::EventKind,
+    pub kind: EventKind,
     /// Event, page or screen name.
     pub name: Option<String>,
     /// Who it is about.
-    pub contact: wit::ContactRef,
+    pub contact: ContactRef,
     /// When it happened, RFC 3339, as the connector spelled it.
     pub timestamp: Option<String>,
     /// Event properties.
@@ -84,9 +84,9 @@ pub(super) fn accept_events(
         let traits = object("traits", e.traits.0)?;
         out.push(ConnectorEvent {
             id: e.id.0,
-            kind: e.kind,
+            kind: e.kind.into(),
             name: e.name.map(|t| t.0),
-            contact: wit::ContactRef {
+            contact: ContactRef {
                 user_id: e.contact.user_id.map(|t| t.0),
                 anonymous_id: e.contact.anonymous_id.map(|t| t.0),
                 identities: e
@@ -94,7 +94,7 @@ pub(super) fn accept_events(
                     .identities
                     .0
                     .into_iter()
-                    .map(|i| wit::Identity {
+                    .map(|i| Identity {
                         kind: i.kind.0,
                         value: i.value.0,
                     })
@@ -130,7 +130,7 @@ fn event_size(e: &LiftedEvent) -> usize {
 pub(super) fn accept_webhook(
     lifted: Result<super::output::LiftedEvents, LiftedConnectorError>,
     spent: usize,
-) -> Result<Result<Vec<ConnectorEvent>, wit::ConnectorError>, CallFailure> {
+) -> Result<Result<Vec<ConnectorEvent>, ConnectorError>, CallFailure> {
     match lifted {
         Ok(events) => accept_events(events.0, spent).map(Ok),
         Err(e) => Ok(Err(e.into())),
@@ -141,7 +141,7 @@ pub(super) fn accept_webhook(
 pub(super) fn accept_page(
     lifted: Result<LiftedPollPage, LiftedConnectorError>,
     spent: usize,
-) -> Result<Result<ConnectorPage, wit::ConnectorError>, CallFailure> {
+) -> Result<Result<ConnectorPage, ConnectorError>, CallFailure> {
     match lifted {
         Ok(page) => Ok(Ok(ConnectorPage {
             events: accept_events(page.events.0, spent)?,

@@ -12,8 +12,26 @@ use wasmtime::ValRaw;
 use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext};
 use wasmtime::component::{ComponentType, Lift, Linker};
 
-use super::bindings::log::Level;
 use super::state::PluginState;
+
+/// `level`, lifted: severity, lowest first.
+// The variants are built by the `Lift` derive from the discriminant, out of the compiler's view.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Copy, ComponentType, Lift)]
+#[component(enum)]
+#[repr(u8)]
+pub enum Level {
+    #[component(name = "trace")]
+    Trace,
+    #[component(name = "debug")]
+    Debug,
+    #[component(name = "info")]
+    Info,
+    #[component(name = "warn")]
+    Warn,
+    #[component(name = "error")]
+    Error,
+}
 
 /// Records one call may write; further ones are dropped, as the contract allows.
 pub const LOG_BUDGET: u32 = 100;
@@ -186,9 +204,9 @@ unsafe impl Lift for Fields {
     }
 }
 
-/// Links `tessera:cx/log` to [`log`].
-pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    linker.instance("tessera:cx/log@0.1.0")?.func_wrap(
+/// Links the `log` function of the interface `instance` (`tessera:cx/log@0.1.0`) to [`log`].
+pub fn add_to_linker(linker: &mut Linker<PluginState>, instance: &str) -> wasmtime::Result<()> {
+    linker.instance(instance)?.func_wrap(
         "log",
         |mut store: StoreContextMut<'_, PluginState>,
          (level, message, fields): (Level, Cut<MAX_MESSAGE_BYTES>, Fields)| {

@@ -3,8 +3,11 @@
 //! `Runtime::prepare` turns component bytes plus a [`SandboxSpec`] into a [`SandboxedPlugin`]
 //! (compiled, world-checked, imports resolved into an `InstancePre`); each call on it builds a
 //! fresh instance with its own limits and deadline and throws it away afterwards.
+//!
+//! What crosses into the rest of the host is in the host's own [`types`]; the generated
+//! bindings of each contract version stay in [`contract`], converted at the call.
 
-pub mod bindings;
+pub mod contract;
 mod engine;
 mod error;
 mod events;
@@ -20,6 +23,7 @@ mod share;
 mod state;
 mod stats;
 mod tape;
+pub mod types;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -28,8 +32,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wasmtime::Engine;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 
+pub use contract::Contract;
 pub use engine::{EPOCH_TICK, EngineLimits};
 pub use error::{CallError, CallFailure, FailureCause, LoadError};
 pub use events::{ConnectorEvent, ConnectorPage};
@@ -90,6 +95,8 @@ pub struct SandboxSpec {
     pub sha256: String,
     /// The world the component must implement.
     pub kind: PluginKind,
+    /// The contract version its manifest names (`0.1`); the component's exports must agree.
+    pub contract: String,
     /// Linear memory cap, bytes.
     pub memory_bytes: usize,
     /// Table cap, elements.
@@ -128,14 +135,8 @@ impl Flavor {
         // still instantiate. What it may do is decided by policy in its WasiCtx, per call.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
-        // `log` reads the guest's strings in place (see `log_import`); the other host
-        // interfaces use the generated bindings.
-        bindings::types::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
-            .map_err(link)?;
-        bindings::config::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
-            .map_err(link)?;
-        bindings::kv::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s).map_err(link)?;
-        log_import::add_to_linker(&mut linker).map_err(link)?;
+        // Every contract version's host imports, so components of each keep running.
+        contract::add_to_linker(&mut linker).map_err(link)?;
         let cache = CompileCache::new(cache_dir, &engine)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
@@ -234,13 +235,14 @@ impl Runtime {
         } else {
             &self.plain
         };
-        // Compile, resolve imports and check the world first; only a component that passes
-        // is written to the compiled-code cache.
+        // Compile, read the contract from the exports, resolve imports and check the world
+        // first; only a component that passes is written to the compiled-code cache.
         let (component, fresh): (Component, bool) =
             match flavor.cache.cached(&flavor.engine, &spec.sha256) {
                 Some(component) => (component, false),
                 None => (flavor.cache.compile(&flavor.engine, &bytes()?)?, true),
             };
+        let contract = contract::of_component(&component, &flavor.engine, &spec.contract)?;
         let pre = flavor
             .linker
             .instantiate_pre(&component)
@@ -254,7 +256,7 @@ impl Runtime {
             guests: self.guests.clone(),
         };
         let sha256 = spec.sha256.clone();
-        let plugin = SandboxedPlugin::new(spec, pre, self.net.clone(), calls)?;
+        let plugin = SandboxedPlugin::new(spec, contract, pre, self.net.clone(), calls)?;
         if fresh {
             flavor.cache.store(&sha256, &component)?;
         }

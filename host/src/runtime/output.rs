@@ -6,7 +6,10 @@
 //! the guest 1 MB and the host 120 MB of copies (and gigabytes once parsed). The types here
 //! stand in for the generated bindings' result types: [`Metered`] opens a budget for one
 //! result, [`Text`] and [`Bounded`] charge it and refuse an oversized string or list before
-//! it is copied, and the `Lifted*` records mirror the contract's records field by field.
+//! it is copied, and the `Lifted*` records mirror the contract's records field by field and
+//! convert into the host's [`super::types`]. They are checked against the component's own
+//! types by name and shape, so they serve every contract version whose result records are
+//! those of `tessera:cx@0.1.0`; a version that changes one adds its own lifted record.
 //!
 //! The budget lives in a thread-local because lifting gets no state from the embedder; a lift
 //! runs synchronously on one thread from start to end (it never awaits), so the value set by
@@ -18,7 +21,7 @@ use wasmtime::ValRaw;
 use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext};
 use wasmtime::component::{ComponentType, Lift};
 
-use super::bindings::types as wit;
+use super::types as host;
 
 /// Host bytes one call's output may cost: the strings and lists copied out of the guest, and
 /// then the JSON parsed from them (see [`json_cost`]), each counted against this budget.
@@ -233,12 +236,44 @@ pub struct LiftedContactRef {
     pub(super) identities: Bounded<LiftedIdentity, MAX_IDENTITIES>,
 }
 
+/// `event-kind`, lifted.
+#[derive(Debug, Clone, Copy, ComponentType, Lift)]
+#[component(enum)]
+#[repr(u8)]
+pub enum LiftedEventKind {
+    #[component(name = "track")]
+    Track,
+    #[component(name = "identify")]
+    Identify,
+    #[component(name = "page")]
+    Page,
+    #[component(name = "screen")]
+    Screen,
+    #[component(name = "group")]
+    Group,
+    #[component(name = "alias")]
+    Alias,
+}
+
+impl From<LiftedEventKind> for host::EventKind {
+    fn from(k: LiftedEventKind) -> Self {
+        match k {
+            LiftedEventKind::Track => Self::Track,
+            LiftedEventKind::Identify => Self::Identify,
+            LiftedEventKind::Page => Self::Page,
+            LiftedEventKind::Screen => Self::Screen,
+            LiftedEventKind::Group => Self::Group,
+            LiftedEventKind::Alias => Self::Alias,
+        }
+    }
+}
+
 /// `event`, lifted; its JSON is parsed later, once, by [`super::events`].
 #[derive(ComponentType, Lift)]
 #[component(record)]
 pub struct LiftedEvent {
     pub(super) id: EventText,
-    pub(super) kind: wit::EventKind,
+    pub(super) kind: LiftedEventKind,
     pub(super) name: Option<EventText>,
     pub(super) contact: LiftedContactRef,
     pub(super) timestamp: Option<EventText>,
@@ -272,7 +307,7 @@ pub enum LiftedConnectorError {
     Upstream(Message),
 }
 
-impl From<LiftedConnectorError> for wit::ConnectorError {
+impl From<LiftedConnectorError> for host::ConnectorError {
     fn from(e: LiftedConnectorError) -> Self {
         match e {
             LiftedConnectorError::Unauthorized(m) => Self::Unauthorized(m.0),
@@ -292,7 +327,7 @@ pub struct LiftedDelivery {
     detail: Option<Message>,
 }
 
-impl From<LiftedDelivery> for wit::Delivery {
+impl From<LiftedDelivery> for host::Delivery {
     fn from(d: LiftedDelivery) -> Self {
         Self {
             provider_id: d.provider_id.map(|t| t.0),
@@ -320,10 +355,10 @@ pub enum LiftedSendError {
     Permanent(Message),
 }
 
-impl From<LiftedSendError> for wit::SendError {
+impl From<LiftedSendError> for host::SendError {
     fn from(e: LiftedSendError) -> Self {
         match e {
-            LiftedSendError::Retryable(r) => Self::Retryable(wit::Retry {
+            LiftedSendError::Retryable(r) => Self::Retryable(host::Retry {
                 message: r.message.0,
                 after_ms: r.after_ms,
             }),

@@ -15,12 +15,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use super::bindings::channel::exports::tessera::cx::sender as channel_api;
-use super::bindings::connector::exports::tessera::cx::{self_test, source as connector_api};
-use super::bindings::segment_rule::exports::tessera::cx::rule as rule_api;
-use super::bindings::types::{
-    ConnectorError, Delivery, HttpRequest, Message, RuleInput, SendError,
-};
+use super::contract::{Contract, v0_1};
 use super::engine::{EPOCH_TICK, GuestPool};
 use super::error::{CallError, CallFailure, LoadError};
 use super::events::{ConnectorEvent, ConnectorPage, accept_page, accept_webhook};
@@ -35,6 +30,7 @@ use super::resources::HostResources;
 use super::share::{SHARE_WAIT, Share};
 use super::state::{CallEnv, CallLimiter, LimitHit, PluginState};
 use super::stats::{CallStats, CallStatsSnapshot};
+use super::types::{ConnectorError, Delivery, HttpRequest, Message, RuleInput, SendError};
 use super::{PluginKind, SandboxSpec};
 
 /// A call into an export of a fresh instance, as run on the guest threads.
@@ -98,6 +94,7 @@ fn export_index(
 /// A compiled, world-checked plugin version, ready for calls.
 pub struct SandboxedPlugin {
     spec: SandboxSpec,
+    contract: Contract,
     pre: InstancePre<PluginState>,
     exports: Exports,
     self_test: Option<ComponentExportIndex>,
@@ -112,51 +109,39 @@ pub struct SandboxedPlugin {
 impl SandboxedPlugin {
     pub(super) fn new(
         spec: SandboxSpec,
+        contract: Contract,
         pre: InstancePre<PluginState>,
         net: Arc<OutboundNet>,
         slots: CallSlots,
     ) -> Result<Self, LoadError> {
-        let connector = connector_api::GuestIndices::new(&pre);
-        let rule = rule_api::GuestIndices::new(&pre);
-        let channel = channel_api::GuestIndices::new(&pre);
-        let found = [
-            (PluginKind::Connector, connector.is_ok()),
-            (PluginKind::SegmentRule, rule.is_ok()),
-            (PluginKind::Channel, channel.is_ok()),
-        ]
-        .into_iter()
-        .find_map(|(k, ok)| ok.then_some(k));
+        // The contract's generated indices check the world's types; the calls use indices of
+        // their own, looked up under the contract version's interface names.
+        contract.check_world(&pre, spec.kind)?;
         let mismatch = |e: wasmtime::Error| LoadError::WorldMismatch {
             expected: spec.kind,
-            found,
+            found: Some(spec.kind),
             detail: format!("{e:#}"),
         };
-        // The generated indices check the world's types; the calls use indices of their own.
-        let exports = match spec.kind {
-            PluginKind::Connector => {
-                connector.map_err(mismatch)?;
-                let source = "tessera:cx/source@0.1.0";
-                Exports::Connector {
-                    handle_webhook: export_index(&pre, source, "handle-webhook")
-                        .map_err(mismatch)?,
-                    poll: export_index(&pre, source, "poll").map_err(mismatch)?,
-                }
-            }
-            PluginKind::SegmentRule => {
-                rule.map_err(mismatch)?;
-                Exports::SegmentRule {
-                    evaluate: export_index(&pre, "tessera:cx/rule@0.1.0", "evaluate")
-                        .map_err(mismatch)?,
-                }
-            }
-            PluginKind::Channel => {
-                channel.map_err(mismatch)?;
-                Exports::Channel {
-                    send: export_index(&pre, "tessera:cx/sender@0.1.0", "send")
-                        .map_err(mismatch)?,
-                }
-            }
+        let index = |interface: &str, func: &str| {
+            export_index(&pre, &contract.interface(interface), func).map_err(mismatch)
         };
+        let exports = match spec.kind {
+            PluginKind::Connector => Exports::Connector {
+                handle_webhook: index("source", "handle-webhook")?,
+                poll: index("source", "poll")?,
+            },
+            PluginKind::SegmentRule => Exports::SegmentRule {
+                evaluate: index("rule", "evaluate")?,
+            },
+            PluginKind::Channel => Exports::Channel {
+                send: index("sender", "send")?,
+            },
+        };
+        // `self-test` is optional: a component without it (or with another shape) has none.
+        let self_test = contract
+            .exports_self_test(&pre)
+            .then(|| export_index(&pre, &contract.interface("self-test"), "self-test").ok())
+            .flatten();
         let policy = Arc::new(OutboundPolicy {
             plugin: spec.plugin.clone(),
             allow: spec.http_allow.clone(),
@@ -175,9 +160,8 @@ impl SandboxedPlugin {
         Ok(Self {
             stats: CallStats::new(&spec.plugin, &spec.version, &spec.sha256),
             imports,
-            self_test: self_test::GuestIndices::new(&pre)
-                .ok()
-                .and_then(|_| export_index(&pre, "tessera:cx/self-test@0.1.0", "self-test").ok()),
+            self_test,
+            contract,
             tcp_allow: spec.tcp_allow.clone().into(),
             name: format!("{}@{}", spec.plugin, spec.version).into(),
             spec,
@@ -191,6 +175,11 @@ impl SandboxedPlugin {
     /// What this version was granted.
     pub fn spec(&self) -> &SandboxSpec {
         &self.spec
+    }
+
+    /// The contract version the component implements, as read from its exports.
+    pub fn contract(&self) -> Contract {
+        self.contract
     }
 
     /// The interfaces the component imports (`wasi:http/outgoing-handler@0.2.6`, ...), as
@@ -451,16 +440,23 @@ impl SandboxedPlugin {
             return Err(self.wrong_kind("handle-webhook"));
         };
         type Out = Metered<Result<LiftedEvents, LiftedConnectorError>>;
-        let (export, request) = (*handle_webhook, request.clone());
-        let Metered(out, spent) = self
-            .invoke(env, "handle-webhook", move |store, instance| {
-                Box::pin(async move {
-                    let func =
-                        instance.get_typed_func::<(&HttpRequest,), (Out,)>(&mut *store, export)?;
-                    Ok(func.call_async(&mut *store, (&request,)).await?.0)
+        let export = *handle_webhook;
+        let Metered(out, spent) = match self.contract {
+            Contract::V0_1 => {
+                let request = v0_1::types::HttpRequest::from(request);
+                self.invoke(env, "handle-webhook", move |store, instance| {
+                    Box::pin(async move {
+                        let func = instance
+                            .get_typed_func::<(&v0_1::types::HttpRequest,), (Out,)>(
+                                &mut *store,
+                                export,
+                            )?;
+                        Ok(func.call_async(&mut *store, (&request,)).await?.0)
+                    })
                 })
-            })
-            .await?;
+                .await?
+            }
+        };
         accept_webhook(out, spent).map_err(|cause| self.refuse(cause))
     }
 
@@ -497,21 +493,26 @@ impl SandboxedPlugin {
         let Exports::SegmentRule { evaluate } = &self.exports else {
             return Err(self.wrong_kind("evaluate"));
         };
-        let (export, params, input) = (*evaluate, params.to_string(), batch.to_vec());
-        let out = self
-            .invoke(env, "evaluate", move |store, instance| {
-                Box::pin(async move {
-                    let func = instance
-                        .get_typed_func::<(&str, &[RuleInput]), (Metered<LiftedDecisions>,)>(
-                            &mut *store,
-                            export,
-                        )?;
-                    Ok(func.call_async(&mut *store, (&params, &input)).await?.0.0)
+        let (export, params) = (*evaluate, params.to_string());
+        let out = match self.contract {
+            Contract::V0_1 => {
+                type Input = v0_1::types::RuleInput;
+                let input: Vec<Input> = batch.iter().map(Input::from).collect();
+                self.invoke(env, "evaluate", move |store, instance| {
+                    Box::pin(async move {
+                        let func = instance
+                            .get_typed_func::<(&str, &[Input]), (Metered<LiftedDecisions>,)>(
+                                &mut *store,
+                                export,
+                            )?;
+                        Ok(func.call_async(&mut *store, (&params, &input)).await?.0.0)
+                    })
                 })
-            })
-            .await?
-            .map(|decisions| decisions.0)
-            .map_err(|message| message.0);
+                .await?
+            }
+        }
+        .map(|decisions| decisions.0)
+        .map_err(|message| message.0);
         if let Ok(decisions) = &out
             && decisions.len() != batch.len()
         {
@@ -534,16 +535,22 @@ impl SandboxedPlugin {
             return Err(self.wrong_kind("send"));
         };
         type Out = Metered<Result<LiftedDelivery, LiftedSendError>>;
-        let (export, message) = (*send, message.clone());
-        let out = self
-            .invoke(env, "send", move |store, instance| {
-                Box::pin(async move {
-                    let func =
-                        instance.get_typed_func::<(&Message,), (Out,)>(&mut *store, export)?;
-                    Ok(func.call_async(&mut *store, (&message,)).await?.0.0)
+        let export = *send;
+        let out = match self.contract {
+            Contract::V0_1 => {
+                let message = v0_1::types::Message::from(message);
+                self.invoke(env, "send", move |store, instance| {
+                    Box::pin(async move {
+                        let func = instance.get_typed_func::<(&v0_1::types::Message,), (Out,)>(
+                            &mut *store,
+                            export,
+                        )?;
+                        Ok(func.call_async(&mut *store, (&message,)).await?.0.0)
+                    })
                 })
-            })
-            .await?;
+                .await?
+            }
+        };
         Ok(out.map(Delivery::from).map_err(SendError::from))
     }
 

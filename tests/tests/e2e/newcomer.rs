@@ -5,8 +5,12 @@
 //! shadow run and its differences, a canary and its arms, promotion, kept failures and their
 //! replay, rollback and the audit log.
 //!
-//! The scaffolded crate builds into `target/newcomer-plugin/`, kept between runs, so only
-//! the first run compiles its dependencies.
+//! A second test takes the path of a third party who has only the binary: a copy of it in an
+//! empty folder outside the repository scaffolds a plugin on the SDK the binary carries, which
+//! builds, passes its tests and is pushed to a running host.
+//!
+//! The scaffolded crates build into `target/newcomer-plugin/` and `target/newcomer-alone/`,
+//! kept between runs, so only the first run compiles their dependencies.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -27,6 +31,8 @@ struct Cli<'a> {
     binary: &'a Path,
     serve: &'a HostProcess,
     home: &'a Path,
+    /// Under the workspace's `target/`: where cargo builds the crate, and the sandbox cache.
+    target: &'a str,
     timings: Vec<(String, Duration)>,
 }
 
@@ -39,14 +45,11 @@ impl Cli<'_> {
             .current_dir(dir)
             .env("TESSERA_HOST", &self.serve.base)
             .env("TESSERA_ADMIN_KEY", ADMIN_KEY)
-            .env(
-                "CARGO_TARGET_DIR",
-                workspace().join("target/newcomer-plugin"),
-            )
+            .env("CARGO_TARGET_DIR", workspace().join(self.target))
             .env("XDG_CONFIG_HOME", self.home.join("config"))
             .env(
                 "XDG_CACHE_HOME",
-                workspace().join("target/newcomer-plugin/cache"),
+                workspace().join(self.target).join("cache"),
             );
         command
     }
@@ -172,6 +175,7 @@ async fn a_scaffolded_connector_goes_from_new_to_live_events_unchanged() {
         binary: &binary,
         serve: &serve,
         home: tmp.path(),
+        target: "target/newcomer-plugin",
         timings: Vec::new(),
     };
 
@@ -219,6 +223,82 @@ async fn a_scaffolded_connector_goes_from_new_to_live_events_unchanged() {
             .join(", "),
         started.elapsed()
     );
+}
+
+/// Only the binary: copied into an empty folder outside the repository, it scaffolds a
+/// connector on the SDK (and WIT) it carries, unpacked into the crate, and the crate builds,
+/// passes `tessera plugin test` and is pushed to a running host, with no checkout involved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_binary_alone_scaffolds_a_plugin_that_builds_and_is_pushed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = std::fs::canonicalize(tmp.path()).unwrap();
+    let checkout = std::fs::canonicalize(workspace()).unwrap();
+    assert!(
+        !outside.starts_with(&checkout),
+        "the copy must live outside the repository: {}",
+        outside.display()
+    );
+    let alone = outside.join("bin/tessera");
+    std::fs::create_dir_all(alone.parent().unwrap()).unwrap();
+    std::fs::copy(tessera_binary(), &alone).unwrap();
+    let serve = HostProcess::start_in(&outside.join("data"), HostOptions::default());
+    let work = outside.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut cli = Cli {
+        binary: &alone,
+        serve: &serve,
+        home: &outside,
+        target: "target/newcomer-alone",
+        timings: Vec::new(),
+    };
+
+    let created = cli.run(&work, &["new", "connector", "acme"]);
+    assert!(created.contains("carried by this binary"), "{created}");
+    let crate_dir = work.join("acme");
+    let cargo_toml = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    let checkout_text = checkout.display().to_string();
+    assert!(
+        !cargo_toml.contains(&checkout_text),
+        "nothing points into the checkout: {cargo_toml}"
+    );
+    let cargo: toml::Table = toml::from_str(&cargo_toml).unwrap();
+    let sdk = cargo["dependencies"]["tessera-sdk"]["path"]
+        .as_str()
+        .expect("a path dependency")
+        .to_string();
+    assert!(sdk.starts_with("vendor/tessera-sdk-"), "{sdk}");
+    let vendored = crate_dir.join(&sdk);
+    for file in ["Cargo.toml", "src/lib.rs", "wit/v0.1.0/plugins.wit"] {
+        assert!(
+            vendored.join(file).is_file(),
+            "{file} in {}",
+            vendored.display()
+        );
+    }
+    let sdk_manifest = std::fs::read_to_string(vendored.join("Cargo.toml")).unwrap();
+    assert!(!sdk_manifest.contains("workspace"), "{sdk_manifest}");
+    assert!(
+        crate_dir.join("Cargo.lock").is_file(),
+        "the lock file is seeded"
+    );
+
+    let built = cli.run(&crate_dir, &["build"]);
+    assert!(built.contains("sha256"), "{built}");
+    let tested = cli.run(&crate_dir, &["test"]);
+    assert!(tested.contains("All 2 sandbox runs succeeded"), "{tested}");
+    let pushed = cli.run(&crate_dir, &["push"]);
+    let sha = pushed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sha256"))
+        .map(str::trim)
+        .expect("push prints the sha256");
+    assert!(
+        built.contains(sha),
+        "push uploads what build built: {built}"
+    );
+    let view = admin_get(&serve.base, "/v1/plugins/acme").await;
+    assert_eq!(view["versions"][0]["sha256"], sha, "{view}");
+    assert_eq!(view["versions"][0]["contract"], "0.1", "{view}");
 }
 
 /// Sends `n` signed webhooks with ids `{prefix}-0..n`, each answered 200.

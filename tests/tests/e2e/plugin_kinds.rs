@@ -5,9 +5,39 @@ use std::sync::{Arc, Mutex};
 use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera_tests::{TestHost, rule_batch};
+use tessera_tests::{TestHost, artifact, manifest, rule_batch};
 
 use tessera_tests::tessera_signature as sign;
+
+/// The contract version is read from the component's exports: a component built against
+/// `tessera:cx@0.9.0` whose manifest claims `0.1` is refused with a 400 that names both, and
+/// nothing is stored; a 0.1 component with the same claim is taken.
+#[tokio::test]
+async fn a_manifest_that_names_another_contract_than_the_component_is_refused() {
+    let host = TestHost::start().await;
+    let (status, body) = host
+        .upload_bytes(
+            std::fs::read(artifact("contract-next")).unwrap(),
+            &manifest("contract-next"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "contract_mismatch", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    for part in ["`0.1`", "0.9", "tessera:cx/source@0.9.0"] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    let (status, _) = host.get("/v1/plugins/contract-next").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
+
+    let claimed = manifest("version-a");
+    assert!(claimed.contains("contract = \"0.1\""), "{claimed}");
+    let (status, body) = host
+        .upload_bytes(std::fs::read(artifact("version-a")).unwrap(), &claimed)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["contract"], "0.1", "{body}");
+}
 
 #[tokio::test]
 async fn trait_rule_decides_a_batch() {
