@@ -285,6 +285,34 @@ impl Api {
 }
 
 impl Api {
+    /// Installs the bundled generic webhook connector (`generic-webhook`) with `secret`;
+    /// returns its public webhook URL.
+    pub async fn generic_webhook(&self, secret: &str) -> String {
+        let sha = self.upload("webhook-connector").await;
+        let (status, body) = self
+            .put(
+                "/v1/plugins/generic-webhook/config",
+                &json!({ "secret": secret }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        self.activate("generic-webhook", &sha).await;
+        format!("{}/v1/connectors/generic-webhook/webhook", self.base)
+    }
+
+    /// Posts `body` to a generic webhook URL, signed with `secret`; returns the status.
+    pub async fn post_signed(&self, url: &str, secret: &str, body: &Value) -> StatusCode {
+        let body = body.to_string();
+        self.client
+            .post(url)
+            .header("x-tessera-signature", tessera_signature(secret, &body))
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+            .status()
+    }
+
     /// Creates a tracking source; returns its write key.
     pub async fn create_source(&self, name: &str) -> String {
         let (status, body) = self.post("/v1/sources", &json!({ "name": name })).await;

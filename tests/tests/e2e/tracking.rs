@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera_tests::{TestHost, tessera_signature};
+use tessera_tests::TestHost;
 
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
@@ -319,15 +319,7 @@ async fn erasing_a_contact_deletes_it_and_suppresses_its_identities() {
 #[tokio::test]
 async fn erasing_a_contact_drops_the_retained_webhooks_that_mention_it_and_only_those() {
     let host = TestHost::start().await;
-    let sha = host.upload("webhook-connector").await;
-    host.put(
-        "/v1/plugins/generic-webhook/config",
-        &json!({ "secret": "s3" }),
-    )
-    .await;
-    host.activate("generic-webhook", &sha).await;
-    let client = reqwest::Client::new();
-    let url = format!("{}/v1/connectors/generic-webhook/webhook", host.base);
+    let url = host.generic_webhook("s3").await;
     let deliveries = [
         ("wh-ada", "ada@example.com", "m-ada-1"),
         ("wh-ada", "ada@example.com", "m-ada-2"),
@@ -338,16 +330,8 @@ async fn erasing_a_contact_drops_the_retained_webhooks_that_mention_it_and_only_
         let body = json!({
             "type": "identify", "userId": user, "messageId": message,
             "traits": { "email": email }
-        })
-        .to_string();
-        let r = client
-            .post(&url)
-            .header("x-tessera-signature", tessera_signature("s3", &body))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        });
+        assert_eq!(host.post_signed(&url, "s3", &body).await, StatusCode::OK);
     }
     let ada = host.wait_contact("user_id:wh-ada", |_| true).await;
     host.wait_contact("user_id:wh-adam", |_| true).await;
@@ -384,15 +368,7 @@ async fn erasing_a_contact_drops_the_retained_webhooks_that_mention_it_and_only_
 #[tokio::test]
 async fn an_alias_through_a_connector_links_both_identities_into_one_profile() {
     let host = TestHost::start().await;
-    let sha = host.upload("webhook-connector").await;
-    host.put(
-        "/v1/plugins/generic-webhook/config",
-        &json!({ "secret": "s3" }),
-    )
-    .await;
-    host.activate("generic-webhook", &sha).await;
-    let client = reqwest::Client::new();
-    let url = format!("{}/v1/connectors/generic-webhook/webhook", host.base);
+    let url = host.generic_webhook("s3").await;
     let calls = [
         json!({ "type": "track", "anonymousId": "anon-alias-1", "event": "Browsed", "messageId": "al-m1" }),
         json!({ "type": "track", "userId": "user-alias-1", "event": "Bought", "messageId": "al-m2" }),
@@ -400,15 +376,7 @@ async fn an_alias_through_a_connector_links_both_identities_into_one_profile() {
         json!({ "type": "group", "userId": "user-alias-1", "groupId": "org-7", "messageId": "al-m4" }),
     ];
     for call in calls {
-        let body = call.to_string();
-        let r = client
-            .post(&url)
-            .header("x-tessera-signature", tessera_signature("s3", &body))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(host.post_signed(&url, "s3", &call).await, StatusCode::OK);
     }
     host.wait_profiles_applied(Duration::from_secs(10)).await;
     let user = host
@@ -469,13 +437,7 @@ fn mapped(event: &Value) -> Value {
 async fn segments_spec_maps_the_same_through_the_tracking_api_and_a_connector() {
     let host = TestHost::start().await;
     let key = host.create_source("fixtures").await;
-    let sha = host.upload("webhook-connector").await;
-    host.put(
-        "/v1/plugins/generic-webhook/config",
-        &json!({ "secret": "s3" }),
-    )
-    .await;
-    host.activate("generic-webhook", &sha).await;
+    let url = host.generic_webhook("s3").await;
     // Segment's documented shapes, each once per way in (different users, same fields).
     let fixtures = |user: &str, phone: &str| {
         // (A page's category and a track's context.traits included.)
@@ -498,8 +460,6 @@ async fn segments_spec_maps_the_same_through_the_tracking_api_and_a_connector() 
                     "timestamp": "2030-01-02T03:04:10.000Z" }),
         ]
     };
-    let client = reqwest::Client::new();
-    let url = format!("{}/v1/connectors/generic-webhook/webhook", host.base);
     for (i, call) in fixtures("via-api", "+15550101").into_iter().enumerate() {
         let mut call = call;
         call["messageId"] = json!(format!("fx-api-{i}"));
@@ -511,15 +471,7 @@ async fn segments_spec_maps_the_same_through_the_tracking_api_and_a_connector() 
     for (i, call) in fixtures("via-hook", "+15550102").into_iter().enumerate() {
         let mut call = call;
         call["messageId"] = json!(format!("fx-hook-{i}"));
-        let body = call.to_string();
-        let r = client
-            .post(&url)
-            .header("x-tessera-signature", tessera_signature("s3", &body))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(host.post_signed(&url, "s3", &call).await, StatusCode::OK);
     }
     host.wait_profiles_applied(Duration::from_secs(10)).await;
     let stored = |user: &'static str, phone: &'static str| {
