@@ -205,6 +205,25 @@ pub struct FailureLimits {
     pub refused_max_input_bytes: usize,
 }
 
+impl FailureLimits {
+    /// The storage budget of kept failures, or of refusals when `refused`.
+    fn budget(&self, refused: bool) -> Budget {
+        if refused {
+            Budget {
+                per_owner_count: self.refused_per_plugin,
+                per_owner_bytes: self.refused_per_plugin_bytes,
+                total_bytes: self.refused_total_bytes,
+            }
+        } else {
+            Budget {
+                per_owner_count: self.per_plugin,
+                per_owner_bytes: self.per_plugin_bytes,
+                total_bytes: self.total_bytes,
+            }
+        }
+    }
+}
+
 impl Default for FailureLimits {
     fn default() -> Self {
         Self {
@@ -419,12 +438,7 @@ impl PluginStore for EngineRecords {
         record: &FailureRecord,
         limits: &FailureLimits,
     ) -> Result<u64, StoreError> {
-        let budget = Budget {
-            per_owner_count: limits.per_plugin,
-            per_owner_bytes: limits.per_plugin_bytes,
-            total_bytes: limits.total_bytes,
-        };
-        self.put_kept(&self.failures, plugin, record, &budget)
+        self.put_kept(&self.failures, plugin, record, &limits.budget(false))
     }
 
     fn put_refusal(
@@ -433,12 +447,7 @@ impl PluginStore for EngineRecords {
         record: &FailureRecord,
         limits: &FailureLimits,
     ) -> Result<u64, StoreError> {
-        let budget = Budget {
-            per_owner_count: limits.refused_per_plugin,
-            per_owner_bytes: limits.refused_per_plugin_bytes,
-            total_bytes: limits.refused_total_bytes,
-        };
-        self.put_kept(&self.refusals, plugin, record, &budget)
+        self.put_kept(&self.refusals, plugin, record, &limits.budget(true))
     }
 
     fn failures(&self, plugin: &str) -> Result<Vec<FailureRecord>, StoreError> {
