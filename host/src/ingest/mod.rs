@@ -28,6 +28,7 @@ pub use poller::{PollError, PollStatus, Poller};
 pub use raw_webhooks::{Page, PageStart, RawWebhooks, Retention};
 pub use sources::{Source, Sources};
 
+use crate::clock::now_ms;
 use crate::runtime::ConnectorEvent;
 use crate::runtime::types::EventKind;
 use crate::store::{Engine, EventLog, LogError, StoreError, Tree};
@@ -91,8 +92,6 @@ struct MessageId {
     message_id: String,
     received_at: String,
 }
-
-use crate::clock::now_ms;
 
 impl Ingest {
     /// Ingest over `log`, deduplicating on message ids seen within `window`. The ids of

@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::{IngestError, Intake};
+use crate::clock::now_ms;
 use crate::plugins::{Action, MAX_POLL_INTERVAL_SECS, PluginError, PluginRegistry};
 use crate::runtime::PluginKind;
 use crate::runtime::types::ConnectorError;
@@ -177,8 +178,6 @@ impl Drop for InFlight {
         }
     }
 }
-
-use crate::clock::now_ms;
 
 /// The wait after `failures` consecutive failed rounds: `interval × 2^failures`, plus up to
 /// a quarter of that as jitter, never more than [`MAX_BACKOFF`] (or the interval, if longer).

@@ -303,9 +303,9 @@ mod tests {
         }
     }
 
-    fn store(retention: Retention) -> ((), RawWebhooks) {
+    fn store(retention: Retention) -> RawWebhooks {
         let engine: Arc<dyn Engine> = Arc::new(crate::store::MemoryEngine::new());
-        ((), RawWebhooks::open(&engine, retention).unwrap())
+        RawWebhooks::open(&engine, retention).unwrap()
     }
 
     /// The bodies a connector has retained, oldest first.
@@ -324,7 +324,7 @@ mod tests {
             max_per_connector: 3,
             ..Retention::default()
         };
-        let (_dir, raw) = store(retention);
+        let raw = store(retention);
         let now = OffsetDateTime::now_utc();
         raw.retain("c", &request("ancient"), now - Duration::from_secs(7200))
             .unwrap();
@@ -370,7 +370,7 @@ mod tests {
             max_total_bytes: 5 * one,
             ..Retention::default()
         };
-        let (_dir, raw) = store(retention);
+        let raw = store(retention);
         let now = OffsetDateTime::now_utc();
         let body = "x".repeat(3000);
         for i in 0..6 {
@@ -392,7 +392,7 @@ mod tests {
 
     #[test]
     fn pages_walk_every_request_once_in_order() {
-        let (_dir, raw) = store(Retention::default());
+        let raw = store(Retention::default());
         let now = OffsetDateTime::now_utc();
         for i in 0..10 {
             raw.retain(
@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn an_erasure_drops_the_requests_that_mention_the_person_and_only_those() {
-        let (_dir, raw) = store(Retention::default());
+        let raw = store(Retention::default());
         let now = OffsetDateTime::now_utc();
         for body in [
             r#"{"email":"Gone@Example.com","id":1}"#,

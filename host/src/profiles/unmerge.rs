@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use crate::clock::now_ms;
 use crate::ingest::{Identity, StoredEvent};
 use crate::store::{EventLog, LogError, StoreError, decode_json, encode_json};
 
@@ -128,8 +129,6 @@ impl Profiles {
 fn read_applied(live: &Staged) -> Result<u64, StoreError> {
     super::read_applied_seq(live)
 }
-
-use crate::clock::now_ms;
 
 /// Replays every event indexed under `root`, in order, into `scratch`. Identities that now
 /// belong to another contact are left out, as they were when the event was applied.

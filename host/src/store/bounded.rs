@@ -208,10 +208,9 @@ impl BoundedTree {
 mod tests {
     use super::*;
 
-    fn tree() -> ((), BoundedTree) {
+    fn tree() -> BoundedTree {
         use crate::store::{Engine, MemoryEngine};
-        let tree = BoundedTree::open(MemoryEngine::new().open("t").unwrap()).unwrap();
-        ((), tree)
+        BoundedTree::open(MemoryEngine::new().open("t").unwrap()).unwrap()
     }
 
     fn key(owner: &str, n: u64) -> Vec<u8> {
@@ -230,7 +229,7 @@ mod tests {
 
     #[test]
     fn owners_are_bounded_in_bytes_oldest_first_and_the_largest_pays_for_the_total() {
-        let (_dir, tree) = tree();
+        let tree = tree();
         // Each entry: 2 + 8 key bytes + 90 value bytes = 100.
         let budget = Budget {
             per_owner_count: 100,

@@ -124,6 +124,18 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// True when no key can lie between `from` and `to` (backends may panic on such ranges).
+pub(super) fn is_empty_range(from: Bound<&[u8]>, to: Bound<&[u8]>) -> bool {
+    use Bound::{Excluded, Included};
+    match (from, to) {
+        (Included(a), Included(b)) => a > b,
+        (Included(a), Excluded(b)) | (Excluded(a), Included(b)) | (Excluded(a), Excluded(b)) => {
+            a >= b
+        }
+        _ => false,
+    }
+}
+
 /// A set of named keyspaces: one database.
 pub trait Engine: Send + Sync {
     /// The keyspace called `name`, created empty if it does not exist.

@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::StoreError;
-use super::engine::{Batch, Engine, Entries, Entry, Keyspace, Tree};
-use super::sled_engine::is_empty_range;
+use super::engine::{Batch, Engine, Entries, Entry, Keyspace, Tree, is_empty_range};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -187,7 +186,7 @@ impl Engine for MemoryEngine {
     fn drop_keyspace(&self, name: &str) -> Result<bool, StoreError> {
         let mut keyspaces = self.keyspaces.lock().unwrap_or_else(|e| e.into_inner());
         Ok(match keyspaces.remove(name) {
-            // Handles opened before still see the old map; new opens get an empty one.
+            // Handles opened before see it emptied; new opens get a map of their own.
             Some(old) => {
                 old.write().clear();
                 true

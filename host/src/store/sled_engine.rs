@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::StoreError;
-use super::engine::{Batch, Engine, Entries, Keyspace, Tree};
+use super::engine::{Batch, Engine, Entries, Keyspace, Tree, is_empty_range};
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
@@ -100,18 +100,6 @@ impl Keyspace for SledKeyspace {
     fn flush(&self) -> Result<(), StoreError> {
         self.tree.flush()?;
         Ok(())
-    }
-}
-
-/// True when no key can lie between `from` and `to` (backends may panic on such ranges).
-pub(super) fn is_empty_range(from: Bound<&[u8]>, to: Bound<&[u8]>) -> bool {
-    use Bound::{Excluded, Included};
-    match (from, to) {
-        (Included(a), Included(b)) => a > b,
-        (Included(a), Excluded(b)) | (Excluded(a), Included(b)) | (Excluded(a), Excluded(b)) => {
-            a >= b
-        }
-        _ => false,
     }
 }
 
