@@ -43,6 +43,8 @@ fn batch(n: usize) -> Vec<RuleInput> {
             event: None,
             counts: vec![],
             member: false,
+            events: vec![],
+            now_ms: 0,
         })
         .collect()
 }

@@ -136,6 +136,75 @@ pub struct RuleInput {
     pub counts: Vec<EventCount>,
     /// Whether the contact is in the segment now.
     pub member: bool,
+    /// The contact's events the rule's [`RuleNeeds`] ask for (contract 0.2 and later; empty
+    /// for 0.1 rules), oldest first by event time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<PastEvent>,
+    /// The host's clock for this evaluation, Unix milliseconds (0 in records kept before it
+    /// existed). Rules judge windows against it, not against their own clock.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub now_ms: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// One of a contact's past events, as a segment rule that asked for it sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PastEvent {
+    /// What kind of event.
+    pub kind: EventKind,
+    /// Event, page or screen name.
+    pub name: Option<String>,
+    /// When it happened (the source's timestamp), Unix milliseconds.
+    pub timestamp_ms: i64,
+    /// Properties, a JSON object as text.
+    pub properties: String,
+}
+
+/// A segment rule's decision about one contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Whether the contact is in the segment.
+    pub member: bool,
+    /// When time alone may change the decision (an event ageing out of the rule's window, a
+    /// date in a trait passing), Unix milliseconds: the host evaluates the contact again then.
+    pub recheck_at_ms: Option<i64>,
+}
+
+impl From<bool> for Decision {
+    fn from(member: bool) -> Self {
+        Self {
+            member,
+            recheck_at_ms: None,
+        }
+    }
+}
+
+/// What a segment's rule depends on, so the host asks it only when something it reads
+/// changed. `"*"` in a list means any name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleNeeds {
+    /// Event names (track, page or screen) whose arrival may change membership; the host
+    /// hands the contact's events of these names, within `window_ms`, in [`RuleInput::events`].
+    pub events: Vec<String>,
+    /// Trait names whose change may change membership.
+    pub traits: Vec<String>,
+    /// How far back, by event time, the rule looks at `events`; none: it reads no past events.
+    pub window_ms: Option<u64>,
+}
+
+impl RuleNeeds {
+    /// Depends on everything and reads no past events: what a 0.1 rule, which cannot say,
+    /// is taken to need.
+    pub fn everything() -> Self {
+        Self {
+            events: vec!["*".into()],
+            traits: vec!["*".into()],
+            window_ms: None,
+        }
+    }
 }
 
 /// A message for a channel to deliver.

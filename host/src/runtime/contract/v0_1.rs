@@ -331,6 +331,8 @@ mod tests {
                 count: 7,
             }],
             member: true,
+            events: vec![],
+            now_ms: 0,
         };
         let wit = types::RuleInput::from(&input);
         assert_eq!(wit.contact.identities[0].value, "a@b.c");
