@@ -112,6 +112,11 @@ pub struct StoredEvent {
     /// Previous id (alias calls).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_id: Option<String>,
+    /// The contact the event is about, when the host itself wrote it about a known contact
+    /// (segment membership, a journey's trait update): the profile stage applies it to that
+    /// contact, never to an identity. Clients cannot set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<String>,
 }
 
 impl StoredEvent {

@@ -318,6 +318,7 @@ pub fn from_connector(
                 integrations: serde_json::Value::Null,
                 group_id,
                 previous_id,
+                contact_id: None,
             }
         })
         .collect()

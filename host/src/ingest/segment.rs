@@ -277,6 +277,7 @@ fn event(
             .unwrap_or(Value::Null),
         group_id,
         previous_id,
+        contact_id: None,
     })
 }
 

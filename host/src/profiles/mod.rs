@@ -7,6 +7,7 @@ mod staged;
 mod unmerge;
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ pub use applier::{ApplyError, catch_up, run_applier};
 pub use unmerge::{Unmerge, UnmergeError};
 
 use crate::ingest::{Identity, StoredEvent};
-use crate::store::{Batch, Engine, EventLog, LogError, StoreError, Tree, decode_json};
+use crate::store::{Batch, Engine, EventLog, LogError, StoreError, Tree, decode_json, encode_json};
 use staged::{OLD_TREE_NAMES, Staged, T, TREE_NAME};
 
 /// A contact profile.
@@ -93,6 +94,18 @@ pub struct Erased {
     pub identities: Vec<Identity>,
     /// Log sequences of the events that were indexed under it.
     pub event_seqs: Vec<u64>,
+}
+
+/// One event of the change feed: where the profile stage applied it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The event's sequence in the log.
+    pub seq: u64,
+    /// The (surviving) contact it landed on.
+    pub contact_id: String,
+    /// Contacts this event merged into `contact_id`: they no longer exist on their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<String>,
 }
 
 /// The profile store (one keyspace).
@@ -272,6 +285,7 @@ impl Profiles {
         let mut st = self.view();
         let applied = read_applied_seq(&st)?;
         let mut landed = Vec::with_capacity(events.len());
+        let mut feed = Vec::new();
         let mut last = applied;
         for (seq, event) in events {
             if *seq <= applied {
@@ -282,14 +296,86 @@ impl Profiles {
                 Some(event) => self.apply_one(&mut st, *seq, event)?,
                 None => None,
             };
+            if let Some(contact_id) = &target {
+                let merged = st
+                    .inserts(T::Merges)
+                    .filter(|(k, _)| k.starts_with(&seq.to_be_bytes()))
+                    .map(|(k, _)| String::from_utf8_lossy(&k[8..]).into_owned())
+                    .collect();
+                feed.push(Applied {
+                    seq: *seq,
+                    contact_id: contact_id.clone(),
+                    merged,
+                });
+            }
             landed.push(target);
             last = last.max(*seq);
         }
         if last > applied {
             st.insert(T::Meta, "applied_seq", last.to_be_bytes());
+            st.insert(T::Feed, last.to_be_bytes(), encode_json(&feed)?);
         }
         st.commit(&*self.tree)?;
         Ok(landed)
+    }
+
+    /// The change feed: the events applied after `after_seq` (at most about `limit`, whole
+    /// pages), in sequence order, each with the contact it landed on and the contacts it
+    /// merged into that one. Events that landed on no contact (redacted, about an erased
+    /// contact, without identities) are absent. Later stages follow it instead of resolving
+    /// identities again.
+    pub fn applied_since(&self, after_seq: u64, limit: usize) -> Result<Vec<Applied>, StoreError> {
+        let from = T::Feed.key(&after_seq.saturating_add(1).to_be_bytes());
+        let to = T::Feed.key(&u64::MAX.to_be_bytes());
+        let mut out = Vec::new();
+        for item in self
+            .tree
+            .range(Bound::Included(&from), Bound::Included(&to), false)
+        {
+            let (k, v) = item?;
+            let page: Vec<Applied> = decode_json(&k, &v)?;
+            out.extend(page.into_iter().filter(|a| a.seq > after_seq));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes `name` a reader of the change feed (once; later calls keep its place): pages stay
+    /// until it has acknowledged them. A later stage registers before the host serves.
+    pub fn register_feed_reader(&self, name: &str) -> Result<(), StoreError> {
+        let key = T::Meta.key(format!("feed_reader:{name}").as_bytes());
+        self.tree
+            .compare_and_swap(&key, None, Some(&0u64.to_be_bytes()))?;
+        Ok(())
+    }
+
+    /// Records that the reader `name` (a later stage) has taken everything in the change feed
+    /// up to `through_seq`, and drops the pages every registered reader has taken.
+    pub fn ack_feed(&self, name: &str, through_seq: u64) -> Result<(), StoreError> {
+        let _writer = self.lock();
+        let key = T::Meta.key(format!("feed_reader:{name}").as_bytes());
+        self.tree.insert(&key, &through_seq.to_be_bytes())?;
+        let mut slowest = u64::MAX;
+        for item in self.tree.scan_prefix(&T::Meta.key(b"feed_reader:")) {
+            let (_, v) = item?;
+            slowest = slowest.min(seq_of(&v)?);
+        }
+        let mut batch = Batch::default();
+        let from = T::Feed.key(&[]);
+        let to = T::Feed.key(&slowest.to_be_bytes());
+        for item in self
+            .tree
+            .range(Bound::Included(&from), Bound::Included(&to), false)
+        {
+            let (k, _) = item?;
+            batch.remove(k);
+        }
+        if !batch.is_empty() {
+            self.tree.apply(batch)?;
+        }
+        Ok(())
     }
 
     fn apply_one(
@@ -345,6 +431,77 @@ mod tests {
         p.find(&Identity::new("user_id", user))
             .expect("find")
             .map_or(0, |c| c.counters.get(name).copied().unwrap_or(0))
+    }
+
+    #[test]
+    fn the_change_feed_names_each_events_contact_and_merges_until_every_reader_took_it() {
+        let db = db();
+        let p = Profiles::open(&db).expect("open");
+        p.register_feed_reader("a").expect("a");
+        p.register_feed_reader("b").expect("b");
+        let mut link = track("m3", "ua", "Linked");
+        link.anonymous_id = Some("anon-b".into());
+        let mut anon = track("m2", "x", "Seen");
+        anon.user_id = None;
+        anon.anonymous_id = Some("anon-b".into());
+        p.apply_batch(&[(1, Some(track("m1", "ua", "Seen"))), (2, Some(anon))])
+            .expect("page 1");
+        p.apply_batch(&[(3, Some(link)), (4, None)])
+            .expect("page 2");
+        let feed = p.applied_since(0, 100).expect("feed");
+        let a = p
+            .find(&Identity::new("user_id", "ua"))
+            .expect("a")
+            .expect("a")
+            .id;
+        assert_eq!(
+            feed.iter().map(|x| x.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(feed[0].contact_id, a);
+        assert_eq!(feed[2].contact_id, a);
+        assert_ne!(
+            feed[1].contact_id, a,
+            "the anonymous visit was a contact of its own"
+        );
+        assert_eq!(
+            feed[2].merged,
+            vec![feed[1].contact_id.clone()],
+            "then merged into a"
+        );
+        assert_eq!(p.applied_since(2, 100).expect("tail").len(), 1);
+        // Only when both readers are past a page does it go.
+        p.ack_feed("a", 4).expect("ack a");
+        assert_eq!(p.applied_since(0, 100).expect("feed").len(), 3);
+        p.ack_feed("b", 2).expect("ack b");
+        assert_eq!(p.applied_since(0, 100).expect("feed").len(), 1);
+        p.register_feed_reader("b").expect("again keeps its place");
+        p.ack_feed("b", 4).expect("ack b");
+        assert!(p.applied_since(0, 100).expect("feed").is_empty());
+    }
+
+    #[test]
+    fn an_event_the_host_wrote_about_a_contact_lands_on_it_and_not_on_an_identity() {
+        let db = db();
+        let p = Profiles::open(&db).expect("open");
+        p.apply(1, &track("m1", "ua", "Seen")).expect("a");
+        let a = p
+            .find(&Identity::new("user_id", "ua"))
+            .expect("a")
+            .expect("a");
+        let mut update: StoredEvent = serde_json::from_value(serde_json::json!({
+            "message_id": "journey:j1:r1:s1", "type": "identify",
+            "traits": {"tier": "gold"}, "contact_id": a.id,
+            "timestamp": "2030-01-02T00:00:00Z", "received_at": "2030-01-02T00:00:00Z",
+            "source": "journey:j1",
+        }))
+        .expect("event");
+        assert_eq!(p.apply(2, &update).expect("apply"), Some(a.id.clone()));
+        let got = p.get(&a.id).expect("get").expect("there");
+        assert_eq!(got.traits["tier"], "gold");
+        assert_eq!(got.identities, a.identities);
+        update.contact_id = Some("ct_nobody".into());
+        assert_eq!(p.apply(3, &update).expect("apply"), None);
     }
 
     #[test]

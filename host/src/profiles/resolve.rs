@@ -70,6 +70,14 @@ pub(crate) fn apply_event(
     event: &StoredEvent,
     identities: Vec<Identity>,
 ) -> Result<Option<String>, StoreError> {
+    if let Some(id) = &event.contact_id {
+        // Written by the host about a known contact: no identities to resolve.
+        let Some(mut contact) = get_root(st, id)? else {
+            return Ok(None);
+        };
+        apply_traits(&mut contact, event);
+        return record(st, contact, seq, event).map(Some);
+    }
     let Some(first) = identities.first() else {
         return Ok(None);
     };
@@ -107,13 +115,23 @@ pub(crate) fn apply_event(
     }
     attach_identities(st, &mut survivor, identities, &kept_apart)?;
     apply_traits(&mut survivor, event);
+    record(st, survivor, seq, event).map(Some)
+}
+
+/// Counts the event on the contact, indexes it under the contact and stores the contact.
+fn record(
+    st: &mut Staged,
+    mut contact: Contact,
+    seq: u64,
+    event: &StoredEvent,
+) -> Result<String, StoreError> {
     if let (EventType::Track, Some(name)) = (event.kind, &event.event) {
-        *survivor.counters.entry(name.clone()).or_default() += 1;
+        *contact.counters.entry(name.clone()).or_default() += 1;
     }
-    survivor.last_seq = seq;
-    put(st, &survivor)?;
-    st.insert(T::ContactEvents, event_key(&survivor.id, seq), []);
-    Ok(Some(survivor.id))
+    contact.last_seq = seq;
+    put(st, &contact)?;
+    st.insert(T::ContactEvents, event_key(&contact.id, seq), []);
+    Ok(contact.id)
 }
 
 /// Gives the survivor the event's identities, except those of contacts kept apart from it.

@@ -22,7 +22,7 @@ pub(crate) const OLD_TREE_NAMES: [&str; 6] = [
 ];
 
 /// Key prefixes, indexed by [`T`].
-const PREFIXES: &[u8; 6] = b"cimeau";
+const PREFIXES: &[u8; 7] = b"cimeauf";
 
 /// A kind of profile record (its key prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,17 +39,20 @@ pub(crate) enum T {
     Meta = 4,
     /// Pairs of contacts that must not be merged again.
     Unmerged = 5,
+    /// The change feed: last sequence of an applied page -> what landed where.
+    Feed = 6,
 }
 
 impl T {
     /// Every kind, in prefix order.
-    pub(crate) const ALL: [T; 6] = [
+    pub(crate) const ALL: [T; 7] = [
         T::Contacts,
         T::Identities,
         T::Merges,
         T::ContactEvents,
         T::Meta,
         T::Unmerged,
+        T::Feed,
     ];
 
     /// The key prefix of this kind of record.
@@ -71,7 +74,7 @@ type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// Staged writes over the live tree (or over nothing, for a scratch replay).
 pub(crate) struct Staged<'a> {
     base: Option<&'a dyn Keyspace>,
-    writes: [Writes; 6],
+    writes: [Writes; 7],
 }
 
 impl<'a> Staged<'a> {
