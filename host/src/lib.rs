@@ -4,7 +4,11 @@
 //! # Layout
 //! - [`http`]: the HTTP API (axum); one module per resource, errors mapped to statuses in one file.
 //! - [`ingest`]: Segment-compatible tracking calls and connector events into the durable log.
-//! - [`profiles`]: identity resolution, merges, traits and counters, derived from the log.
+//! - [`profiles`]: identity resolution, merges, traits and counters, derived from the log;
+//!   a change feed of where each event landed, for the stages after it.
+//! - [`segments`]: segment definitions and memberships, decided by rule plugins as the
+//!   change feed moves, on recheck timers and by recomputes; membership changes go back
+//!   into the log as events.
 //! - [`plugins`]: manifests, versions, slots (live version behind `arc-swap`), breaker, registry.
 //! - [`runtime`]: everything wasmtime: engine, sandbox, host imports, outbound HTTP policy.
 //! - [`store`]: persistence as bytes: the event log file and the storage engine (sled, or memory for tests) every stage keeps its records in.
@@ -22,6 +26,7 @@ pub mod ingest;
 pub mod plugins;
 pub mod profiles;
 pub mod runtime;
+pub mod segments;
 pub mod server;
 pub mod store;
 pub mod tasks;

@@ -18,6 +18,7 @@ use crate::profiles::{Profiles, run_applier};
 use crate::runtime::{
     AddressGrants, EngineLimits, LoadError, OutboundTlsError, Runtime, read_root_certs,
 };
+use crate::segments::{Rules, Segments, run_stage as run_segments};
 use crate::store::{Engine, EventLog, KvQuota, LogError, MemoryEngine, SledEngine, StoreError};
 
 /// Everything an operator sets.
@@ -203,11 +204,19 @@ impl Server {
         let raw_webhooks = RawWebhooks::open(&engine, config.webhook_retention)?;
         let intake = Intake::new(registry.clone(), ingest.clone(), raw_webhooks.clone());
         let poller = Arc::new(Poller::open(registry.clone(), intake.clone(), &*engine)?);
+        let profiles = Profiles::open(&*engine)?;
+        let segments = Segments::open(
+            &*engine,
+            Rules::new(registry.clone()),
+            profiles.clone(),
+            ingest.clone(),
+        )?;
         let state = AppState {
             poller,
             ingest,
             sources: Sources::open(&*engine)?,
-            profiles: Profiles::open(&*engine)?,
+            profiles,
+            segments,
             raw_webhooks,
             intake,
             registry,
@@ -256,10 +265,12 @@ impl Server {
             self.state.profiles.clone(),
             stopped.clone(),
         ));
+        let segments = tokio::spawn(run_segments(self.state.segments.clone(), stopped.clone()));
         let poller = tokio::spawn(self.state.poller.clone().run(stopped));
         serve(listener, self.router(), self.http, shutdown).await;
         let _ = stop.send(true);
         let _ = poller.await;
+        let _ = segments.await;
         let _ = applier.await;
         self.store.flush()?;
         Ok(())

@@ -34,7 +34,10 @@ async fn contact(
         .profiles
         .get(&id)?
         .ok_or_else(|| ApiError::NotFound(format!("no contact `{id}`")))?;
-    Ok(Json(view(c)))
+    let segments = state.segments.segments_of(&c.id)?;
+    let mut v = view(c);
+    v["segments"] = json!(segments);
+    Ok(Json(v))
 }
 
 #[derive(Deserialize)]
@@ -128,6 +131,7 @@ async fn erase(
     })
     .await
     .map_err(|e| ApiError::Internal(format!("erasure: {e}")))??;
+    state.segments.forget_contact(&id).await?;
     Ok(Json(json!({
         "erased": id,
         "suppressed_identities": erased.identities,

@@ -65,6 +65,10 @@ pub enum ApiError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A well-formed request the host cannot act on (a definition its rule refuses, ...),
+    /// with its own code.
+    #[error("{1}")]
+    Unprocessable(&'static str, String),
     /// A bug or an I/O failure; details go to the log, not to the client.
     #[error("internal error")]
     Internal(String),
@@ -84,6 +88,7 @@ impl ApiError {
             }
             ApiError::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Unprocessable(code, _) => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Internal(_) | ApiError::Store(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -175,6 +180,22 @@ impl From<crate::ingest::IntakeError> for ApiError {
             I::Connector(e) => ApiError::Connector(e),
             I::Ingest(e) => ApiError::Ingest(e),
             I::Store(e) => ApiError::Store(e),
+        }
+    }
+}
+
+impl From<crate::segments::SegmentError> for ApiError {
+    fn from(e: crate::segments::SegmentError) -> Self {
+        use crate::segments::SegmentError as S;
+        match e {
+            S::NotFound(_) => ApiError::NotFound(e.to_string()),
+            S::Exists(_) => ApiError::Conflict(e.to_string()),
+            S::Invalid(m) => ApiError::Unprocessable("invalid_segment", m),
+            S::RuleRefused(_) => ApiError::Unprocessable("invalid_params", e.to_string()),
+            S::Plugin(e) => ApiError::Plugin(e),
+            S::Store(e) => ApiError::Store(e),
+            S::Ingest(e) => ApiError::Ingest(e),
+            S::Log(e) => ApiError::Ingest(IngestError::Log(e)),
         }
     }
 }

@@ -8,6 +8,7 @@ mod error;
 mod health;
 pub mod metrics;
 mod plugins;
+mod segments;
 mod sources;
 mod tracking;
 mod webhooks;
@@ -23,6 +24,7 @@ pub use error::{ApiError, TrackingError};
 use crate::ingest::{Ingest, Intake, Poller, RawWebhooks, Sources};
 use crate::plugins::PluginRegistry;
 use crate::profiles::Profiles;
+use crate::segments::Segments;
 
 /// Largest plugin upload (component plus manifest), bytes.
 pub const MAX_UPLOAD_BYTES: usize = 32 << 20;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub intake: Intake,
     /// Pull connectors' polling (run by `Server::run`).
     pub poller: Arc<Poller>,
+    /// Segment definitions and memberships (the stage is run by `Server::run`).
+    pub segments: Segments,
 }
 
 /// The whole API.
@@ -57,6 +61,7 @@ pub fn router(state: AppState) -> Router {
     let admin = plugins::router()
         .merge(sources::router())
         .merge(contacts::router())
+        .merge(segments::router())
         .merge(webhooks::admin_router())
         .merge(metrics::router())
         .merge(health::admin_router())

@@ -108,6 +108,15 @@ pub struct Applied {
     pub merged: Vec<String>,
 }
 
+/// Pages of the change feed read at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedPage {
+    /// The events, in sequence order.
+    pub events: Vec<Applied>,
+    /// The last sequence these pages cover.
+    pub through: u64,
+}
+
 /// The profile store (one keyspace).
 #[derive(Clone)]
 pub struct Profiles {
@@ -116,6 +125,8 @@ pub struct Profiles {
     suppressed: Tree,
     /// Held by whoever writes profiles (the applier, unmerge, erasure).
     writer: Arc<Mutex<()>>,
+    /// The last applied sequence, for later stages to wait on.
+    applied: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Profiles {
@@ -150,6 +161,7 @@ impl Profiles {
             tree,
             suppressed: engine.open(crate::ingest::SUPPRESSED_TREE)?,
             writer: Arc::new(Mutex::new(())),
+            applied: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -316,7 +328,52 @@ impl Profiles {
             st.insert(T::Feed, last.to_be_bytes(), encode_json(&feed)?);
         }
         st.commit(&*self.tree)?;
+        if last > applied {
+            self.applied.send_replace(last);
+        }
         Ok(landed)
+    }
+
+    /// Changes each time a page of events is applied (its value: the last sequence applied
+    /// by this process), so a later stage wakes at once instead of polling.
+    pub fn watch_applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Contacts in id order after `after` (from the start when `None`), at most `limit`,
+    /// leaving out contacts merged into others.
+    pub fn contacts_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Contact>, StoreError> {
+        let from = match after {
+            Some(id) => Bound::Excluded(T::Contacts.key(id.as_bytes())),
+            None => Bound::Included(T::Contacts.key(&[])),
+        };
+        let to = T::Contacts.key(&[0xff]);
+        let from = match &from {
+            Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+            Bound::Included(k) => Bound::Included(k.as_slice()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for item in self.tree.range(from, Bound::Excluded(&to), false) {
+            let (k, v) = item?;
+            let contact: Contact = decode_json(&k, &v)?;
+            if contact.merged_into.is_none() {
+                out.push(contact);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many contacts exist (merged-away ones included): a recompute's estimate.
+    pub fn contacts_len(&self) -> usize {
+        self.tree.scan_prefix(&[T::Contacts.prefix()]).count()
     }
 
     /// The change feed: the events applied after `after_seq` (at most about `limit`, whole
@@ -325,21 +382,32 @@ impl Profiles {
     /// contact, without identities) are absent. Later stages follow it instead of resolving
     /// identities again.
     pub fn applied_since(&self, after_seq: u64, limit: usize) -> Result<Vec<Applied>, StoreError> {
+        Ok(self.feed(after_seq, limit)?.events)
+    }
+
+    /// [`Profiles::applied_since`], and the sequence the pages read reach: a reader that
+    /// took them all continues after `through` (pages whose events landed nowhere included).
+    pub fn feed(&self, after_seq: u64, limit: usize) -> Result<FeedPage, StoreError> {
         let from = T::Feed.key(&after_seq.saturating_add(1).to_be_bytes());
         let to = T::Feed.key(&u64::MAX.to_be_bytes());
-        let mut out = Vec::new();
+        let mut page = FeedPage {
+            events: Vec::new(),
+            through: after_seq,
+        };
         for item in self
             .tree
             .range(Bound::Included(&from), Bound::Included(&to), false)
         {
             let (k, v) = item?;
-            let page: Vec<Applied> = decode_json(&k, &v)?;
-            out.extend(page.into_iter().filter(|a| a.seq > after_seq));
-            if out.len() >= limit {
+            let events: Vec<Applied> = decode_json(&k, &v)?;
+            page.through = seq_of(&k[1..])?;
+            page.events
+                .extend(events.into_iter().filter(|a| a.seq > after_seq));
+            if page.events.len() >= limit {
                 break;
             }
         }
-        Ok(out)
+        Ok(page)
     }
 
     /// Makes `name` a reader of the change feed (once; later calls keep its place): pages stay

@@ -1,0 +1,414 @@
+//! The segment stage's records in one keyspace (so a page's writes commit as one atomic
+//! batch): definitions, memberships both ways, the windowed events rules asked for, recheck
+//! timers and the stage's place in the profile feed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::runtime::types::{EventKind, PastEvent, RuleNeeds};
+use crate::store::{Batch, Keyspace, StoreError, Tree, decode_json, encode_json};
+
+/// The keyspace's name.
+pub(crate) const KEYSPACE: &str = "segments";
+
+/// Key prefixes, one per kind of record.
+pub(crate) mod prefix {
+    /// Segment id -> [`super::SegmentDef`].
+    pub const DEF: u8 = b'd';
+    /// `segment \0 contact` -> [`super::Member`].
+    pub const MEMBER: u8 = b'm';
+    /// `contact \0 segment` -> nothing: a contact's memberships.
+    pub const OF_CONTACT: u8 = b'c';
+    /// `contact \0 time \0 seq` -> [`super::Kept`]: events rules with a window read.
+    pub const WINDOW: u8 = b'w';
+    /// `due \0 segment \0 contact` -> nothing: when to evaluate a contact again.
+    pub const TIMER: u8 = b't';
+    /// `segment \0 contact` -> due: the contact's one timer in that segment.
+    pub const TIMER_OF: u8 = b'r';
+    /// Stage state (`evaluated_seq`).
+    pub const META: u8 = b'x';
+}
+
+/// A segment: a rule plugin and its parameters, versioned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentDef {
+    /// Its id (`[a-z0-9_-]`, at most 64).
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// The segment-rule plugin that decides membership.
+    pub rule: String,
+    /// The rule's parameters (a JSON object), validated by the rule.
+    pub params: Value,
+    /// Starts at 1; every update adds one.
+    pub version: u64,
+    /// What the rule said it depends on.
+    pub needs: RuleNeeds,
+    /// Members now.
+    pub members: u64,
+    /// The rule plugin's live version (sha256) the members were last computed with.
+    pub rule_sha256: Option<String>,
+    /// The rule plugin's live version string, as membership events carry it.
+    pub rule_version: Option<String>,
+    /// Created, Unix ms.
+    pub created_ms: i64,
+    /// Last changed, Unix ms.
+    pub updated_ms: i64,
+    /// The latest recompute (creation, update, a new rule version).
+    pub recompute: Option<Recompute>,
+    /// The latest failed rule call, if it failed since the last good one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Re-evaluating every contact of a segment in the background.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recompute {
+    /// Why it runs: `created`, `updated`, `rule_version`.
+    pub reason: String,
+    /// When it started, Unix ms (also names the membership events it writes).
+    pub started_ms: i64,
+    /// When it finished; none while it runs.
+    pub finished_ms: Option<i64>,
+    /// Contacts evaluated so far.
+    pub evaluated: u64,
+    /// Contacts to evaluate (an estimate taken at the start).
+    pub total: u64,
+    /// Contacts that entered and exited by it.
+    pub entered: u64,
+    /// See `entered`.
+    pub exited: u64,
+    /// The last contact id done (the walk goes in id order).
+    pub after: Option<String>,
+}
+
+/// One membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// When the contact entered, Unix ms.
+    pub since_ms: i64,
+    /// The segment version it entered under.
+    pub version: u64,
+}
+
+/// An event kept for rules with a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Kept {
+    pub kind: EventKind,
+    pub name: Option<String>,
+    pub properties: String,
+}
+
+/// `a \0 b`.
+pub(crate) fn pair(prefix: u8, a: &str, b: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + a.len() + b.len());
+    k.push(prefix);
+    k.extend_from_slice(a.as_bytes());
+    k.push(0);
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+/// Signed milliseconds in an order-preserving big-endian form.
+pub(crate) fn time_key(ms: i64) -> [u8; 8] {
+    ((ms as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+pub(crate) fn time_of_key(key: &[u8]) -> i64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[..8]);
+    (u64::from_be_bytes(b) ^ (1 << 63)) as i64
+}
+
+pub(crate) fn window_key(contact: &str, at_ms: i64, seq: u64) -> Vec<u8> {
+    let mut k = pair(prefix::WINDOW, contact, "");
+    k.extend_from_slice(&time_key(at_ms));
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub(crate) fn timer_key(due_ms: i64, segment: &str, contact: &str) -> Vec<u8> {
+    let mut k = vec![prefix::TIMER];
+    k.extend_from_slice(&time_key(due_ms));
+    k.extend_from_slice(segment.as_bytes());
+    k.push(0);
+    k.extend_from_slice(contact.as_bytes());
+    k
+}
+
+/// A raw key and value.
+pub(crate) type Entry = (Vec<u8>, Vec<u8>);
+
+/// A due timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Timer {
+    pub due_ms: i64,
+    pub segment: String,
+    pub contact: String,
+}
+
+/// Typed reads over the keyspace, and writes staged into one batch.
+#[derive(Clone)]
+pub(crate) struct SegmentStore {
+    pub tree: Tree,
+}
+
+impl SegmentStore {
+    pub fn def(&self, id: &str) -> Result<Option<SegmentDef>, StoreError> {
+        let key = [&[prefix::DEF], id.as_bytes()].concat();
+        match self.tree.get(&key)? {
+            Some(v) => decode_json(&key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn defs(&self) -> Result<Vec<SegmentDef>, StoreError> {
+        self.tree
+            .scan_prefix(&[prefix::DEF])
+            .map(|item| {
+                let (k, v) = item?;
+                decode_json(&k, &v)
+            })
+            .collect()
+    }
+
+    pub fn member(&self, segment: &str, contact: &str) -> Result<Option<Member>, StoreError> {
+        let key = pair(prefix::MEMBER, segment, contact);
+        match self.tree.get(&key)? {
+            Some(v) => decode_json(&key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Members of a segment after `after`, in contact id order.
+    pub fn members(
+        &self,
+        segment: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Member)>, StoreError> {
+        let start = pair(prefix::MEMBER, segment, "");
+        let from = match after {
+            Some(a) => {
+                let mut k = pair(prefix::MEMBER, segment, a);
+                k.push(0);
+                k
+            }
+            None => start.clone(),
+        };
+        let mut out = Vec::new();
+        for item in self.tree.range_from(&from) {
+            let (k, v) = item?;
+            if !k.starts_with(&start) || out.len() >= limit {
+                break;
+            }
+            let contact = String::from_utf8_lossy(&k[start.len()..]).into_owned();
+            out.push((contact, decode_json(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// The segments a contact is in.
+    pub fn segments_of(&self, contact: &str) -> Result<Vec<String>, StoreError> {
+        let start = pair(prefix::OF_CONTACT, contact, "");
+        self.tree
+            .scan_prefix(&start)
+            .map(|item| {
+                let (k, _) = item?;
+                Ok(String::from_utf8_lossy(&k[start.len()..]).into_owned())
+            })
+            .collect()
+    }
+
+    /// The contact's kept events at or after `since_ms`, oldest first (the newest `max`).
+    pub fn window(
+        &self,
+        contact: &str,
+        since_ms: i64,
+        max: usize,
+    ) -> Result<Vec<PastEvent>, StoreError> {
+        let start = pair(prefix::WINDOW, contact, "");
+        let from = [start.as_slice(), &time_key(since_ms)].concat();
+        let end = crate::store::prefix_end(&start).unwrap_or_else(|| vec![0xff; 1]);
+        let mut out = Vec::new();
+        for item in self.tree.range(
+            std::ops::Bound::Included(&from),
+            std::ops::Bound::Excluded(&end),
+            true,
+        ) {
+            let (k, v) = item?;
+            let kept: Kept = decode_json(&k, &v)?;
+            out.push(PastEvent {
+                kind: kept.kind,
+                name: kept.name,
+                timestamp_ms: time_of_key(&k[start.len()..]),
+                properties: kept.properties,
+            });
+            if out.len() >= max {
+                break;
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Keys of the contact's kept events before `before_ms` (to drop them).
+    pub fn window_before(&self, contact: &str, before_ms: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let start = pair(prefix::WINDOW, contact, "");
+        let to = [start.as_slice(), &time_key(before_ms)].concat();
+        self.tree
+            .range(
+                std::ops::Bound::Included(&start),
+                std::ops::Bound::Excluded(&to),
+                false,
+            )
+            .map(|item| item.map(|(k, _)| k))
+            .collect()
+    }
+
+    /// Every kept event of a contact, raw (to move them when it is merged away).
+    pub fn window_all(&self, contact: &str) -> Result<Vec<Entry>, StoreError> {
+        let start = pair(prefix::WINDOW, contact, "");
+        self.tree.scan_prefix(&start).collect()
+    }
+
+    /// Timers due at or before `now_ms`, in due order, at most `limit`.
+    pub fn due_timers(&self, now_ms: i64, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        let to = [&[prefix::TIMER][..], &time_key(now_ms), &[0xff]].concat();
+        let mut out = Vec::new();
+        for item in self.tree.range(
+            std::ops::Bound::Included(&[prefix::TIMER][..]),
+            std::ops::Bound::Excluded(&to),
+            false,
+        ) {
+            let (k, _) = item?;
+            let due_ms = time_of_key(&k[1..]);
+            let rest = &k[9..];
+            let Some(nul) = rest.iter().position(|&b| b == 0) else {
+                continue;
+            };
+            let due_ok = due_ms <= now_ms;
+            if !due_ok {
+                break;
+            }
+            out.push(Timer {
+                due_ms,
+                segment: String::from_utf8_lossy(&rest[..nul]).into_owned(),
+                contact: String::from_utf8_lossy(&rest[nul + 1..]).into_owned(),
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the next timer is due.
+    pub fn next_timer(&self) -> Result<Option<i64>, StoreError> {
+        match self.tree.scan_prefix(&[prefix::TIMER]).next() {
+            Some(item) => Ok(Some(time_of_key(&item?.0[1..]))),
+            None => Ok(None),
+        }
+    }
+
+    pub fn timer_of(&self, segment: &str, contact: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .tree
+            .get(&pair(prefix::TIMER_OF, segment, contact))?
+            .map(|v| time_of_key(&v)))
+    }
+
+    pub fn evaluated_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .tree
+            .get(&[prefix::META, b's'])?
+            .and_then(|v| v.try_into().ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+}
+
+/// Writes of one step of the stage, committed as one batch. Member counts are tracked per
+/// segment and written with the definitions.
+#[derive(Default)]
+pub(crate) struct Writes {
+    pub batch: Batch,
+    pub defs: BTreeMap<String, SegmentDef>,
+}
+
+impl Writes {
+    pub fn enter(
+        &mut self,
+        def: &mut SegmentDef,
+        contact: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let member = Member {
+            since_ms: now_ms,
+            version: def.version,
+        };
+        self.batch.insert(
+            pair(prefix::MEMBER, &def.id, contact),
+            encode_json(&member)?,
+        );
+        self.batch
+            .insert(pair(prefix::OF_CONTACT, contact, &def.id), []);
+        def.members += 1;
+        Ok(())
+    }
+
+    pub fn exit(&mut self, def: &mut SegmentDef, contact: &str) {
+        self.batch.remove(pair(prefix::MEMBER, &def.id, contact));
+        self.batch
+            .remove(pair(prefix::OF_CONTACT, contact, &def.id));
+        def.members = def.members.saturating_sub(1);
+    }
+
+    /// Replaces the contact's timer in the segment (`old` is the one stored).
+    pub fn set_timer(&mut self, segment: &str, contact: &str, old: Option<i64>, new: Option<i64>) {
+        if old == new {
+            return;
+        }
+        if let Some(old) = old {
+            self.batch.remove(timer_key(old, segment, contact));
+        }
+        match new {
+            Some(due) => {
+                self.batch.insert(timer_key(due, segment, contact), []);
+                self.batch
+                    .insert(pair(prefix::TIMER_OF, segment, contact), time_key(due));
+            }
+            None => self.batch.remove(pair(prefix::TIMER_OF, segment, contact)),
+        }
+    }
+
+    pub fn keep_event(
+        &mut self,
+        contact: &str,
+        at_ms: i64,
+        seq: u64,
+        kept: &Kept,
+    ) -> Result<(), StoreError> {
+        self.batch
+            .insert(window_key(contact, at_ms, seq), encode_json(kept)?);
+        Ok(())
+    }
+
+    pub fn evaluated_seq(&mut self, seq: u64) {
+        self.batch.insert([prefix::META, b's'], seq.to_be_bytes());
+    }
+
+    /// The batch, with every touched definition written.
+    pub fn into_batch(mut self) -> Result<Batch, StoreError> {
+        for (id, def) in &self.defs {
+            self.batch
+                .insert([&[prefix::DEF], id.as_bytes()].concat(), encode_json(def)?);
+        }
+        Ok(self.batch)
+    }
+
+    pub fn commit(self, tree: &dyn Keyspace) -> Result<(), StoreError> {
+        tree.apply(self.into_batch()?)
+    }
+}
