@@ -89,16 +89,20 @@ impl Rules {
 pub(crate) fn contact(profile: &Profile) -> Contact {
     Contact {
         id: profile.id.clone(),
-        identities: profile
-            .identities
-            .iter()
-            .map(|i| Identity {
-                kind: i.kind.clone(),
-                value: i.value.clone(),
-            })
-            .collect(),
+        identities: identities(&profile.identities),
         traits: serde_json::Value::Object(profile.traits.clone()).to_string(),
     }
+}
+
+/// Stored identities as a rule sees them.
+fn identities(stored: &[crate::ingest::Identity]) -> Vec<Identity> {
+    stored
+        .iter()
+        .map(|i| Identity {
+            kind: i.kind.clone(),
+            value: i.value.clone(),
+        })
+        .collect()
 }
 
 /// A profile's counters as a rule sees them.
@@ -135,14 +139,7 @@ pub(crate) fn event(e: &StoredEvent) -> Event {
         contact: ContactRef {
             user_id: e.user_id.clone(),
             anonymous_id: e.anonymous_id.clone(),
-            identities: e
-                .identities
-                .iter()
-                .map(|i| Identity {
-                    kind: i.kind.clone(),
-                    value: i.value.clone(),
-                })
-                .collect(),
+            identities: identities(&e.identities),
         },
         timestamp: Some(e.timestamp.clone()),
         properties: object_text(&e.properties),
