@@ -126,7 +126,7 @@ async fn erase(
     );
     let identities = erased.identities.clone();
     let dropped_webhooks = tokio::task::spawn_blocking(move || -> Result<usize, ApiError> {
-        profiles.finish_erasures(ingest.log())?;
+        profiles.finish_erasures(&**ingest.log())?;
         Ok(raw.forget(&identities)?)
     })
     .await
@@ -160,7 +160,7 @@ async fn unmerge(
     };
     let (profiles, log) = (state.profiles.clone(), state.ingest.log().clone());
     let done =
-        tokio::task::spawn_blocking(move || profiles.unmerge(&id, body.merge.as_deref(), &log))
+        tokio::task::spawn_blocking(move || profiles.unmerge(&id, body.merge.as_deref(), &*log))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(|e| match e {

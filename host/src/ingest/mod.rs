@@ -31,7 +31,7 @@ pub use sources::{Source, Sources};
 use crate::clock::now_ms;
 use crate::runtime::ConnectorEvent;
 use crate::runtime::types::EventKind;
-use crate::store::{Engine, EventLog, LogError, StoreError, Tree};
+use crate::store::{Engine, Log, LogError, StoreError, Tree};
 
 /// Why events could not be ingested.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +78,7 @@ const PRUNE_PER_PAGE: usize = 64;
 /// The ingest stage.
 pub struct Ingest {
     suppressed: Tree,
-    log: Arc<EventLog>,
+    log: Arc<dyn Log>,
     dedupe: DedupeIndex,
     /// Message ids being appended, or logged but not yet in the dedupe index: the index is
     /// written by the profile stage as it reads the log, off the acknowledgement path.
@@ -98,7 +98,7 @@ impl Ingest {
     /// events logged within the window after the dedupe index's last page are read back
     /// from the log.
     pub fn new(
-        log: Arc<EventLog>,
+        log: Arc<dyn Log>,
         engine: &dyn Engine,
         window: Duration,
     ) -> Result<Self, IngestError> {
@@ -127,7 +127,7 @@ impl Ingest {
     }
 
     /// The event log.
-    pub fn log(&self) -> &Arc<EventLog> {
+    pub fn log(&self) -> &Arc<dyn Log> {
         &self.log
     }
 
@@ -327,6 +327,7 @@ pub fn from_connector(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::EventLog;
 
     fn track(id: &str) -> StoredEvent {
         serde_json::from_value(serde_json::json!({

@@ -16,10 +16,10 @@ use crate::runtime::{
 use crate::tasks::{TaskError, isolated};
 
 use super::local::{CallReport, outcome_json, readable_error, run_input};
-use super::registry::now_ms;
 use super::rollout::{Rollout, RolloutMode, ShadowSample};
 use super::slot::{Lease, PluginSlot};
 use super::{Actor, CallInput, PluginError, PluginRegistry, WebhookInput};
+use crate::clock::now_ms;
 
 /// Headers whose values are credentials, never kept.
 const CREDENTIAL_HEADERS: [&str; 5] = [

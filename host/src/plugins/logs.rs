@@ -56,7 +56,7 @@ impl LogRing {
 impl LogSink for LogRing {
     fn line(&self, level: &'static str, source: &str, message: &str) {
         let line = LogLine {
-            at_ms: super::registry::now_ms(),
+            at_ms: crate::clock::now_ms(),
             level,
             version: source.to_string(),
             message: message.to_string(),

@@ -113,7 +113,7 @@ pub struct ActivateOptions {
     pub shadow: bool,
 }
 
-pub(super) use crate::clock::now_ms;
+use crate::clock::now_ms;
 pub use crate::digest::sha256_hex;
 
 /// Every plugin slot, and the operations on them.

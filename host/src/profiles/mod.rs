@@ -17,7 +17,7 @@ pub use applier::{ApplyError, catch_up, run_applier};
 pub use unmerge::{Unmerge, UnmergeError};
 
 use crate::ingest::{Identity, StoredEvent};
-use crate::store::{Batch, Engine, EventLog, LogError, StoreError, Tree, decode_json, encode_json};
+use crate::store::{Batch, Engine, Log, LogError, StoreError, Tree, decode_json, encode_json};
 use staged::{OLD_TREE_NAMES, Staged, T, TREE_NAME};
 
 /// A contact profile.
@@ -257,7 +257,7 @@ impl Profiles {
     /// Redacts in `log` the events of every erased contact whose redaction is not done yet
     /// (after an erasure, and again after a crash or a failed redaction); returns how many
     /// records were rewritten. Blocking.
-    pub fn finish_erasures(&self, log: &EventLog) -> Result<usize, EraseError> {
+    pub fn finish_erasures(&self, log: &dyn Log) -> Result<usize, EraseError> {
         let mut redacted = 0;
         for item in self.tree.scan_prefix(&T::Meta.key(ERASING)) {
             let (key, seqs) = item.map_err(EraseError::Store)?;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crate::clock::now_ms;
 use crate::ingest::{Identity, StoredEvent};
-use crate::store::{EventLog, LogError, StoreError, decode_json, encode_json};
+use crate::store::{Log, LogError, StoreError, decode_json, encode_json};
 
 use super::resolve::{self, pair_key};
 use super::staged::{Staged, T};
@@ -49,7 +49,7 @@ impl Profiles {
         &self,
         id: &str,
         merged: Option<&str>,
-        log: &EventLog,
+        log: &dyn Log,
     ) -> Result<Unmerge, UnmergeError> {
         let _writer = self.lock();
         let live = self.view();
@@ -136,7 +136,7 @@ fn replay(
     live: &Staged,
     scratch: &mut Staged,
     root: &str,
-    log: &EventLog,
+    log: &dyn Log,
 ) -> Result<(), UnmergeError> {
     let prefix = [root.as_bytes(), b"\0"].concat();
     let mut owners: HashMap<String, bool> = HashMap::new();

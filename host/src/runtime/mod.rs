@@ -8,6 +8,7 @@
 //! bindings of each contract version stay in [`contract`], converted at the call.
 
 pub mod contract;
+mod effects;
 mod engine;
 mod error;
 mod events;
@@ -35,6 +36,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 pub use contract::Contract;
+pub use effects::Effects;
 pub use engine::{EPOCH_TICK, EngineLimits};
 pub use error::{CallError, CallFailure, FailureCause, LoadError};
 pub use events::{ConnectorEvent, ConnectorPage};
@@ -48,7 +50,7 @@ pub use outbound::{OutboundNet, OutboundTlsError, read_root_certs};
 pub use resources::HostResources;
 pub use sandbox::SandboxedPlugin;
 pub use share::SHARE_WAIT;
-pub use state::{CallEnv, Effects, KvError, KvNamespace, LogSink, PluginState};
+pub use state::{CallEnv, KvError, KvNamespace, LogSink, PluginState};
 pub use stats::{CallStats, CallStatsSnapshot, LatencyHistogram};
 pub use tape::{Stub, Tape};
 

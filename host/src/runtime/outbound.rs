@@ -23,9 +23,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::effects::Effects;
 use super::net_policy::{AddressGrants, HostPattern, check_address};
 use super::pinned_send::{ConnectionFuture, TlsTarget, send_pinned};
-use super::state::Effects;
 use super::tape::{Tap, Tape};
 
 /// A name resolution in flight.

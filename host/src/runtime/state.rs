@@ -11,8 +11,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::effects::Effects;
 use super::outbound::OutboundHooks;
-use super::tape::{Stub, Tape};
 
 /// A plugin's private key-value namespace, as the runtime sees it. The plugin registry
 /// implements it over storage; the guest reaches it only through the `kv` import.
@@ -56,36 +56,6 @@ pub struct CallEnv {
     pub effects: Effects,
     /// Where the guest's log lines are kept besides `tracing` (the slot's recent-log ring).
     pub logs: Option<Arc<dyn LogSink>>,
-}
-
-/// Whether a call's outbound requests happen.
-#[derive(Clone, Default)]
-pub enum Effects {
-    /// Requests go out under the version's policy.
-    #[default]
-    Live,
-    /// Requests go out under the version's policy, and every answer read to its end is
-    /// taped: the live side of a shadow run.
-    Taped(Arc<Tape>),
-    /// Nothing leaves the host: each HTTP request is recorded (`METHOD uri`) and answered
-    /// from the stub's tape when the live call made the same request, else with `200 {}`;
-    /// TCP is refused. Shadow runs and replays use this.
-    Stubbed(Arc<Stub>),
-}
-
-impl Effects {
-    /// True when requests really go out.
-    pub fn is_live(&self) -> bool {
-        !matches!(self, Effects::Stubbed(_))
-    }
-
-    /// The requests a stubbed call made so far (empty when requests went out).
-    pub fn recorded(&self) -> Vec<String> {
-        match self {
-            Effects::Live | Effects::Taped(_) => Vec::new(),
-            Effects::Stubbed(stub) => stub.requests(),
-        }
-    }
 }
 
 /// Receives a plugin's log lines.

@@ -1,8 +1,9 @@
-//! Persistence, as bytes: the event log (the file every acknowledged event is appended to)
-//! and the storage [`Engine`] of named, ordered keyspaces that every stage builds its own
-//! records on. sled is the embedded engine, an in-memory engine serves tests, and one
-//! conformance suite holds both to the same contract. Nothing here knows the records stored:
-//! their owners (ingest, profiles, plugins) define them.
+//! Persistence, as bytes: the event [`Log`] (every acknowledged event is appended to it; the
+//! group-committed file [`EventLog`] is its embedded backend) and the storage [`Engine`] of
+//! named, ordered keyspaces that every stage builds its own records on (sled embedded).
+//! In-memory backends of both serve tests, and one conformance suite per trait holds every
+//! backend to the same contract. Nothing here knows the records stored: their owners
+//! (ingest, profiles, plugins) define them.
 
 pub mod bounded;
 #[cfg(test)]
@@ -10,12 +11,14 @@ pub(crate) mod conformance;
 mod engine;
 mod event_log;
 mod kv_quota;
+mod log;
 mod memory;
 mod sled_engine;
 
 pub use engine::{Batch, Engine, Entries, Entry, Keyspace, Tree, prefix_end};
 pub use event_log::{EventLog, LogError, is_redacted};
 pub use kv_quota::{KvLedger, KvQuota, KvUsage, KvWriteError, measure};
+pub use log::{Appending, Log, MemoryLog};
 pub use memory::MemoryEngine;
 pub use sled_engine::SledEngine;
 
