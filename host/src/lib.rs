@@ -9,7 +9,9 @@
 //! - [`segments`]: segment definitions and memberships, decided by rule plugins as the
 //!   change feed moves, on recheck timers and by recomputes; membership changes go back
 //!   into the log as events.
-//! - [`plugins`]: manifests, versions, slots (live version behind `arc-swap`), breaker, registry.
+//! - [`plugins`]: manifests, versions, slots (live version behind `arc-swap`), breaker, the
+//!   registry of operator actions (upload, lifecycle, audit, API views), call inputs and
+//!   outcomes as data, the local sandbox.
 //! - [`runtime`]: everything wasmtime: engine, sandbox, host imports, outbound HTTP policy.
 //! - [`store`]: persistence as bytes: the event log file and the storage engine (sled, or memory for tests) every stage keeps its records in.
 //! - [`clock`], [`digest`]: the wall clock in Unix milliseconds, sha256 in hex.

@@ -200,6 +200,12 @@ impl From<crate::segments::SegmentError> for ApiError {
     }
 }
 
+impl From<crate::plugins::InputError> for ApiError {
+    fn from(e: crate::plugins::InputError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
 impl From<crate::profiles::EraseError> for ApiError {
     fn from(e: crate::profiles::EraseError) -> Self {
         match e {

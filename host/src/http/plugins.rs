@@ -380,8 +380,7 @@ async fn call(
             let request = body
                 .request
                 .ok_or_else(|| missing("request"))?
-                .to_request()
-                .map_err(ApiError::BadRequest)?;
+                .to_request()?;
             match registry.handle_webhook(&id, &request).await? {
                 Ok(events) => json!({ "ok": { "events": readable(json!(events)) } }),
                 Err(e) => json!({ "err": readable_error(json!(e)) }),

@@ -15,7 +15,8 @@ use crate::runtime::{
 };
 use crate::tasks::{TaskError, isolated};
 
-use super::local::{CallReport, outcome_json, readable_error, run_input};
+use super::call_output::{CallReport, outcome_json, readable_error};
+use super::local::run_input;
 use super::rollout::{Rollout, RolloutMode, ShadowSample};
 use super::slot::{Lease, PluginSlot};
 use super::{Actor, CallInput, PluginError, PluginRegistry, WebhookInput};
