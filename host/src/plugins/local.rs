@@ -132,6 +132,11 @@ pub enum CallInput {
         /// The contacts.
         batch: Vec<RuleInput>,
     },
+    /// A segment rule's `describe` (contract 0.2; a 0.1 rule decides an empty batch).
+    Describe {
+        /// The segment's parameters (JSON text).
+        params: String,
+    },
     /// A channel's `send`.
     Send {
         /// The message.
@@ -148,6 +153,7 @@ impl CallInput {
             CallInput::Webhook { .. } => "handle-webhook",
             CallInput::Poll { .. } => "poll",
             CallInput::Evaluate { .. } => "evaluate",
+            CallInput::Describe { .. } => "describe",
             CallInput::Send { .. } => "send",
             CallInput::SelfTest => "self-test",
         }
@@ -254,6 +260,7 @@ pub async fn run_input(plugin: &SandboxedPlugin, env: &CallEnv, input: &CallInpu
         CallInput::Evaluate { params, batch } => {
             outcome_json(&plugin.evaluate(env, params, batch).await)
         }
+        CallInput::Describe { params } => outcome_json(&plugin.describe(env, params).await),
         CallInput::Send { message } => outcome_json(&plugin.send(env, message).await),
         CallInput::SelfTest => outcome_json(&plugin.self_test(env).await),
     };
