@@ -239,9 +239,10 @@ impl FieldTest {
                 }
             },
             _ => {
-                let date = operand.as_str().and_then(parse_ms).ok_or_else(|| {
-                    format!("{at_op}: must be a date, `2024-03-01` or RFC 3339")
-                })?;
+                let date = operand
+                    .as_str()
+                    .and_then(parse_ms)
+                    .ok_or_else(|| format!("{at_op}: must be a date, `2024-03-01` or RFC 3339"))?;
                 if op == "before" {
                     Test::Before(date)
                 } else {
@@ -388,12 +389,19 @@ mod tests {
             (json!({"trait": "age", "in": [41, 42]}), true),
             (json!({"trait": "since", "before": "2022-01-01"}), true),
             (json!({"trait": "since", "before": "2021-03-01"}), false),
-            (json!({"trait": "since", "after": "2021-02-28T23:59:59Z"}), true),
+            (
+                json!({"trait": "since", "after": "2021-02-28T23:59:59Z"}),
+                true,
+            ),
             (json!({"trait": "plan", "after": "2021-01-01"}), false),
             (json!({"trait": "missing", "before": "2100-01-01"}), false),
         ];
         for (condition, expected) in cases {
-            assert_eq!(holds(condition.clone(), ada.clone()), expected, "{condition}");
+            assert_eq!(
+                holds(condition.clone(), ada.clone()),
+                expected,
+                "{condition}"
+            );
         }
     }
 
@@ -403,8 +411,14 @@ mod tests {
             {"all": [{"trait": "plan", "equals": "pro"}, {"trait": "age", "gt": 40}]},
             {"not": {"trait": "email", "exists": true}}
         ]});
-        assert!(holds(condition.clone(), json!({"plan": "pro", "age": 41, "email": "a@x"})));
-        assert!(!holds(condition.clone(), json!({"plan": "pro", "age": 39, "email": "a@x"})));
+        assert!(holds(
+            condition.clone(),
+            json!({"plan": "pro", "age": 41, "email": "a@x"})
+        ));
+        assert!(!holds(
+            condition.clone(),
+            json!({"plan": "pro", "age": 39, "email": "a@x"})
+        ));
         assert!(holds(condition, json!({"plan": "free"})));
         assert!(holds(json!({"all": []}), json!({})));
         assert!(!holds(json!({"any": []}), json!({})));
@@ -423,8 +437,8 @@ mod tests {
 
     #[test]
     fn the_leaf_key_is_the_callers() {
-        let condition = Condition::parse(&json!({"property": "total", "gt": 100}), "property")
-            .unwrap();
+        let condition =
+            Condition::parse(&json!({"property": "total", "gt": 100}), "property").unwrap();
         assert!(condition.holds(json!({"total": 120.5}).as_object().unwrap()));
         assert!(!condition.holds(json!({"total": 99}).as_object().unwrap()));
         assert!(
@@ -446,7 +460,9 @@ mod tests {
     #[test]
     fn errors_point_at_the_bad_spot() {
         assert_eq!(
-            error(json!({"all": [{"trait": "plan", "equals": "pro"}, {"trait": "plan", "is": "p"}]})),
+            error(
+                json!({"all": [{"trait": "plan", "equals": "pro"}, {"trait": "plan", "is": "p"}]})
+            ),
             "params.all[1]: unknown key `is` in a trait condition (expected one of equals, \
              not_equals, exists, gt, lt, contains, in, before, after)"
         );

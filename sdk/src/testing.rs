@@ -50,7 +50,10 @@ pub fn describe<R: Rule>(params: Value) -> Result<RuleNeeds, String> {
 pub fn evaluate<R: Rule>(params: Value, batch: Vec<RuleInput>) -> Result<Vec<Decision>, String> {
     let text = params.to_string();
     let needs = crate::plugin::describe_rule::<R>(&text)?;
-    let batch = batch.into_iter().map(|input| as_host_sends(input, &needs)).collect();
+    let batch = batch
+        .into_iter()
+        .map(|input| as_host_sends(input, &needs))
+        .collect();
     crate::plugin::decide_rule::<R>(&text, batch)
 }
 
@@ -374,7 +377,9 @@ mod tests {
 
     impl Rule for Logins {
         fn describe(params: &Value) -> Result<RuleNeeds, String> {
-            let window = params["window_ms"].as_u64().ok_or("`window_ms` is required")?;
+            let window = params["window_ms"]
+                .as_u64()
+                .ok_or("`window_ms` is required")?;
             Ok(RuleNeeds::new().with_event("Login").with_window_ms(window))
         }
 
@@ -397,7 +402,10 @@ mod tests {
             .with_past_event(PastEvent::track("Login", 11_000));
         let params = serde_json::json!({"window_ms": 5_000});
         // 5,000 is on the window's open edge and 11,000 in the future: one login counts.
-        assert_eq!(decide::<Logins>(params, input.clone()), Decision::member(false));
+        assert_eq!(
+            decide::<Logins>(params, input.clone()),
+            Decision::member(false)
+        );
         let wide = serde_json::json!({"window_ms": 6_000});
         assert_eq!(decide::<Logins>(wide, input), Decision::member(true));
         assert_eq!(

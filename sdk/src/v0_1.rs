@@ -118,7 +118,10 @@ mod tests {
         let new = types::RuleInput::from(input);
         assert_eq!(new.contact.identities[0].value, "a@b.c");
         assert_eq!(new.contact.traits_value()["plan"], "pro");
-        assert_eq!(new.event.as_ref().map(|e| e.kind), Some(types::EventKind::Page));
+        assert_eq!(
+            new.event.as_ref().map(|e| e.kind),
+            Some(types::EventKind::Page)
+        );
         assert_eq!(new.count("Home"), 2);
         assert!(new.member);
         assert!(new.events.is_empty());

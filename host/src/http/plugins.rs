@@ -427,7 +427,9 @@ async fn describe(
     JsonBody(body): JsonBody<DescribeBody>,
 ) -> Result<Json<Value>, ApiError> {
     if !body.params.is_object() {
-        return Err(ApiError::BadRequest("`params` must be a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "`params` must be a JSON object".into(),
+        ));
     }
     match state
         .registry

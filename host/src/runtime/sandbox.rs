@@ -588,8 +588,10 @@ impl SandboxedPlugin {
         let out = self
             .invoke(env, "describe", move |store, instance| {
                 Box::pin(async move {
-                    let func = instance
-                        .get_typed_func::<(&str,), (Metered<LiftedDescribe>,)>(&mut *store, export)?;
+                    let func = instance.get_typed_func::<(&str,), (Metered<LiftedDescribe>,)>(
+                        &mut *store,
+                        export,
+                    )?;
                     Ok(func.call_async(&mut *store, (&params,)).await?.0.0)
                 })
             })

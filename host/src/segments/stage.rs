@@ -138,7 +138,11 @@ impl Segments {
             if running || def.rule_sha256.as_deref() == Some(&live.sha256) {
                 continue;
             }
-            match self.rules.describe(&def.rule, &def.params.to_string()).await {
+            match self
+                .rules
+                .describe(&def.rule, &def.params.to_string())
+                .await
+            {
                 Ok(needs) => def.needs = needs,
                 Err(e) => {
                     // The old needs stay; the new version's evaluations will fail the same
@@ -394,7 +398,9 @@ impl Segments {
             // carry old timestamps), so the window's events may be anywhere in it.
             let mut after = 0;
             loop {
-                let seqs = self.profiles.event_seqs(&contact.id, after, BACKFILL_PAGE)?;
+                let seqs = self
+                    .profiles
+                    .event_seqs(&contact.id, after, BACKFILL_PAGE)?;
                 let Some(&last) = seqs.last() else { break };
                 after = last;
                 for seq in seqs {

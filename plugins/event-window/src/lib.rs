@@ -65,7 +65,14 @@ pub struct Params {
     pub filter: Option<Condition>,
 }
 
-const KEYS: [&str; 6] = ["event", "at_least", "exactly", "fewer_than", "within", "where"];
+const KEYS: [&str; 6] = [
+    "event",
+    "at_least",
+    "exactly",
+    "fewer_than",
+    "within",
+    "where",
+];
 
 impl Params {
     /// Checks and parses the parameters; errors name the bad key.
@@ -105,7 +112,8 @@ impl Params {
             return false;
         }
         // The host hands over the window already; checked again so the rule stands alone.
-        if event.timestamp_ms <= now_ms.saturating_sub(self.window_ms) || event.timestamp_ms > now_ms
+        if event.timestamp_ms <= now_ms.saturating_sub(self.window_ms)
+            || event.timestamp_ms > now_ms
         {
             return false;
         }
@@ -240,18 +248,29 @@ mod tests {
         assert!(needs.traits.is_empty());
         assert_eq!(needs.window_ms, Some(30 * DAY_MS as u64));
         let short = json!({"event": "Ping", "exactly": 1, "within": {"seconds": 3}});
-        assert_eq!(describe::<EventWindow>(short).unwrap().window_ms, Some(3_000));
+        assert_eq!(
+            describe::<EventWindow>(short).unwrap().window_ms,
+            Some(3_000)
+        );
     }
 
     #[test]
     fn two_big_orders_in_the_window_make_a_member_until_the_older_ages_out() {
         let decision = decide::<EventWindow>(
             big_spender(),
-            contact(vec![order(40, 500.0), order(10, 150.0), order(3, 99.0), order(2, 101.0)]),
+            contact(vec![
+                order(40, 500.0),
+                order(10, 150.0),
+                order(3, 99.0),
+                order(2, 101.0),
+            ]),
         );
         // The 40-day-old order is out of the window and the 99 one is too small: 2 count.
         assert!(decision.member);
-        assert_eq!(decision.recheck_at_ms, Some(NOW - 10 * DAY_MS + 30 * DAY_MS));
+        assert_eq!(
+            decision.recheck_at_ms,
+            Some(NOW - 10 * DAY_MS + 30 * DAY_MS)
+        );
     }
 
     #[test]
@@ -270,7 +289,13 @@ mod tests {
         assert!(first.member);
         let at = first.recheck_at_ms.unwrap();
         // At the recheck time the older order has left the window (it is open at its edge).
-        let later = decide::<EventWindow>(big_spender(), RuleInput { now_ms: at, ..input });
+        let later = decide::<EventWindow>(
+            big_spender(),
+            RuleInput {
+                now_ms: at,
+                ..input
+            },
+        );
         assert!(!later.member);
         assert_eq!(later.recheck_at_ms, Some(NOW - DAY_MS + 30 * DAY_MS));
     }
@@ -305,7 +330,10 @@ mod tests {
             PastEvent::track("Logout", NOW - MINUTE_MS),
             PastEvent::track("Login", NOW + MINUTE_MS),
         ]);
-        assert_eq!(decide::<EventWindow>(params, input), Decision::member(false));
+        assert_eq!(
+            decide::<EventWindow>(params, input),
+            Decision::member(false)
+        );
     }
 
     #[test]
@@ -323,8 +351,10 @@ mod tests {
             refused(json!({"event": "x", "at_least": 1, "exactly": 1, "within": {"days": 1}})),
             "params: give exactly one of `at_least`, `exactly`, `fewer_than` (found at_least, exactly)"
         );
-        assert!(refused(json!({"event": "x", "at_least": 1, "within": {"weeks": 1}}))
-            .starts_with("params.within: must be one of"));
+        assert!(
+            refused(json!({"event": "x", "at_least": 1, "within": {"weeks": 1}}))
+                .starts_with("params.within: must be one of")
+        );
         assert_eq!(
             refused(json!({"event": "x", "at_least": 1, "within": {"days": 0}})),
             "params.within.days: must be a whole number of at least 1"

@@ -110,7 +110,8 @@ impl Rule for Subscribed {
         Ok(batch
             .iter()
             .map(|input| {
-                let traits = json::parse_object(input.contact.traits.as_bytes()).unwrap_or_default();
+                let traits =
+                    json::parse_object(input.contact.traits.as_bytes()).unwrap_or_default();
                 Decision::member(params.subscribed(&traits))
             })
             .collect())

@@ -173,8 +173,8 @@ mod tests {
 
     #[test]
     fn bad_params_are_refused_by_describe() {
-        let error = testing::describe::<TraitRule>(json!({"trait": "plan", "is": "pro"}))
-            .unwrap_err();
+        let error =
+            testing::describe::<TraitRule>(json!({"trait": "plan", "is": "pro"})).unwrap_err();
         assert!(error.contains("unknown key `is`"), "{error}");
     }
 
@@ -182,7 +182,10 @@ mod tests {
     fn in_lists_and_dates() {
         let batch = || {
             vec![
-                contact("a", json!({"plan": "team", "signed_up": "2023-05-01T10:00:00Z"})),
+                contact(
+                    "a",
+                    json!({"plan": "team", "signed_up": "2023-05-01T10:00:00Z"}),
+                ),
                 contact("b", json!({"plan": "free", "signed_up": "2024-02-01"})),
                 contact("c", json!({"plan": "pro"})),
             ]
@@ -192,11 +195,17 @@ mod tests {
             vec![true, false, true]
         );
         assert_eq!(
-            decide(json!({"trait": "signed_up", "before": "2024-01-01"}), batch()),
+            decide(
+                json!({"trait": "signed_up", "before": "2024-01-01"}),
+                batch()
+            ),
             vec![true, false, false]
         );
         assert_eq!(
-            decide(json!({"trait": "signed_up", "after": "2024-01-01"}), batch()),
+            decide(
+                json!({"trait": "signed_up", "after": "2024-01-01"}),
+                batch()
+            ),
             vec![false, true, false]
         );
     }

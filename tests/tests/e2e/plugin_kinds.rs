@@ -32,12 +32,7 @@ async fn a_manifest_that_names_another_contract_than_the_component_is_refused() 
 
     let claimed = manifest("version-a");
     assert!(claimed.contains("contract = \"0.2\""), "{claimed}");
-    let (status, body) = host
-        .upload_bytes(std::fs::read(artifact("version-a")).unwrap(), &claimed)
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["contract"], "0.2", "{body}");
-    // The same component claimed as 0.1 is refused: its exports say 0.2.
+    // Claimed as 0.1, a 0.2 component is refused: its exports say 0.2.
     let (status, body) = host
         .upload_bytes(
             std::fs::read(artifact("version-a")).unwrap(),
@@ -46,6 +41,11 @@ async fn a_manifest_that_names_another_contract_than_the_component_is_refused() 
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "contract_mismatch", "{body}");
+    let (status, body) = host
+        .upload_bytes(std::fs::read(artifact("version-a")).unwrap(), &claimed)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["contract"], "0.2", "{body}");
 }
 
 #[tokio::test]

@@ -185,7 +185,10 @@ async fn describe_answers_a_rules_needs_or_says_why_not() {
         "{body}"
     );
     let (status, body) = host
-        .post("/v1/plugins/no-such-rule/describe", &json!({ "params": {} }))
+        .post(
+            "/v1/plugins/no-such-rule/describe",
+            &json!({ "params": {} }),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["error"]["code"], "unknown_plugin", "{body}");
@@ -238,13 +241,33 @@ async fn an_event_window_segment_counts_by_event_time() {
     .await;
 
     // Live orders: the small one does not count, the second big one enters u1.
-    track(&host, &key, "u1", "Order Completed", json!({ "total": 150 })).await;
+    track(
+        &host,
+        &key,
+        "u1",
+        "Order Completed",
+        json!({ "total": 150 }),
+    )
+    .await;
     track(&host, &key, "u1", "Order Completed", json!({ "total": 50 })).await;
     let u1 = contact_id(&host, "u1").await;
-    assert_eq!(members_now(&host, "big-spenders").await, Vec::<String>::new());
+    assert_eq!(
+        members_now(&host, "big-spenders").await,
+        Vec::<String>::new()
+    );
     track(&host, &key, "u1", "Page Viewed", json!({ "total": 500 })).await;
-    assert_eq!(members_now(&host, "big-spenders").await, Vec::<String>::new());
-    track(&host, &key, "u1", "Order Completed", json!({ "total": 250 })).await;
+    assert_eq!(
+        members_now(&host, "big-spenders").await,
+        Vec::<String>::new()
+    );
+    track(
+        &host,
+        &key,
+        "u1",
+        "Order Completed",
+        json!({ "total": 250 }),
+    )
+    .await;
     assert_eq!(members_now(&host, "big-spenders").await, vec![u1.clone()]);
 
     // Imported history: u2's orders of 10 and 40 days ago make one in the window; one of 5
@@ -352,7 +375,13 @@ async fn a_subscribed_segment_follows_consent_traits() {
     let host = TestHost::start().await;
     host.install("subscribed", "subscribed").await;
     let key = host.create_source("crm").await;
-    identify(&host, &key, "u1", json!({ "subscriptions": { "email": true } })).await;
+    identify(
+        &host,
+        &key,
+        "u1",
+        json!({ "subscriptions": { "email": true } }),
+    )
+    .await;
     identify(&host, &key, "u2", json!({ "email_subscribed": false })).await;
     identify(&host, &key, "u3", json!({ "name": "Ada" })).await;
     let (u1, u2) = (contact_id(&host, "u1").await, contact_id(&host, "u2").await);
