@@ -460,19 +460,24 @@ impl Segments {
                     continue;
                 }
                 // The window is (now - window, now] by event time: an imported event counts
-                // where its timestamp puts it, and one stamped in the future not yet.
-                let events = match def.needs.window_ms {
+                // where its timestamp puts it, and one stamped in the future not yet; the
+                // contact is evaluated again when the first such one comes due.
+                let (events, arrives) = match def.needs.window_ms {
                     Some(window) => {
                         let since = now.saturating_sub(window.min(i64::MAX as u64) as i64);
                         let any = def.needs.events.iter().any(|n| n == "*");
-                        self.store.window(id, since, now, MAX_PAST_EVENTS, |kept| {
+                        let wanted = |kept: &super::store::Kept| {
                             any || kept
                                 .name
                                 .as_ref()
                                 .is_some_and(|n| def.needs.events.iter().any(|x| x == n))
-                        })?
+                        };
+                        (
+                            self.store.window(id, since, now, MAX_PAST_EVENTS, wanted)?,
+                            self.store.first_kept_after(id, now, wanted)?,
+                        )
                     }
-                    None => Vec::new(),
+                    None => (Vec::new(), None),
                 };
                 inputs.push(RuleInput {
                     contact: rules::contact(&profile),
@@ -482,7 +487,7 @@ impl Segments {
                     events,
                     now_ms: now,
                 });
-                ids.push((id.clone(), member));
+                ids.push((id.clone(), member, arrives));
             }
             if inputs.is_empty() {
                 continue;
@@ -501,7 +506,12 @@ impl Segments {
             if def.last_error.take().is_some() {
                 changed = true;
             }
-            for ((id, member), decision) in ids.into_iter().zip(decisions) {
+            for ((id, member, arrives), mut decision) in ids.into_iter().zip(decisions) {
+                let recheck = decision.recheck_at_ms.filter(|&t| t > now);
+                decision.recheck_at_ms = match (recheck, arrives) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 changed |= self.apply_decision(
                     def, &id, member, decision, cause, now, writes, logged, &version,
                 )?;

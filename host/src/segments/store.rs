@@ -263,6 +263,33 @@ impl SegmentStore {
         Ok(out)
     }
 
+    /// The event time of the contact's first kept event after `after_ms` that `wanted`
+    /// accepts (an event stamped in the future, when `after_ms` is now).
+    pub fn first_kept_after(
+        &self,
+        contact: &str,
+        after_ms: i64,
+        wanted: impl Fn(&Kept) -> bool,
+    ) -> Result<Option<i64>, StoreError> {
+        let start = pair(prefix::WINDOW, contact, "");
+        let Some(next) = after_ms.checked_add(1) else {
+            return Ok(None);
+        };
+        let from = [start.as_slice(), &time_key(next)].concat();
+        let end = crate::store::prefix_end(&start).unwrap_or_else(|| vec![0xff; 1]);
+        for item in self.tree.range(
+            std::ops::Bound::Included(&from),
+            std::ops::Bound::Excluded(&end),
+            false,
+        ) {
+            let (k, v) = item?;
+            if wanted(&decode_json(&k, &v)?) {
+                return Ok(Some(time_of_key(&k[start.len()..])));
+            }
+        }
+        Ok(None)
+    }
+
     /// Keys of the contact's kept events before `before_ms` (to drop them).
     pub fn window_before(&self, contact: &str, before_ms: i64) -> Result<Vec<Vec<u8>>, StoreError> {
         let start = pair(prefix::WINDOW, contact, "");

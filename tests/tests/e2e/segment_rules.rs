@@ -433,3 +433,46 @@ async fn a_new_rule_version_recomputes_its_segments() {
     assert_eq!(def["needs"]["traits"], json!(["plan"]), "{def}");
     assert_eq!(def["members"], 1, "{def}");
 }
+
+/// An event stamped a little in the future (a client clock ahead) counts from its time on:
+/// the contact is evaluated again when it comes due, and enters then, not before.
+#[tokio::test]
+async fn an_event_stamped_in_the_future_counts_when_its_time_comes() {
+    let host = TestHost::start().await;
+    host.install("event-window", "event-window").await;
+    let key = host.create_source("app").await;
+    define(
+        &host,
+        json!({ "id": "soon", "rule": "event-window", "params": {
+            "event": "Ping", "at_least": 1, "within": { "minutes": 10 } } }),
+    )
+    .await;
+    let at = OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let (status, body) = host
+        .segment(
+            "/v1/track",
+            &key,
+            &json!({ "userId": "u1", "event": "Ping", "timestamp": at.format(&Rfc3339).unwrap() }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let u1 = contact_id(&host, "u1").await;
+    wait_segment(&host, "soon", |s| s["members"] == 1).await;
+    let (status, events) = host.get(&format!("/v1/contacts/{u1}/events")).await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let entered = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["event"]["event"] == "Segment Entered")
+        .expect("an entry event");
+    let entered_at = OffsetDateTime::parse(
+        entered["event"]["timestamp"].as_str().expect("timestamp"),
+        &Rfc3339,
+    )
+    .expect("RFC 3339");
+    assert!(
+        entered_at >= at.replace_nanosecond(0).unwrap(),
+        "entered at {entered_at}, before the event's time {at}"
+    );
+}
