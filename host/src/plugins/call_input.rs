@@ -129,6 +129,11 @@ pub enum CallInput {
         /// The contacts.
         batch: Vec<RuleInput>,
     },
+    /// A segment rule's `describe` (contract 0.2; a 0.1 rule decides an empty batch).
+    Describe {
+        /// The segment's parameters (JSON text).
+        params: String,
+    },
     /// A channel's `send`.
     Send {
         /// The message.
@@ -145,6 +150,7 @@ impl CallInput {
             CallInput::Webhook { .. } => "handle-webhook",
             CallInput::Poll { .. } => "poll",
             CallInput::Evaluate { .. } => "evaluate",
+            CallInput::Describe { .. } => "describe",
             CallInput::Send { .. } => "send",
             CallInput::SelfTest => "self-test",
         }

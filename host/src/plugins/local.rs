@@ -29,6 +29,7 @@ pub async fn run_input(plugin: &SandboxedPlugin, env: &CallEnv, input: &CallInpu
         CallInput::Evaluate { params, batch } => {
             outcome_json(&plugin.evaluate(env, params, batch).await)
         }
+        CallInput::Describe { params } => outcome_json(&plugin.describe(env, params).await),
         CallInput::Send { message } => outcome_json(&plugin.send(env, message).await),
         CallInput::SelfTest => outcome_json(&plugin.self_test(env).await),
     };
