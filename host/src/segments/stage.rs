@@ -21,6 +21,8 @@ use super::{SegmentError, Segments};
 const PAGE: usize = 1_000;
 /// Contacts per rule call.
 const BATCH: usize = 500;
+/// How long contacts whose rule call failed wait before they are asked about again, ms.
+const RETRY_MS: i64 = 1_000;
 /// Past events handed to a rule per contact: the newest by event time in its window.
 pub(crate) const MAX_PAST_EVENTS: usize = 10_000;
 /// A contact's logged events read back per page when a recompute fills a window.
@@ -496,10 +498,18 @@ impl Segments {
                 Ok(d) => d,
                 Err(e) => {
                     // Memberships stay as they are; the failure is on the segment and in
-                    // the plugin's kept failures.
+                    // the plugin's kept failures, and the contacts are asked about again
+                    // after a pause (a deadline under load, a breaker that closes again).
                     tracing::warn!(segment = %def.id, rule = %def.rule, "rule call failed: {e}");
                     def.last_error = Some(e.to_string());
                     changed = true;
+                    let retry = now.saturating_add(RETRY_MS);
+                    for (id, _, _) in &ids {
+                        let old = self.store.timer_of(&def.id, id)?;
+                        if old.is_none_or(|due| due > retry) {
+                            writes.set_timer(&def.id, id, old, Some(retry));
+                        }
+                    }
                     continue;
                 }
             };

@@ -60,10 +60,23 @@ async fn define(api: &Api, segment: Value) {
     wait_segment(api, &id, |s| s["recompute"]["state"] == "done").await;
 }
 
-/// The segment's members once every event logged so far has been evaluated.
-async fn members_now(api: &Api, segment: &str) -> Vec<String> {
+/// Waits until the segment stage has evaluated every event logged so far, then until the
+/// segment's members are `expected` (a rule call that failed under load is retried by the
+/// stage); the failure shows the segment, with its last rule error.
+async fn expect_members(api: &Api, segment: &str, expected: Vec<String>) {
     api.wait_segments_caught_up(CATCH_UP).await;
-    members(api, segment).await
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let found = members(api, segment).await;
+        if found == expected {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let (_, def) = api.get(&format!("/v1/segments/{segment}")).await;
+            panic!("members of {segment}: {found:?}, expected {expected:?}; segment {def}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
@@ -113,10 +126,10 @@ async fn a_0_1_rule_still_decides_next_to_0_2_rules() {
         json!({ "id": "pros-v01", "rule": "rule-v0-1", "params": pros }),
     )
     .await;
-    assert_eq!(members_now(&host, "pros-v01").await, vec![u1.clone()]);
+    expect_members(&host, "pros-v01", vec![u1.clone()]).await;
     identify(&host, &key, "u2", json!({ "plan": "pro" })).await;
     identify(&host, &key, "u1", json!({ "plan": "free" })).await;
-    assert_eq!(members_now(&host, "pros-v01").await, vec![u2.clone()]);
+    expect_members(&host, "pros-v01", vec![u2.clone()]).await;
     let exits = logged(&host, &u1)
         .await
         .into_iter()
@@ -251,15 +264,9 @@ async fn an_event_window_segment_counts_by_event_time() {
     .await;
     track(&host, &key, "u1", "Order Completed", json!({ "total": 50 })).await;
     let u1 = contact_id(&host, "u1").await;
-    assert_eq!(
-        members_now(&host, "big-spenders").await,
-        Vec::<String>::new()
-    );
+    expect_members(&host, "big-spenders", Vec::<String>::new()).await;
     track(&host, &key, "u1", "Page Viewed", json!({ "total": 500 })).await;
-    assert_eq!(
-        members_now(&host, "big-spenders").await,
-        Vec::<String>::new()
-    );
+    expect_members(&host, "big-spenders", Vec::<String>::new()).await;
     track(
         &host,
         &key,
@@ -268,7 +275,7 @@ async fn an_event_window_segment_counts_by_event_time() {
         json!({ "total": 250 }),
     )
     .await;
-    assert_eq!(members_now(&host, "big-spenders").await, vec![u1.clone()]);
+    expect_members(&host, "big-spenders", vec![u1.clone()]).await;
 
     // Imported history: u2's orders of 10 and 40 days ago make one in the window; one of 5
     // days ago, imported later, makes two. u3's two orders are both older than the window.
@@ -288,7 +295,7 @@ async fn an_event_window_segment_counts_by_event_time() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (u2, u3) = (contact_id(&host, "u2").await, contact_id(&host, "u3").await);
-    assert_eq!(members_now(&host, "big-spenders").await, vec![u1.clone()]);
+    expect_members(&host, "big-spenders", vec![u1.clone()]).await;
     let (status, body) = host
         .segment(
             "/v1/import",
@@ -297,10 +304,7 @@ async fn an_event_window_segment_counts_by_event_time() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(
-        members_now(&host, "big-spenders").await,
-        sorted(vec![u1.clone(), u2.clone()])
-    );
+    expect_members(&host, "big-spenders", sorted(vec![u1.clone(), u2.clone()])).await;
     assert!(!members(&host, "big-spenders").await.contains(&u3));
 
     // A recompute reads the same history back from the log: a second segment defined now
@@ -361,7 +365,7 @@ async fn a_short_window_sliding_past_exits_the_contact_by_its_recheck_timer() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(names, vec!["Segment Entered", "Segment Exited"]);
-    assert_eq!(members_now(&host, "pinged").await, Vec::<String>::new());
+    expect_members(&host, "pinged", Vec::<String>::new()).await;
     let (_, def) = host.get("/v1/segments/pinged").await;
     assert_eq!(def["members"], 0, "{def}");
 
@@ -391,15 +395,12 @@ async fn a_subscribed_segment_follows_consent_traits() {
         json!({ "id": "email-ok", "rule": "subscribed", "params": { "channel": "email" } }),
     )
     .await;
-    assert_eq!(members_now(&host, "email-ok").await, vec![u1.clone()]);
+    expect_members(&host, "email-ok", vec![u1.clone()]).await;
     identify(&host, &key, "u2", json!({ "email_subscribed": true })).await;
-    assert_eq!(
-        members_now(&host, "email-ok").await,
-        sorted(vec![u1.clone(), u2.clone()])
-    );
+    expect_members(&host, "email-ok", sorted(vec![u1.clone(), u2.clone()])).await;
     // Segment's global opt-out wins over the channel's trait.
     identify(&host, &key, "u1", json!({ "unsubscribed": true })).await;
-    assert_eq!(members_now(&host, "email-ok").await, vec![u2.clone()]);
+    expect_members(&host, "email-ok", vec![u2.clone()]).await;
 }
 
 /// A new live version of a segment's rule describes the segment again and recomputes it.
@@ -475,4 +476,31 @@ async fn an_event_stamped_in_the_future_counts_when_its_time_comes() {
         entered_at >= at.replace_nanosecond(0).unwrap(),
         "entered at {entered_at}, before the event's time {at}"
     );
+}
+
+/// A rule written against the SDK's 0.1 `SegmentRule` trait, unchanged, still builds as a 0.1
+/// component and decides.
+#[tokio::test]
+async fn a_rule_on_the_sdks_0_1_trait_builds_as_a_0_1_component_and_decides() {
+    let host = TestHost::start().await;
+    host.install("rule-sdk-v0-1", "rule-sdk-v0-1").await;
+    let (_, view) = host.get("/v1/plugins/rule-sdk-v0-1").await;
+    assert_eq!(view["versions"][0]["contract"], "0.1", "{view}");
+    let pros = json!({ "trait": "plan", "equals": "pro" });
+    let (status, out) = host
+        .call(
+            "rule-sdk-v0-1",
+            &json!({ "params": pros, "batch": tessera_tests::rule_batch(3) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["ok"]["decisions"], json!([true, false, true]), "{out}");
+    let (status, needs) = host
+        .post(
+            "/v1/plugins/rule-sdk-v0-1/describe",
+            &json!({ "params": pros }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{needs}");
+    assert_eq!(needs["traits"], json!(["*"]), "{needs}");
 }
