@@ -2,6 +2,8 @@
 //! time) and per-event-name counters, all derived from the event log and rebuilt from it.
 
 mod applier;
+mod codec;
+mod event;
 mod resolve;
 mod staged;
 mod unmerge;
@@ -18,6 +20,7 @@ pub use unmerge::{Unmerge, UnmergeError};
 
 use crate::ingest::{Identity, StoredEvent};
 use crate::store::{Batch, Engine, Log, LogError, StoreError, Tree, decode_json, encode_json};
+use event::ProfileEvent;
 use staged::{OLD_TREE_NAMES, Staged, T, TREE_NAME};
 
 /// A contact profile.
@@ -190,12 +193,12 @@ impl Profiles {
 
     /// A contact by id, following merges to the surviving contact.
     pub fn get(&self, id: &str) -> Result<Option<Contact>, StoreError> {
-        resolve::get_root(&self.view(), id)
+        resolve::get_root(&mut self.view(), id)
     }
 
     /// The contact an identity resolves to.
     pub fn find(&self, identity: &Identity) -> Result<Option<Contact>, StoreError> {
-        resolve::owner(&self.view(), identity)
+        resolve::owner(&mut self.view(), identity)
     }
 
     /// Event sequences of a contact, after `after`, at most `limit`.
@@ -226,7 +229,7 @@ impl Profiles {
     pub fn erase(&self, id: &str) -> Result<Option<Erased>, StoreError> {
         let _writer = self.lock();
         let mut st = self.view();
-        let Some(contact) = resolve::get_root(&st, id)? else {
+        let Some(contact) = resolve::get_root(&mut st, id)? else {
             return Ok(None);
         };
         for identity in &contact.identities {
@@ -242,7 +245,7 @@ impl Profiles {
             event_seqs.push(seq_of(&k[prefix.len()..])?);
             st.remove(T::ContactEvents, k);
         }
-        st.remove(T::Contacts, contact.id.as_bytes());
+        st.remove_contact(&contact.id);
         let seqs: Vec<u8> = event_seqs.iter().flat_map(|s| s.to_be_bytes()).collect();
         st.insert(T::Meta, [ERASING, contact.id.as_bytes()].concat(), seqs);
         st.commit(&*self.tree)?;
@@ -293,9 +296,23 @@ impl Profiles {
         &self,
         events: &[(u64, Option<StoredEvent>)],
     ) -> Result<Vec<Option<String>>, StoreError> {
+        let events: Vec<(u64, Option<ProfileEvent>)> = events
+            .iter()
+            .map(|(seq, e)| (*seq, e.as_ref().map(ProfileEvent::from)))
+            .collect();
+        self.apply_page(&events)
+    }
+
+    /// [`Profiles::apply_batch`] for events as the profile stage reads them from the log.
+    pub(crate) fn apply_page(
+        &self,
+        events: &[(u64, Option<ProfileEvent>)],
+    ) -> Result<Vec<Option<String>>, StoreError> {
         let _writer = self.lock();
         let mut st = self.view();
         let applied = read_applied_seq(&st)?;
+        // Erasure suppresses under the writer lock: looked at once for the whole page.
+        let suppressing = !self.suppressed.is_empty();
         let mut landed = Vec::with_capacity(events.len());
         let mut feed = Vec::new();
         let mut last = applied;
@@ -305,7 +322,7 @@ impl Profiles {
                 continue;
             }
             let target = match event {
-                Some(event) => self.apply_one(&mut st, *seq, event)?,
+                Some(event) => self.apply_one(&mut st, *seq, event, suppressing)?,
                 None => None,
             };
             if let Some(contact_id) = &target {
@@ -360,7 +377,7 @@ impl Profiles {
         let mut out = Vec::new();
         for item in self.tree.range(from, Bound::Excluded(&to), false) {
             let (k, v) = item?;
-            let contact: Contact = decode_json(&k, &v)?;
+            let contact = codec::decode_contact(&k, &v)?;
             if contact.merged_into.is_none() {
                 out.push(contact);
                 if out.len() >= limit {
@@ -450,13 +467,16 @@ impl Profiles {
         &self,
         st: &mut Staged,
         seq: u64,
-        event: &StoredEvent,
+        event: &ProfileEvent,
+        suppressing: bool,
     ) -> Result<Option<String>, StoreError> {
         let identities = event.all_identities();
         // Logged before its contact was erased: not applied, so the contact stays gone.
-        for identity in &identities {
-            if self.suppressed.contains_key(identity.key().as_bytes())? {
-                return Ok(None);
+        if suppressing {
+            for identity in &identities {
+                if self.suppressed.contains_key(identity.key().as_bytes())? {
+                    return Ok(None);
+                }
             }
         }
         resolve::apply_event(st, seq, event, identities)
@@ -595,7 +615,8 @@ mod tests {
         {
             // A crash before the commit: the work is staged, then lost.
             let mut st = p.view();
-            p.apply_one(&mut st, 1, &event).expect("staged");
+            p.apply_one(&mut st, 1, &(&event).into(), true)
+                .expect("staged");
             st.insert(T::Meta, "applied_seq", 1u64.to_be_bytes());
         }
         assert_eq!(p.applied_seq().expect("seq"), 0);
