@@ -1,6 +1,9 @@
-//! The contact record's encoding: a version byte, then length-prefixed fields, read and
-//! written without building a JSON tree; contacts written as JSON by earlier versions still
-//! read (a JSON record starts with `{`, never with the version byte).
+//! The encodings of the profile stage's hot records. A contact: a version byte, then
+//! length-prefixed fields and the sequences of its newest events, read and written without
+//! building a JSON tree; contacts written as JSON by earlier versions still read (a JSON
+//! record starts with `{`, never with the version byte). A chunk of a contact's event index:
+//! its first sequence in the key, the rest as varint deltas in the value (earlier versions
+//! wrote one key per event with an empty value: a chunk of one).
 
 use std::collections::BTreeMap;
 
@@ -19,8 +22,9 @@ const CONTACT_V1: u8 = 1;
 #[error("{0}")]
 struct Malformed(&'static str);
 
-/// Encodes a contact for the store.
-pub(crate) fn encode_contact(contact: &Contact) -> Vec<u8> {
+/// Encodes a contact for the store, with `recent`: the sequences of its newest events, not
+/// yet in a chunk of its event index.
+pub(crate) fn encode_contact(contact: &Contact, recent: &[u64]) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.push(CONTACT_V1);
     put_str(&mut out, &contact.id);
@@ -55,21 +59,57 @@ pub(crate) fn encode_contact(contact: &Contact) -> Vec<u8> {
         }
         None => out.push(0),
     }
+    put_len(&mut out, recent.len());
+    put_seqs(&mut out, recent);
     out
 }
 
-/// Decodes a stored contact, in this encoding or as the JSON of earlier versions.
-pub(crate) fn decode_contact(key: &[u8], bytes: &[u8]) -> Result<Contact, StoreError> {
+/// Decodes a stored contact, in this encoding or as the JSON of earlier versions, and the
+/// sequences of its newest events not yet in a chunk of its index (none in a JSON one).
+pub(crate) fn decode_contact(key: &[u8], bytes: &[u8]) -> Result<(Contact, Vec<u64>), StoreError> {
     if bytes.first() != Some(&CONTACT_V1) {
-        return decode_json(key, bytes);
+        return Ok((decode_json(key, bytes)?, Vec::new()));
     }
     read_contact(&mut Reader(&bytes[1..])).map_err(|e| StoreError::corrupt(key, e))
 }
 
-fn read_contact(r: &mut Reader) -> Result<Contact, Malformed> {
+/// The value of an event-index chunk whose first sequence (in its key) is `seqs[0]`.
+pub(crate) fn encode_chunk(seqs: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(seqs.len() * 2);
+    let mut last = seqs.first().copied().unwrap_or(0);
+    for &seq in seqs.iter().skip(1) {
+        put_u64(&mut out, seq.wrapping_sub(last));
+        last = seq;
+    }
+    out
+}
+
+/// The sequences of an event-index chunk: `first` (from its key), then those in `value`.
+pub(crate) fn decode_chunk(key: &[u8], first: u64, value: &[u8]) -> Result<Vec<u64>, StoreError> {
+    let mut r = Reader(value);
+    let mut out = vec![first];
+    let mut last = first;
+    while !r.0.is_empty() {
+        last = last.wrapping_add(r.u64().map_err(|e| StoreError::corrupt(key, e))?);
+        out.push(last);
+    }
+    Ok(out)
+}
+
+/// Sequences in increasing order: the first, then deltas.
+fn put_seqs(out: &mut Vec<u8>, seqs: &[u64]) {
+    let mut last = 0;
+    for &seq in seqs {
+        put_u64(out, seq.wrapping_sub(last));
+        last = seq;
+    }
+}
+
+fn read_contact(r: &mut Reader) -> Result<(Contact, Vec<u64>), Malformed> {
     let id = r.string()?;
-    let mut identities = Vec::with_capacity(r.len()?);
-    for _ in 0..identities.capacity() {
+    let n = r.len()?;
+    let mut identities = Vec::with_capacity(n);
+    for _ in 0..n {
         identities.push(Identity {
             kind: r.string()?,
             value: r.string()?,
@@ -97,10 +137,17 @@ fn read_contact(r: &mut Reader) -> Result<Contact, Malformed> {
         1 => Some(r.string()?),
         _ => return Err(Malformed("bad merged_into flag")),
     };
+    let n = r.len()?;
+    let mut recent = Vec::with_capacity(n);
+    let mut last = 0u64;
+    for _ in 0..n {
+        last = last.wrapping_add(r.u64()?);
+        recent.push(last);
+    }
     if !r.0.is_empty() {
         return Err(Malformed("trailing bytes"));
     }
-    Ok(Contact {
+    let contact = Contact {
         id,
         identities,
         traits,
@@ -109,7 +156,8 @@ fn read_contact(r: &mut Reader) -> Result<Contact, Malformed> {
         created_seq,
         last_seq,
         merged_into,
-    })
+    };
+    Ok((contact, recent))
 }
 
 fn put_u64(out: &mut Vec<u8>, mut n: u64) {
@@ -206,15 +254,17 @@ mod tests {
     #[test]
     fn a_contact_reads_back_as_written() {
         let c = sample();
-        let bytes = encode_contact(&c);
+        let recent = [3, 9, 1 << 40, u64::MAX];
+        let bytes = encode_contact(&c, &recent);
         assert_eq!(bytes[0], CONTACT_V1);
-        let back = decode_contact(b"k", &bytes).expect("decode");
+        let (back, back_recent) = decode_contact(b"k", &bytes).expect("decode");
+        assert_eq!(back_recent, recent);
         assert_eq!(
             serde_json::to_value(&back).unwrap(),
             serde_json::to_value(&c).unwrap()
         );
         let plain = Contact::default();
-        let back = decode_contact(b"k", &encode_contact(&plain)).expect("decode");
+        let (back, _) = decode_contact(b"k", &encode_contact(&plain, &[])).expect("decode");
         assert_eq!(
             serde_json::to_value(&back).unwrap(),
             serde_json::to_value(&plain).unwrap()
@@ -225,7 +275,8 @@ mod tests {
     fn a_contact_stored_as_json_by_an_earlier_version_still_reads() {
         let c = sample();
         let json = serde_json::to_vec(&c).unwrap();
-        let back = decode_contact(b"k", &json).expect("decode");
+        let (back, recent) = decode_contact(b"k", &json).expect("decode");
+        assert!(recent.is_empty());
         assert_eq!(
             serde_json::to_value(&back).unwrap(),
             serde_json::to_value(&c).unwrap()
@@ -234,7 +285,7 @@ mod tests {
 
     #[test]
     fn a_truncated_or_padded_record_is_corrupt_not_a_panic() {
-        let bytes = encode_contact(&sample());
+        let bytes = encode_contact(&sample(), &[5, 6]);
         for cut in 1..bytes.len() {
             assert!(decode_contact(b"k", &bytes[..cut]).is_err(), "cut at {cut}");
         }
@@ -242,5 +293,14 @@ mod tests {
         padded.push(0);
         assert!(decode_contact(b"k", &padded).is_err());
         assert!(decode_contact(b"k", &[CONTACT_V1, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn an_index_chunk_reads_back_and_a_key_of_an_earlier_version_is_a_chunk_of_one() {
+        let seqs = [7, 8, 300, 70_000, 1 << 50];
+        let value = encode_chunk(&seqs);
+        assert_eq!(decode_chunk(b"k", 7, &value).expect("chunk"), seqs);
+        assert_eq!(decode_chunk(b"k", 42, &[]).expect("legacy"), vec![42]);
+        assert!(decode_chunk(b"k", 1, &[0x80]).is_err());
     }
 }

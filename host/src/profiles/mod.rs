@@ -208,17 +208,12 @@ impl Profiles {
         after: u64,
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
-        let prefix = T::ContactEvents.key(&[contact.as_bytes(), b"\0"].concat());
-        let start = T::ContactEvents.key(&resolve::event_key(contact, after.saturating_add(1)));
-        let mut out = Vec::new();
-        for item in self.tree.range_from(&start) {
-            let (k, _) = item?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
-            out.push(seq_of(&k[prefix.len()..])?);
-        }
-        Ok(out)
+        let seqs = self.view().event_seqs(contact)?;
+        Ok(seqs
+            .into_iter()
+            .filter(|s| *s > after)
+            .take(limit)
+            .collect())
     }
 
     /// Erases a contact: suppresses its identities (from then on ingest acknowledges events
@@ -239,12 +234,7 @@ impl Profiles {
         for identity in &contact.identities {
             st.remove(T::Identities, identity.key().as_bytes());
         }
-        let prefix = [contact.id.as_bytes(), b"\0"].concat();
-        let mut event_seqs = Vec::new();
-        for k in st.keys_with_prefix(T::ContactEvents, &prefix)? {
-            event_seqs.push(seq_of(&k[prefix.len()..])?);
-            st.remove(T::ContactEvents, k);
-        }
+        let event_seqs = st.take_events(&contact.id)?;
         st.remove_contact(&contact.id);
         let seqs: Vec<u8> = event_seqs.iter().flat_map(|s| s.to_be_bytes()).collect();
         st.insert(T::Meta, [ERASING, contact.id.as_bytes()].concat(), seqs);
@@ -377,7 +367,7 @@ impl Profiles {
         let mut out = Vec::new();
         for item in self.tree.range(from, Bound::Excluded(&to), false) {
             let (k, v) = item?;
-            let contact = codec::decode_contact(&k, &v)?;
+            let (contact, _) = codec::decode_contact(&k, &v)?;
             if contact.merged_into.is_none() {
                 out.push(contact);
                 if out.len() >= limit {

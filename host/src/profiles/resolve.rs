@@ -22,11 +22,6 @@ pub(crate) fn pair_key(a: &str, b: &str) -> Vec<u8> {
     [lo.as_bytes(), b"\0", hi.as_bytes()].concat()
 }
 
-/// Key of an event in the per-contact event index.
-pub(crate) fn event_key(contact: &str, seq: u64) -> Vec<u8> {
-    [contact.as_bytes(), b"\0", &seq.to_be_bytes()].concat()
-}
-
 /// The id of the surviving contact that `id` was merged into (`id` itself when it was not);
 /// `None` when there is no such contact.
 pub(crate) fn root_id(st: &mut Staged, id: &str) -> Result<Option<String>, StoreError> {
@@ -137,7 +132,7 @@ fn record(
     }
     contact.last_seq = seq;
     let id = contact.id.clone();
-    st.insert(T::ContactEvents, event_key(&id, seq), []);
+    st.index_event(&id, seq)?;
     st.put_contact(contact);
     Ok(id)
 }
@@ -216,12 +211,7 @@ fn merge_into(
     for (name, n) in std::mem::take(&mut other.counters) {
         *survivor.counters.entry(name).or_default() += n;
     }
-    let prefix = [other.id.as_bytes(), b"\0"].concat();
-    for k in st.keys_with_prefix(T::ContactEvents, &prefix)? {
-        let moved = [survivor.id.as_bytes(), b"\0", &k[prefix.len()..]].concat();
-        st.insert(T::ContactEvents, moved, []);
-        st.remove(T::ContactEvents, k);
-    }
+    st.move_events(&other.id, &survivor.id)?;
     other.merged_into = Some(survivor.id.clone());
     let merge = Merge {
         action: MergeAction::Merge,

@@ -11,7 +11,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::store::{Batch, Keyspace, StoreError};
 
 use super::Contact;
-use super::codec::{decode_contact, encode_contact};
+use super::codec::{decode_chunk, decode_contact, encode_chunk, encode_contact};
+
+/// A contact's newest event sequences are kept in its record until there are this many; then
+/// they go to a chunk of its event index (one key for many events, written once).
+pub(crate) const RECENT_MAX: usize = 32;
+
+/// The most sequences in one chunk of the event index.
+const CHUNK_MAX: usize = 4_096;
 
 /// The keyspace that holds profiles.
 pub(crate) const TREE_NAME: &str = "profiles";
@@ -38,7 +45,9 @@ pub(crate) enum T {
     Identities = 1,
     /// Merge log.
     Merges = 2,
-    /// `contact \0 seq` -> nothing.
+    /// `contact \0 first seq` -> the chunk's further sequences, as varint deltas (empty: a
+    /// chunk of one, as earlier versions wrote every event). A contact's newest sequences
+    /// are in its record until they fill a chunk.
     ContactEvents = 3,
     /// `applied_seq`.
     Meta = 4,
@@ -76,6 +85,14 @@ impl T {
 
 type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// The first sequence of a chunk, from the end of its key.
+fn chunk_first(bytes: &[u8]) -> Result<u64, StoreError> {
+    let seq: [u8; 8] = bytes
+        .try_into()
+        .map_err(|e| StoreError::corrupt(bytes, e))?;
+    Ok(u64::from_be_bytes(seq))
+}
+
 /// A contact as a write set sees it.
 enum Cached {
     /// As stored (`None`: there is none).
@@ -92,6 +109,8 @@ pub(crate) struct Staged<'a> {
     writes: [Writes; 7],
     /// Contacts read or written, decoded, by id. Their encoded form is staged at commit.
     contacts: HashMap<String, Cached>,
+    /// The newest event sequences of each contact read or written (kept in its record).
+    recent: HashMap<String, Vec<u64>>,
 }
 
 /// What a contact lookup finds.
@@ -111,6 +130,7 @@ impl<'a> Staged<'a> {
             base: Some(tree),
             writes: Default::default(),
             contacts: HashMap::new(),
+            recent: HashMap::new(),
         }
     }
 
@@ -120,6 +140,7 @@ impl<'a> Staged<'a> {
             base: None,
             writes: Default::default(),
             contacts: HashMap::new(),
+            recent: HashMap::new(),
         }
     }
 
@@ -127,7 +148,11 @@ impl<'a> Staged<'a> {
     fn load(&mut self, id: &str) -> Result<&mut Cached, StoreError> {
         if !self.contacts.contains_key(id) {
             let contact = match self.get(T::Contacts, id.as_bytes())? {
-                Some(bytes) => Some(decode_contact(id.as_bytes(), &bytes)?),
+                Some(bytes) => {
+                    let (contact, recent) = decode_contact(id.as_bytes(), &bytes)?;
+                    self.recent.entry(id.to_string()).or_insert(recent);
+                    Some(contact)
+                }
                 None => None,
             };
             self.contacts.insert(id.to_string(), Cached::Clean(contact));
@@ -198,12 +223,118 @@ impl<'a> Staged<'a> {
         self.contacts.insert(id.to_string(), Cached::Dirty(None));
     }
 
-    /// Encodes the changed contacts into the staged writes.
+    /// The newest event sequences of contact `id`, as stored or staged.
+    fn recent_mut(&mut self, id: &str) -> Result<&mut Vec<u64>, StoreError> {
+        if !self.recent.contains_key(id) {
+            let recent = match self.get(T::Contacts, id.as_bytes())? {
+                Some(bytes) => decode_contact(id.as_bytes(), &bytes)?.1,
+                None => Vec::new(),
+            };
+            self.recent.insert(id.to_string(), recent);
+        }
+        Ok(self.recent.get_mut(id).expect("just loaded"))
+    }
+
+    /// Indexes event `seq` under contact `id` (kept in the contact's record; the contact
+    /// must be written too).
+    pub fn index_event(&mut self, id: &str, seq: u64) -> Result<(), StoreError> {
+        let recent = self.recent_mut(id)?;
+        if recent.last().is_some_and(|&last| last >= seq) {
+            recent.push(seq);
+            recent.sort_unstable();
+            recent.dedup();
+        } else {
+            recent.push(seq);
+        }
+        Ok(())
+    }
+
+    /// The chunks of contact `id`'s event index, staged writes applied: (key, sequences).
+    fn chunks(&self, id: &str) -> Result<Vec<(Vec<u8>, Vec<u64>)>, StoreError> {
+        let prefix = [id.as_bytes(), b"\0"].concat();
+        let mut chunks = BTreeMap::new();
+        if let Some(tree) = self.base {
+            for item in tree.scan_prefix(&T::ContactEvents.key(&prefix)) {
+                let (k, v) = item?;
+                chunks.insert(k[1..].to_vec(), v);
+            }
+        }
+        let staged = self.writes[T::ContactEvents as usize]
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix));
+        for (k, v) in staged {
+            match v {
+                Some(v) => chunks.insert(k.clone(), v.clone()),
+                None => chunks.remove(k),
+            };
+        }
+        chunks
+            .into_iter()
+            .map(|(k, v)| {
+                let first = chunk_first(&k[prefix.len()..])?;
+                let seqs = decode_chunk(&k, first, &v)?;
+                Ok((k, seqs))
+            })
+            .collect()
+    }
+
+    /// Every event sequence indexed under contact `id`, in order.
+    pub fn event_seqs(&mut self, id: &str) -> Result<Vec<u64>, StoreError> {
+        // The record first: a page committed meanwhile can only have moved its sequences
+        // into a chunk, which the walk below then finds.
+        let mut seqs = self.recent_mut(id)?.clone();
+        seqs.extend(self.chunks(id)?.into_iter().flat_map(|(_, s)| s));
+        seqs.sort_unstable();
+        seqs.dedup();
+        Ok(seqs)
+    }
+
+    /// Removes contact `id`'s event index; returns the sequences it held, in order.
+    pub fn take_events(&mut self, id: &str) -> Result<Vec<u64>, StoreError> {
+        let seqs = self.event_seqs(id)?;
+        for (k, _) in self.chunks(id)? {
+            self.remove(T::ContactEvents, k);
+        }
+        self.recent_mut(id)?.clear();
+        Ok(seqs)
+    }
+
+    /// Moves contact `from`'s event index to contact `to` (which must be written too).
+    pub fn move_events(&mut self, from: &str, to: &str) -> Result<(), StoreError> {
+        let from_prefix = from.len() + 1;
+        for (k, seqs) in self.chunks(from)? {
+            let moved = [to.as_bytes(), b"\0", &k[from_prefix..]].concat();
+            self.insert(T::ContactEvents, moved, encode_chunk(&seqs));
+            self.remove(T::ContactEvents, k);
+        }
+        let recent = std::mem::take(self.recent_mut(from)?);
+        for seq in recent {
+            self.index_event(to, seq)?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the changed contacts into the staged writes; a contact's newest sequences
+    /// go to chunks of its event index once there are enough of them.
     pub fn settle(&mut self) {
         for (id, cached) in &mut self.contacts {
             let write = match cached {
-                Cached::Dirty(Some(c)) => Some(encode_contact(c)),
-                Cached::Dirty(None) => None,
+                Cached::Dirty(Some(c)) => {
+                    let recent = self.recent.entry(id.clone()).or_default();
+                    if recent.len() >= RECENT_MAX {
+                        for chunk in recent.chunks(CHUNK_MAX) {
+                            let key = [id.as_bytes(), b"\0", &chunk[0].to_be_bytes()].concat();
+                            self.writes[T::ContactEvents as usize]
+                                .insert(key, Some(encode_chunk(chunk)));
+                        }
+                        recent.clear();
+                    }
+                    Some(encode_contact(c, recent))
+                }
+                Cached::Dirty(None) => {
+                    self.recent.remove(id);
+                    None
+                }
                 Cached::Clean(_) | Cached::Taken { .. } => continue,
             };
             self.writes[T::Contacts as usize].insert(id.as_bytes().to_vec(), write);

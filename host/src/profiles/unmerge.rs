@@ -12,7 +12,7 @@ use crate::store::{Log, LogError, StoreError, decode_json, encode_json};
 use super::event::ProfileEvent;
 use super::resolve::{self, pair_key};
 use super::staged::{Staged, T};
-use super::{Contact, Merge, MergeAction, Profiles, seq_of};
+use super::{Contact, Merge, MergeAction, Profiles};
 
 /// Why an unmerge was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -139,10 +139,8 @@ fn replay(
     root: &str,
     log: &dyn Log,
 ) -> Result<(), UnmergeError> {
-    let prefix = [root.as_bytes(), b"\0"].concat();
     let mut owners: HashMap<String, bool> = HashMap::new();
-    for key in live.keys_with_prefix(T::ContactEvents, &prefix)? {
-        let seq = seq_of(&key[prefix.len()..])?;
+    for seq in live.event_seqs(root)? {
         let Some((_, bytes)) = log.read(seq, 1)?.into_iter().find(|(s, _)| *s == seq) else {
             continue;
         };
