@@ -21,7 +21,7 @@ pub use unmerge::{Unmerge, UnmergeError};
 use crate::ingest::{Identity, StoredEvent};
 use crate::store::{Batch, Engine, Log, LogError, StoreError, Tree, decode_json, encode_json};
 use event::ProfileEvent;
-use staged::{OLD_TREE_NAMES, Staged, T, TREE_NAME};
+use staged::{OLD_TREE_NAMES, Staged, T, TREE_NAME, WarmContacts};
 
 /// A contact profile.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -126,8 +126,9 @@ pub struct Profiles {
     /// Every profile record, keyed by kind ([`T`]).
     tree: Tree,
     suppressed: Tree,
-    /// Held by whoever writes profiles (the applier, unmerge, erasure).
-    writer: Arc<Mutex<()>>,
+    /// Held by whoever writes profiles (the applier, unmerge, erasure), with the contacts
+    /// the applier keeps decoded between pages.
+    writer: Arc<Mutex<WarmContacts>>,
     /// The last applied sequence, for later stages to wait on.
     applied: Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -163,7 +164,7 @@ impl Profiles {
         Ok(Self {
             tree,
             suppressed: engine.open(crate::ingest::SUPPRESSED_TREE)?,
-            writer: Arc::new(Mutex::new(())),
+            writer: Arc::new(Mutex::new(WarmContacts::default())),
             applied: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
@@ -176,7 +177,7 @@ impl Profiles {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, ()> {
+    fn lock(&self) -> MutexGuard<'_, WarmContacts> {
         self.writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -222,7 +223,8 @@ impl Profiles {
     /// pending redaction, all before it returns; [`Profiles::finish_erasures`] redacts them.
     /// `None` when there is no such contact.
     pub fn erase(&self, id: &str) -> Result<Option<Erased>, StoreError> {
-        let _writer = self.lock();
+        let mut writer = self.lock();
+        writer.clear();
         let mut st = self.view();
         let Some(contact) = resolve::get_root(&mut st, id)? else {
             return Ok(None);
@@ -298,8 +300,8 @@ impl Profiles {
         &self,
         events: &[(u64, Option<ProfileEvent>)],
     ) -> Result<Vec<Option<String>>, StoreError> {
-        let _writer = self.lock();
-        let mut st = self.view();
+        let mut warm = self.lock();
+        let mut st = Staged::over_warm(&*self.tree, &mut warm);
         let applied = read_applied_seq(&st)?;
         // Erasure suppresses under the writer lock: looked at once for the whole page.
         let suppressing = !self.suppressed.is_empty();
@@ -645,6 +647,75 @@ mod tests {
         drop(p);
         let p = Profiles::open(&db).expect("reopen");
         assert_eq!(counter(&p, "u1", "Seen"), 2, "opened again, nothing lost");
+    }
+
+    #[test]
+    fn a_store_written_by_the_previous_version_reads_and_keeps_its_event_index() {
+        let db = db();
+        let p = Profiles::open(&db).expect("open");
+        // As the previous version wrote them: JSON contacts, one index key per event.
+        let old = |id: &str, user: &str, seqs: &[u64]| {
+            let contact = Contact {
+                id: id.into(),
+                identities: vec![Identity::new("user_id", user)],
+                counters: [("Seen".to_string(), seqs.len() as u64)].into(),
+                created_seq: seqs[0],
+                last_seq: seqs[seqs.len() - 1],
+                ..Contact::default()
+            };
+            let json = serde_json::to_vec(&contact).expect("json");
+            p.tree
+                .insert(&T::Contacts.key(id.as_bytes()), &json)
+                .expect("c");
+            p.tree
+                .insert(
+                    &T::Identities.key(format!("user_id:{user}").as_bytes()),
+                    id.as_bytes(),
+                )
+                .expect("i");
+            for seq in seqs {
+                let key = [id.as_bytes(), b"\0", &seq.to_be_bytes()].concat();
+                p.tree.insert(&T::ContactEvents.key(&key), &[]).expect("e");
+            }
+        };
+        old("ct_a", "ua", &[1, 3]);
+        old("ct_b", "ub", &[2]);
+        p.tree
+            .insert(&T::Meta.key(b"applied_seq"), &3u64.to_be_bytes())
+            .expect("seq");
+        assert_eq!(counter(&p, "ua", "Seen"), 2);
+        assert_eq!(p.event_seqs("ct_a", 0, 10).expect("seqs"), vec![1, 3]);
+        // New events land beside the old index; enough of them fill chunks.
+        let page: Vec<_> = (4..=80)
+            .map(|seq| (seq, Some(track(&format!("m{seq}"), "ua", "Seen"))))
+            .collect();
+        p.apply_batch(&page).expect("page");
+        let mut want: Vec<u64> = vec![1, 3];
+        want.extend(4..=80);
+        assert_eq!(p.event_seqs("ct_a", 0, 1_000).expect("seqs"), want);
+        assert_eq!(p.event_seqs("ct_a", 3, 2).expect("after"), vec![4, 5]);
+        assert_eq!(counter(&p, "ua", "Seen"), 79);
+        // A link merges b (created later) into a: its old key moves with it.
+        let mut link = track("m81", "ua", "Linked");
+        link.identities = vec![Identity::new("user_id", "ub")];
+        p.apply_batch(&[(81, Some(link))]).expect("link");
+        want.push(2);
+        want.push(81);
+        want.sort_unstable();
+        assert_eq!(p.event_seqs("ct_a", 0, 1_000).expect("seqs"), want);
+        assert!(p.event_seqs("ct_b", 0, 10).expect("seqs").is_empty());
+        // Reopened (no contact kept decoded), then erased: every event is found.
+        let p = Profiles::open(&db).expect("reopen");
+        assert_eq!(p.event_seqs("ct_a", 0, 1_000).expect("seqs"), want);
+        let erased = p.erase("ct_a").expect("erase").expect("there");
+        assert_eq!(erased.event_seqs, want);
+        assert!(p.get("ct_a").expect("get").is_none());
+        assert!(
+            p.tree
+                .scan_prefix(&[T::ContactEvents.prefix()])
+                .next()
+                .is_none()
+        );
     }
 
     #[test]

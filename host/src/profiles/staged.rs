@@ -103,9 +103,43 @@ enum Cached {
     Taken { dirty: bool },
 }
 
+/// Contacts as committed, kept decoded from one page to the next (the applier's working
+/// set), with the newest event sequences of each. Only the holder of the profile writer lock
+/// reaches it; whoever writes contacts another way clears it.
+#[derive(Default)]
+pub(crate) struct WarmContacts {
+    young: HashMap<String, (Contact, Vec<u64>)>,
+    old: HashMap<String, (Contact, Vec<u64>)>,
+}
+
+impl WarmContacts {
+    /// Contacts kept per generation: at most twice as many are held (a few tens of MiB).
+    const GENERATION: usize = 25_000;
+
+    fn take(&mut self, id: &str) -> Option<(Contact, Vec<u64>)> {
+        self.young.remove(id).or_else(|| self.old.remove(id))
+    }
+
+    fn put(&mut self, id: String, contact: Contact, recent: Vec<u64>) {
+        if self.young.len() >= Self::GENERATION {
+            // The least recently used half goes.
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(id, (contact, recent));
+    }
+
+    /// Forgets every contact (after contacts were written without it).
+    pub fn clear(&mut self) {
+        self.young.clear();
+        self.old.clear();
+    }
+}
+
 /// Staged writes over the live tree (or over nothing, for a scratch replay).
 pub(crate) struct Staged<'a> {
     base: Option<&'a dyn Keyspace>,
+    /// Contacts decoded by earlier pages; this set's clean contacts go back at commit.
+    warm: Option<&'a mut WarmContacts>,
     writes: [Writes; 7],
     /// Contacts read or written, decoded, by id. Their encoded form is staged at commit.
     contacts: HashMap<String, Cached>,
@@ -128,9 +162,19 @@ impl<'a> Staged<'a> {
     pub fn over(tree: &'a dyn Keyspace) -> Self {
         Self {
             base: Some(tree),
+            warm: None,
             writes: Default::default(),
             contacts: HashMap::new(),
             recent: HashMap::new(),
+        }
+    }
+
+    /// Writes staged over `tree`, reading contacts from `warm` first and leaving them there
+    /// at commit.
+    pub fn over_warm(tree: &'a dyn Keyspace, warm: &'a mut WarmContacts) -> Self {
+        Self {
+            warm: Some(warm),
+            ..Self::over(tree)
         }
     }
 
@@ -138,6 +182,7 @@ impl<'a> Staged<'a> {
     pub fn scratch() -> Self {
         Self {
             base: None,
+            warm: None,
             writes: Default::default(),
             contacts: HashMap::new(),
             recent: HashMap::new(),
@@ -146,18 +191,29 @@ impl<'a> Staged<'a> {
 
     /// Loads contact `id` into the cache, decoding it at most once.
     fn load(&mut self, id: &str) -> Result<&mut Cached, StoreError> {
-        if !self.contacts.contains_key(id) {
-            let contact = match self.get(T::Contacts, id.as_bytes())? {
-                Some(bytes) => {
-                    let (contact, recent) = decode_contact(id.as_bytes(), &bytes)?;
+        let loaded = self.contacts.contains_key(id);
+        if !loaded {
+            let warm = self.warm.as_mut().and_then(|w| w.take(id));
+            let contact = match warm {
+                Some((contact, recent)) => {
                     self.recent.entry(id.to_string()).or_insert(recent);
                     Some(contact)
                 }
-                None => None,
+                None => self.read_contact(id)?,
             };
             self.contacts.insert(id.to_string(), Cached::Clean(contact));
         }
         Ok(self.contacts.get_mut(id).expect("just loaded"))
+    }
+
+    /// Contact `id` as staged or stored, noting its newest event sequences.
+    fn read_contact(&mut self, id: &str) -> Result<Option<Contact>, StoreError> {
+        let Some(bytes) = self.get(T::Contacts, id.as_bytes())? else {
+            return Ok(None);
+        };
+        let (contact, recent) = decode_contact(id.as_bytes(), &bytes)?;
+        self.recent.entry(id.to_string()).or_insert(recent);
+        Ok(Some(contact))
     }
 
     /// Contact `id` as staged or stored (merged-away contacts included).
@@ -225,7 +281,8 @@ impl<'a> Staged<'a> {
 
     /// The newest event sequences of contact `id`, as stored or staged.
     fn recent_mut(&mut self, id: &str) -> Result<&mut Vec<u64>, StoreError> {
-        if !self.recent.contains_key(id) {
+        let loaded = self.recent.contains_key(id);
+        if !loaded {
             let recent = match self.get(T::Contacts, id.as_bytes())? {
                 Some(bytes) => decode_contact(id.as_bytes(), &bytes)?.1,
                 None => Vec::new(),
@@ -398,7 +455,7 @@ impl<'a> Staged<'a> {
     pub fn commit(mut self, tree: &dyn Keyspace) -> Result<(), StoreError> {
         self.settle();
         let mut batch = Batch::default();
-        for (t, writes) in T::ALL.into_iter().zip(self.writes) {
+        for (t, writes) in T::ALL.into_iter().zip(std::mem::take(&mut self.writes)) {
             for (k, v) in writes {
                 let key = t.key(&k);
                 match v {
@@ -407,6 +464,17 @@ impl<'a> Staged<'a> {
                 }
             }
         }
-        tree.apply(batch)
+        tree.apply(batch)?;
+        // Committed: what this set holds is what the tree holds. (Had the commit failed,
+        // the contacts taken from `warm` would just be read from the tree again.)
+        if let Some(warm) = self.warm.take() {
+            for (id, cached) in self.contacts.drain() {
+                if let Cached::Clean(Some(contact)) = cached {
+                    let recent = self.recent.remove(&id).unwrap_or_default();
+                    warm.put(id, contact, recent);
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -52,7 +52,8 @@ impl Profiles {
         merged: Option<&str>,
         log: &dyn Log,
     ) -> Result<Unmerge, UnmergeError> {
-        let _writer = self.lock();
+        let mut writer = self.lock();
+        writer.clear();
         let mut live = self.view();
         let root = resolve::get_root(&mut live, id)?
             .ok_or_else(|| UnmergeError::UnknownContact(id.into()))?;
