@@ -19,8 +19,21 @@ pub struct DedupeIndex {
     seen: Tree,
     meta: Tree,
     window: Duration,
-    /// Where the pruning walk goes on from (a key; empty: the start of the tree).
-    cursor: Mutex<Vec<u8>>,
+    /// Where the pruning walk is.
+    walk: Mutex<Walk>,
+}
+
+/// The pruning walk's place, and what its last full lap saw.
+#[derive(Default)]
+struct Walk {
+    /// Where it goes on from (a key; empty: the start of the tree).
+    cursor: Vec<u8>,
+    /// When the current lap started (Unix ms; 0: not started).
+    lap_started: u64,
+    /// The oldest time of an id the current lap kept.
+    lap_oldest: u64,
+    /// No id can expire before this (Unix ms): the walk rests until then.
+    rest_until: u64,
 }
 
 impl DedupeIndex {
@@ -38,7 +51,7 @@ impl DedupeIndex {
             seen: engine.open("event_ids")?,
             meta: engine.open("event_ids_meta")?,
             window,
-            cursor: Mutex::new(Vec::new()),
+            walk: Mutex::new(Walk::default()),
         };
         if index.meta.get(INDEXED_SEQ)?.is_none() {
             let covered = if index.seen.is_empty() { 0 } else { logged_seq };
@@ -76,6 +89,10 @@ impl DedupeIndex {
             seen.insert(id.as_bytes(), at_ms.to_be_bytes());
         }
         self.seen.apply(seen)?;
+        {
+            let mut walk = self.walk.lock().unwrap_or_else(|e| e.into_inner());
+            walk.rest_until = walk.rest_until.min(at_ms.saturating_add(self.window_ms()));
+        }
         if through_seq > self.indexed_seq()? {
             self.meta.insert(INDEXED_SEQ, &through_seq.to_be_bytes())?;
         }
@@ -83,23 +100,39 @@ impl DedupeIndex {
     }
 
     /// Looks at up to `limit` ids from where the last call stopped (wrapping at the end) and
-    /// removes those stored a window or more before `now`. Returns how many went.
+    /// removes those stored a window or more before `now`. Returns how many went. After a
+    /// full lap it rests until the oldest id it kept (or one stored since the lap began)
+    /// can expire, so a steady index is not walked again and again for nothing.
     pub fn prune(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
         let window = self.window_ms();
-        let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
+        let mut walk = self.walk.lock().unwrap_or_else(|e| e.into_inner());
+        if now < walk.rest_until {
+            return Ok(0);
+        }
+        if walk.lap_started == 0 {
+            walk.lap_started = now;
+            walk.lap_oldest = u64::MAX;
+        }
         let (mut removed, mut visited) = (0, 0);
-        for item in self.seen.range_from(cursor.as_slice()).take(limit) {
+        for item in self.seen.range_from(walk.cursor.as_slice()).take(limit) {
             let (id, at) = item?;
             visited += 1;
-            if ms_of(&at).is_none_or(|at| now.saturating_sub(at) >= window) {
+            let stored = ms_of(&at);
+            if stored.is_none_or(|at| now.saturating_sub(at) >= window) {
                 // Compare-and-swap: an id stored again meanwhile keeps its newer entry.
                 let swapped = self.seen.compare_and_swap(&id, Some(&at), None)?;
                 removed += usize::from(swapped);
+            } else if let Some(at) = stored {
+                walk.lap_oldest = walk.lap_oldest.min(at);
             }
-            *cursor = [id.as_slice(), &[0]].concat();
+            walk.cursor = [id.as_slice(), &[0]].concat();
         }
         if visited < limit {
-            cursor.clear();
+            // A full lap: every id it did not see was stored after it began.
+            let oldest = walk.lap_oldest.min(walk.lap_started);
+            walk.rest_until = oldest.saturating_add(window);
+            walk.cursor.clear();
+            walk.lap_started = 0;
         }
         Ok(removed)
     }
@@ -148,6 +181,34 @@ mod tests {
         assert!(ix.seen_recently("recent", 5_500).unwrap());
         assert!(!ix.seen_recently("old-0", 5_500).unwrap());
         assert_eq!(ix.prune(7_000, 4).unwrap(), 1, "wrapped to the start again");
+        assert!(ix.is_empty());
+    }
+
+    #[test]
+    fn after_a_full_lap_the_walk_rests_until_an_id_can_expire() {
+        let ix = index(1_000);
+        remember(&ix, "a", 100);
+        remember(&ix, "b", 300);
+        assert_eq!(ix.prune(500, 10).unwrap(), 0, "a lap, nothing expired");
+        remember(&ix, "c", 600);
+        assert_eq!(
+            ix.prune(1_099, 10).unwrap(),
+            0,
+            "resting: nothing can go yet"
+        );
+        assert_eq!(ix.prune(1_100, 10).unwrap(), 1, "a expires at 1100");
+        assert_eq!(ix.prune(1_300, 10).unwrap(), 1, "b");
+        assert_eq!(
+            ix.prune(1_600, 10).unwrap(),
+            1,
+            "c, stored after the lap began"
+        );
+        remember(&ix, "late", 50);
+        assert_eq!(
+            ix.prune(1_600, 10).unwrap(),
+            1,
+            "an id stored with an older time (a clock stepped back) ends the rest"
+        );
         assert!(ix.is_empty());
     }
 

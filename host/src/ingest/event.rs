@@ -122,25 +122,43 @@ pub struct StoredEvent {
 impl StoredEvent {
     /// Every identity the event names, `user_id` and `anonymous_id` included.
     pub fn all_identities(&self) -> Vec<Identity> {
-        let mut out = Vec::with_capacity(self.identities.len() + 3);
-        if let Some(u) = &self.user_id {
-            out.push(Identity::new("user_id", u));
-        }
-        if let Some(a) = &self.anonymous_id {
-            out.push(Identity::new("anonymous_id", a));
-        }
-        if let (EventType::Alias, Some(p)) = (self.kind, &self.previous_id) {
-            // Segment's alias: previousId is the old user id (or an anonymous id).
-            out.push(Identity::new("user_id", p));
-            out.push(Identity::new("anonymous_id", p));
-        }
-        for id in &self.identities {
-            if !out.contains(id) {
-                out.push(id.clone());
-            }
-        }
-        out
+        identities_named(
+            self.kind,
+            self.user_id.as_deref(),
+            self.anonymous_id.as_deref(),
+            self.previous_id.as_deref(),
+            &self.identities,
+        )
     }
+}
+
+/// Every identity an event of `kind` names: its `user_id`, its `anonymous_id`, an alias's
+/// previous id (as either), then its further identities, each once.
+pub fn identities_named(
+    kind: EventType,
+    user_id: Option<&str>,
+    anonymous_id: Option<&str>,
+    previous_id: Option<&str>,
+    identities: &[Identity],
+) -> Vec<Identity> {
+    let mut out = Vec::with_capacity(identities.len() + 3);
+    if let Some(u) = user_id {
+        out.push(Identity::new("user_id", u));
+    }
+    if let Some(a) = anonymous_id {
+        out.push(Identity::new("anonymous_id", a));
+    }
+    if let (EventType::Alias, Some(p)) = (kind, previous_id) {
+        // Segment's alias: previousId is the old user id (or an anonymous id).
+        out.push(Identity::new("user_id", p));
+        out.push(Identity::new("anonymous_id", p));
+    }
+    for id in identities {
+        if !out.contains(id) {
+            out.push(id.clone());
+        }
+    }
+    out
 }
 
 /// Now, as RFC 3339.

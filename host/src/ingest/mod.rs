@@ -156,10 +156,21 @@ impl Ingest {
 
     /// Whether an event carries an identity of an erased contact.
     pub fn is_suppressed(&self, event: &StoredEvent) -> Result<bool, StoreError> {
-        if self.suppressed.is_empty() {
+        if !self.suppresses_any() {
             return Ok(false);
         }
-        for identity in event.all_identities() {
+        self.any_suppressed(&event.all_identities())
+    }
+
+    /// Whether any identity is suppressed at all: one look at the tree (not a cheap one), so
+    /// a request or a page of the log looks up each identity only after an erasure.
+    pub fn suppresses_any(&self) -> bool {
+        !self.suppressed.is_empty()
+    }
+
+    /// Whether one of `identities` belongs to an erased contact.
+    pub fn any_suppressed(&self, identities: &[Identity]) -> Result<bool, StoreError> {
+        for identity in identities {
             if self.suppressed.contains_key(identity.key().as_bytes())? {
                 return Ok(true);
             }
@@ -201,10 +212,11 @@ impl Ingest {
         let now = now_ms();
         let mut fresh = Vec::with_capacity(events.len());
         let mut report = IngestReport::default();
+        let suppressing = self.suppresses_any();
         {
             let mut unindexed = self.unindexed();
             for event in events {
-                if self.is_suppressed(&event)? {
+                if suppressing && self.any_suppressed(&event.all_identities())? {
                     report.suppressed += 1;
                 } else if unindexed.contains(&event.message_id)
                     || self.seen_recently(&event.message_id, now)?

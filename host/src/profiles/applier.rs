@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ingest::{Ingest, StoredEvent};
+use crate::ingest::Ingest;
 use crate::store::{LogError, StoreError, is_redacted};
 
+use super::event::ProfileEvent;
 use super::{EraseError, Profiles};
 
 /// Why a page of the log could not be applied (the applier retries it).
@@ -70,14 +71,15 @@ pub fn catch_up(ingest: &Ingest, profiles: &Profiles) -> Result<usize, ApplyErro
     // Logged before its contact was erased: skipped, and its bytes go before the page
     // commits, so a crash cannot leave it unredacted.
     let mut erased = Vec::new();
+    let suppressing = ingest.suppresses_any();
     for (seq, bytes) in &records {
         if is_redacted(bytes) {
             events.push((*seq, None));
             continue;
         }
-        match serde_json::from_slice::<StoredEvent>(bytes) {
+        match ProfileEvent::decode(bytes) {
             Ok(event) => {
-                if ingest.is_suppressed(&event)? {
+                if suppressing && ingest.any_suppressed(&event.all_identities())? {
                     erased.push(*seq);
                 }
                 events.push((*seq, Some(event)));
@@ -95,13 +97,14 @@ pub fn catch_up(ingest: &Ingest, profiles: &Profiles) -> Result<usize, ApplyErro
         .map(|e| e.message_id.as_str())
         .collect();
     ingest.index_logged(&ids, last)?;
-    profiles.apply_batch(&events)?;
+    profiles.apply_page(&events)?;
     Ok(records.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::StoredEvent;
     use crate::store::{Log, MemoryLog};
 
     fn track(id: &str, user: &str) -> StoredEvent {

@@ -2,6 +2,8 @@
 //! time) and per-event-name counters, all derived from the event log and rebuilt from it.
 
 mod applier;
+mod codec;
+mod event;
 mod resolve;
 mod staged;
 mod unmerge;
@@ -18,7 +20,8 @@ pub use unmerge::{Unmerge, UnmergeError};
 
 use crate::ingest::{Identity, StoredEvent};
 use crate::store::{Batch, Engine, Log, LogError, StoreError, Tree, decode_json, encode_json};
-use staged::{OLD_TREE_NAMES, Staged, T, TREE_NAME};
+use event::ProfileEvent;
+use staged::{OLD_TREE_NAMES, Staged, T, TREE_NAME, WarmContacts};
 
 /// A contact profile.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -123,8 +126,9 @@ pub struct Profiles {
     /// Every profile record, keyed by kind ([`T`]).
     tree: Tree,
     suppressed: Tree,
-    /// Held by whoever writes profiles (the applier, unmerge, erasure).
-    writer: Arc<Mutex<()>>,
+    /// Held by whoever writes profiles (the applier, unmerge, erasure), with the contacts
+    /// the applier keeps decoded between pages.
+    writer: Arc<Mutex<WarmContacts>>,
     /// The last applied sequence, for later stages to wait on.
     applied: Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -160,7 +164,7 @@ impl Profiles {
         Ok(Self {
             tree,
             suppressed: engine.open(crate::ingest::SUPPRESSED_TREE)?,
-            writer: Arc::new(Mutex::new(())),
+            writer: Arc::new(Mutex::new(WarmContacts::default())),
             applied: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
@@ -173,7 +177,7 @@ impl Profiles {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, ()> {
+    fn lock(&self) -> MutexGuard<'_, WarmContacts> {
         self.writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -190,12 +194,12 @@ impl Profiles {
 
     /// A contact by id, following merges to the surviving contact.
     pub fn get(&self, id: &str) -> Result<Option<Contact>, StoreError> {
-        resolve::get_root(&self.view(), id)
+        resolve::get_root(&mut self.view(), id)
     }
 
     /// The contact an identity resolves to.
     pub fn find(&self, identity: &Identity) -> Result<Option<Contact>, StoreError> {
-        resolve::owner(&self.view(), identity)
+        resolve::owner(&mut self.view(), identity)
     }
 
     /// Event sequences of a contact, after `after`, at most `limit`.
@@ -205,17 +209,12 @@ impl Profiles {
         after: u64,
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
-        let prefix = T::ContactEvents.key(&[contact.as_bytes(), b"\0"].concat());
-        let start = T::ContactEvents.key(&resolve::event_key(contact, after.saturating_add(1)));
-        let mut out = Vec::new();
-        for item in self.tree.range_from(&start) {
-            let (k, _) = item?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
-            out.push(seq_of(&k[prefix.len()..])?);
-        }
-        Ok(out)
+        let seqs = self.view().event_seqs(contact)?;
+        Ok(seqs
+            .into_iter()
+            .filter(|s| *s > after)
+            .take(limit)
+            .collect())
     }
 
     /// Erases a contact: suppresses its identities (from then on ingest acknowledges events
@@ -224,9 +223,10 @@ impl Profiles {
     /// pending redaction, all before it returns; [`Profiles::finish_erasures`] redacts them.
     /// `None` when there is no such contact.
     pub fn erase(&self, id: &str) -> Result<Option<Erased>, StoreError> {
-        let _writer = self.lock();
+        let mut writer = self.lock();
+        writer.clear();
         let mut st = self.view();
-        let Some(contact) = resolve::get_root(&st, id)? else {
+        let Some(contact) = resolve::get_root(&mut st, id)? else {
             return Ok(None);
         };
         for identity in &contact.identities {
@@ -236,13 +236,8 @@ impl Profiles {
         for identity in &contact.identities {
             st.remove(T::Identities, identity.key().as_bytes());
         }
-        let prefix = [contact.id.as_bytes(), b"\0"].concat();
-        let mut event_seqs = Vec::new();
-        for k in st.keys_with_prefix(T::ContactEvents, &prefix)? {
-            event_seqs.push(seq_of(&k[prefix.len()..])?);
-            st.remove(T::ContactEvents, k);
-        }
-        st.remove(T::Contacts, contact.id.as_bytes());
+        let event_seqs = st.take_events(&contact.id)?;
+        st.remove_contact(&contact.id);
         let seqs: Vec<u8> = event_seqs.iter().flat_map(|s| s.to_be_bytes()).collect();
         st.insert(T::Meta, [ERASING, contact.id.as_bytes()].concat(), seqs);
         st.commit(&*self.tree)?;
@@ -293,9 +288,23 @@ impl Profiles {
         &self,
         events: &[(u64, Option<StoredEvent>)],
     ) -> Result<Vec<Option<String>>, StoreError> {
-        let _writer = self.lock();
-        let mut st = self.view();
+        let events: Vec<(u64, Option<ProfileEvent>)> = events
+            .iter()
+            .map(|(seq, e)| (*seq, e.as_ref().map(ProfileEvent::from)))
+            .collect();
+        self.apply_page(&events)
+    }
+
+    /// [`Profiles::apply_batch`] for events as the profile stage reads them from the log.
+    pub(crate) fn apply_page(
+        &self,
+        events: &[(u64, Option<ProfileEvent>)],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let mut warm = self.lock();
+        let mut st = Staged::over_warm(&*self.tree, &mut warm);
         let applied = read_applied_seq(&st)?;
+        // Erasure suppresses under the writer lock: looked at once for the whole page.
+        let suppressing = !self.suppressed.is_empty();
         let mut landed = Vec::with_capacity(events.len());
         let mut feed = Vec::new();
         let mut last = applied;
@@ -305,7 +314,7 @@ impl Profiles {
                 continue;
             }
             let target = match event {
-                Some(event) => self.apply_one(&mut st, *seq, event)?,
+                Some(event) => self.apply_one(&mut st, *seq, event, suppressing)?,
                 None => None,
             };
             if let Some(contact_id) = &target {
@@ -360,7 +369,7 @@ impl Profiles {
         let mut out = Vec::new();
         for item in self.tree.range(from, Bound::Excluded(&to), false) {
             let (k, v) = item?;
-            let contact: Contact = decode_json(&k, &v)?;
+            let (contact, _) = codec::decode_contact(&k, &v)?;
             if contact.merged_into.is_none() {
                 out.push(contact);
                 if out.len() >= limit {
@@ -450,13 +459,16 @@ impl Profiles {
         &self,
         st: &mut Staged,
         seq: u64,
-        event: &StoredEvent,
+        event: &ProfileEvent,
+        suppressing: bool,
     ) -> Result<Option<String>, StoreError> {
         let identities = event.all_identities();
         // Logged before its contact was erased: not applied, so the contact stays gone.
-        for identity in &identities {
-            if self.suppressed.contains_key(identity.key().as_bytes())? {
-                return Ok(None);
+        if suppressing {
+            for identity in &identities {
+                if self.suppressed.contains_key(identity.key().as_bytes())? {
+                    return Ok(None);
+                }
             }
         }
         resolve::apply_event(st, seq, event, identities)
@@ -595,7 +607,8 @@ mod tests {
         {
             // A crash before the commit: the work is staged, then lost.
             let mut st = p.view();
-            p.apply_one(&mut st, 1, &event).expect("staged");
+            p.apply_one(&mut st, 1, &(&event).into(), true)
+                .expect("staged");
             st.insert(T::Meta, "applied_seq", 1u64.to_be_bytes());
         }
         assert_eq!(p.applied_seq().expect("seq"), 0);
@@ -634,6 +647,75 @@ mod tests {
         drop(p);
         let p = Profiles::open(&db).expect("reopen");
         assert_eq!(counter(&p, "u1", "Seen"), 2, "opened again, nothing lost");
+    }
+
+    #[test]
+    fn a_store_written_by_the_previous_version_reads_and_keeps_its_event_index() {
+        let db = db();
+        let p = Profiles::open(&db).expect("open");
+        // As the previous version wrote them: JSON contacts, one index key per event.
+        let old = |id: &str, user: &str, seqs: &[u64]| {
+            let contact = Contact {
+                id: id.into(),
+                identities: vec![Identity::new("user_id", user)],
+                counters: [("Seen".to_string(), seqs.len() as u64)].into(),
+                created_seq: seqs[0],
+                last_seq: seqs[seqs.len() - 1],
+                ..Contact::default()
+            };
+            let json = serde_json::to_vec(&contact).expect("json");
+            p.tree
+                .insert(&T::Contacts.key(id.as_bytes()), &json)
+                .expect("c");
+            p.tree
+                .insert(
+                    &T::Identities.key(format!("user_id:{user}").as_bytes()),
+                    id.as_bytes(),
+                )
+                .expect("i");
+            for seq in seqs {
+                let key = [id.as_bytes(), b"\0", &seq.to_be_bytes()].concat();
+                p.tree.insert(&T::ContactEvents.key(&key), &[]).expect("e");
+            }
+        };
+        old("ct_a", "ua", &[1, 3]);
+        old("ct_b", "ub", &[2]);
+        p.tree
+            .insert(&T::Meta.key(b"applied_seq"), &3u64.to_be_bytes())
+            .expect("seq");
+        assert_eq!(counter(&p, "ua", "Seen"), 2);
+        assert_eq!(p.event_seqs("ct_a", 0, 10).expect("seqs"), vec![1, 3]);
+        // New events land beside the old index; enough of them fill chunks.
+        let page: Vec<_> = (4..=80)
+            .map(|seq| (seq, Some(track(&format!("m{seq}"), "ua", "Seen"))))
+            .collect();
+        p.apply_batch(&page).expect("page");
+        let mut want: Vec<u64> = vec![1, 3];
+        want.extend(4..=80);
+        assert_eq!(p.event_seqs("ct_a", 0, 1_000).expect("seqs"), want);
+        assert_eq!(p.event_seqs("ct_a", 3, 2).expect("after"), vec![4, 5]);
+        assert_eq!(counter(&p, "ua", "Seen"), 79);
+        // A link merges b (created later) into a: its old key moves with it.
+        let mut link = track("m81", "ua", "Linked");
+        link.identities = vec![Identity::new("user_id", "ub")];
+        p.apply_batch(&[(81, Some(link))]).expect("link");
+        want.push(2);
+        want.push(81);
+        want.sort_unstable();
+        assert_eq!(p.event_seqs("ct_a", 0, 1_000).expect("seqs"), want);
+        assert!(p.event_seqs("ct_b", 0, 10).expect("seqs").is_empty());
+        // Reopened (no contact kept decoded), then erased: every event is found.
+        let p = Profiles::open(&db).expect("reopen");
+        assert_eq!(p.event_seqs("ct_a", 0, 1_000).expect("seqs"), want);
+        let erased = p.erase("ct_a").expect("erase").expect("there");
+        assert_eq!(erased.event_seqs, want);
+        assert!(p.get("ct_a").expect("get").is_none());
+        assert!(
+            p.tree
+                .scan_prefix(&[T::ContactEvents.prefix()])
+                .next()
+                .is_none()
+        );
     }
 
     #[test]

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::ingest::{EventType, Identity, StoredEvent};
-use crate::store::{StoreError, decode_json, encode_json};
+use crate::ingest::{EventType, Identity};
+use crate::store::{StoreError, encode_json};
 
-use super::staged::{Staged, T};
+use super::event::ProfileEvent;
+use super::staged::{Found, Staged, T};
 use super::{Contact, Merge, MergeAction};
 
 fn contact_id_for(identity: &Identity) -> String {
@@ -21,58 +22,58 @@ pub(crate) fn pair_key(a: &str, b: &str) -> Vec<u8> {
     [lo.as_bytes(), b"\0", hi.as_bytes()].concat()
 }
 
-/// Key of an event in the per-contact event index.
-pub(crate) fn event_key(contact: &str, seq: u64) -> Vec<u8> {
-    [contact.as_bytes(), b"\0", &seq.to_be_bytes()].concat()
-}
-
-/// A contact exactly as stored (merged-away contacts included).
-pub(crate) fn get_raw(st: &Staged, id: &str) -> Result<Option<Contact>, StoreError> {
-    match st.get(T::Contacts, id.as_bytes())? {
-        Some(v) => decode_json(id.as_bytes(), &v).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// A contact, following merges to the surviving contact.
-pub(crate) fn get_root(st: &Staged, id: &str) -> Result<Option<Contact>, StoreError> {
-    let mut current = get_raw(st, id)?;
+/// The id of the surviving contact that `id` was merged into (`id` itself when it was not);
+/// `None` when there is no such contact.
+pub(crate) fn root_id(st: &mut Staged, id: &str) -> Result<Option<String>, StoreError> {
+    let mut id = id.to_string();
     for _ in 0..64 {
-        match current {
-            Some(Contact {
-                merged_into: Some(next),
-                ..
-            }) => current = get_raw(st, &next)?,
-            other => return Ok(other),
-        }
+        let next = match st.contact(&id)? {
+            Found::None => return Ok(None),
+            Found::Taken => return Ok(Some(id)),
+            Found::Contact(c) => match &c.merged_into {
+                Some(next) => next.clone(),
+                None => return Ok(Some(id)),
+            },
+        };
+        id = next;
     }
-    Ok(current)
+    Ok(Some(id))
 }
 
-/// The surviving contact an identity resolves to.
-pub(crate) fn owner(st: &Staged, identity: &Identity) -> Result<Option<Contact>, StoreError> {
-    match st.get(T::Identities, identity.key().as_bytes())? {
-        Some(id) => get_root(st, &String::from_utf8_lossy(&id)),
+/// A contact, following merges to the surviving contact (taken out of `st`).
+pub(crate) fn get_root(st: &mut Staged, id: &str) -> Result<Option<Contact>, StoreError> {
+    match root_id(st, id)? {
+        Some(root) => st.take_contact(&root),
         None => Ok(None),
     }
 }
 
-fn put(st: &mut Staged, contact: &Contact) -> Result<(), StoreError> {
-    let json = encode_json(contact)?;
-    st.insert(T::Contacts, contact.id.as_bytes(), json);
-    Ok(())
+/// The id of the surviving contact an identity resolves to.
+pub(crate) fn owner_id(st: &mut Staged, identity: &Identity) -> Result<Option<String>, StoreError> {
+    match st.get(T::Identities, identity.key().as_bytes())? {
+        Some(id) => root_id(st, &String::from_utf8_lossy(&id)),
+        None => Ok(None),
+    }
+}
+
+/// The surviving contact an identity resolves to (taken out of `st`).
+pub(crate) fn owner(st: &mut Staged, identity: &Identity) -> Result<Option<Contact>, StoreError> {
+    match owner_id(st, identity)? {
+        Some(root) => st.take_contact(&root),
+        None => Ok(None),
+    }
 }
 
 /// Applies one event carrying `identities`; returns the contact it landed on.
 pub(crate) fn apply_event(
     st: &mut Staged,
     seq: u64,
-    event: &StoredEvent,
+    event: &ProfileEvent,
     identities: Vec<Identity>,
 ) -> Result<Option<String>, StoreError> {
     if let Some(id) = &event.contact_id {
         // Written by the host about a known contact: no identities to resolve.
-        let Some(mut contact) = get_root(st, id)? else {
+        let Some(mut contact) = get_root(&mut *st, id)? else {
             return Ok(None);
         };
         apply_traits(&mut contact, event);
@@ -83,15 +84,15 @@ pub(crate) fn apply_event(
     };
     let mut found: BTreeSet<String> = BTreeSet::new();
     for identity in &identities {
-        if let Some(c) = owner(st, identity)? {
-            found.insert(c.id);
+        if let Some(id) = owner_id(st, identity)? {
+            found.insert(id);
         }
     }
-    let mut contacts: Vec<Contact> = found
-        .iter()
-        .filter_map(|id| get_raw(st, id).transpose())
-        .collect::<Result<_, _>>()?;
-    contacts.sort_by_key(|c| (c.created_seq, c.id.clone()));
+    let mut contacts: Vec<Contact> = Vec::with_capacity(found.len());
+    for id in &found {
+        contacts.extend(st.take_contact(id)?);
+    }
+    contacts.sort_by(|a, b| (a.created_seq, &a.id).cmp(&(b.created_seq, &b.id)));
     let mut survivor = if contacts.is_empty() {
         // A contact with that id may exist from an identity since moved away; start anew.
         Contact {
@@ -103,15 +104,16 @@ pub(crate) fn apply_event(
         contacts.remove(0)
     };
     let mut kept_apart = BTreeSet::new();
-    for mut other in contacts {
+    for other in contacts {
         if st
             .get(T::Unmerged, &pair_key(&survivor.id, &other.id))?
             .is_some()
         {
-            kept_apart.insert(other.id);
+            kept_apart.insert(other.id.clone());
+            st.give_back(other);
             continue;
         }
-        merge_into(st, &mut survivor, &mut other, seq, &event.message_id)?;
+        merge_into(st, &mut survivor, other, seq, &event.message_id)?;
     }
     attach_identities(st, &mut survivor, identities, &kept_apart)?;
     apply_traits(&mut survivor, event);
@@ -123,15 +125,16 @@ fn record(
     st: &mut Staged,
     mut contact: Contact,
     seq: u64,
-    event: &StoredEvent,
+    event: &ProfileEvent,
 ) -> Result<String, StoreError> {
     if let (EventType::Track, Some(name)) = (event.kind, &event.event) {
         *contact.counters.entry(name.clone()).or_default() += 1;
     }
     contact.last_seq = seq;
-    put(st, &contact)?;
-    st.insert(T::ContactEvents, event_key(&contact.id, seq), []);
-    Ok(contact.id)
+    let id = contact.id.clone();
+    st.index_event(&id, seq)?;
+    st.put_contact(contact);
+    Ok(id)
 }
 
 /// Gives the survivor the event's identities, except those of contacts kept apart from it.
@@ -146,7 +149,7 @@ fn attach_identities(
             continue;
         }
         if !kept_apart.is_empty()
-            && owner(st, &identity)?.is_some_and(|c| kept_apart.contains(&c.id))
+            && owner_id(st, &identity)?.is_some_and(|id| kept_apart.contains(&id))
         {
             continue;
         }
@@ -160,7 +163,7 @@ fn attach_identities(
     Ok(())
 }
 
-fn apply_traits(survivor: &mut Contact, event: &StoredEvent) {
+fn apply_traits(survivor: &mut Contact, event: &ProfileEvent) {
     let traits = match event.kind {
         EventType::Identify => event.traits.as_object(),
         EventType::Group => None,
@@ -184,7 +187,7 @@ fn apply_traits(survivor: &mut Contact, event: &StoredEvent) {
 fn merge_into(
     st: &mut Staged,
     survivor: &mut Contact,
-    other: &mut Contact,
+    mut other: Contact,
     seq: u64,
     message_id: &str,
 ) -> Result<(), StoreError> {
@@ -208,14 +211,8 @@ fn merge_into(
     for (name, n) in std::mem::take(&mut other.counters) {
         *survivor.counters.entry(name).or_default() += n;
     }
-    let prefix = [other.id.as_bytes(), b"\0"].concat();
-    for k in st.keys_with_prefix(T::ContactEvents, &prefix)? {
-        let moved = [survivor.id.as_bytes(), b"\0", &k[prefix.len()..]].concat();
-        st.insert(T::ContactEvents, moved, []);
-        st.remove(T::ContactEvents, k);
-    }
+    st.move_events(&other.id, &survivor.id)?;
     other.merged_into = Some(survivor.id.clone());
-    put(st, other)?;
     let merge = Merge {
         action: MergeAction::Merge,
         survivor: survivor.id.clone(),
@@ -227,5 +224,6 @@ fn merge_into(
     let key = [seq.to_be_bytes().as_slice(), other.id.as_bytes()].concat();
     st.insert(T::Merges, key, encode_json(&merge)?);
     tracing::info!(survivor = %survivor.id, merged = %other.id, seq, "contacts merged");
+    st.put_contact(other);
     Ok(())
 }

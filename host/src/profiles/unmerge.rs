@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 
 use crate::clock::now_ms;
-use crate::ingest::{Identity, StoredEvent};
+use crate::ingest::Identity;
 use crate::store::{Log, LogError, StoreError, decode_json, encode_json};
 
+use super::event::ProfileEvent;
 use super::resolve::{self, pair_key};
 use super::staged::{Staged, T};
-use super::{Contact, Merge, MergeAction, Profiles, seq_of};
+use super::{Contact, Merge, MergeAction, Profiles};
 
 /// Why an unmerge was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,16 +52,17 @@ impl Profiles {
         merged: Option<&str>,
         log: &dyn Log,
     ) -> Result<Unmerge, UnmergeError> {
-        let _writer = self.lock();
-        let live = self.view();
-        let root =
-            resolve::get_root(&live, id)?.ok_or_else(|| UnmergeError::UnknownContact(id.into()))?;
+        let mut writer = self.lock();
+        writer.clear();
+        let mut live = self.view();
+        let root = resolve::get_root(&mut live, id)?
+            .ok_or_else(|| UnmergeError::UnknownContact(id.into()))?;
         let undone = self.merge_to_undo(&live, &root.id, merged)?;
         let mut scratch = self.scratch_with_pairs(&live)?;
         scratch.insert(T::Unmerged, pair_key(&undone.survivor, &undone.merged), []);
-        replay(&live, &mut scratch, &root.id, log)?;
+        replay(&mut live, &mut scratch, &root.id, log)?;
         let mut out = self.view();
-        write_back(&mut out, &scratch, &root.id)?;
+        write_back(&mut out, &mut scratch, &root.id)?;
         out.insert(T::Unmerged, pair_key(&undone.survivor, &undone.merged), []);
         let record = Merge {
             action: MergeAction::Unmerge,
@@ -76,9 +78,9 @@ impl Profiles {
         out.insert(T::Merges, key, encode_json(&record)?);
         out.commit(&*self.tree)?;
         tracing::info!(survivor = %undone.survivor, restored = %undone.merged, "contacts unmerged");
-        let view = self.view();
         let fetch = |id: &str| -> Result<Contact, UnmergeError> {
-            resolve::get_root(&view, id)?.ok_or_else(|| UnmergeError::Lost(id.to_string()))
+            resolve::get_root(&mut self.view(), id)?
+                .ok_or_else(|| UnmergeError::Lost(id.to_string()))
         };
         Ok(Unmerge {
             survivor: fetch(&undone.survivor)?,
@@ -133,19 +135,17 @@ fn read_applied(live: &Staged) -> Result<u64, StoreError> {
 /// Replays every event indexed under `root`, in order, into `scratch`. Identities that now
 /// belong to another contact are left out, as they were when the event was applied.
 fn replay(
-    live: &Staged,
+    live: &mut Staged,
     scratch: &mut Staged,
     root: &str,
     log: &dyn Log,
 ) -> Result<(), UnmergeError> {
-    let prefix = [root.as_bytes(), b"\0"].concat();
     let mut owners: HashMap<String, bool> = HashMap::new();
-    for key in live.keys_with_prefix(T::ContactEvents, &prefix)? {
-        let seq = seq_of(&key[prefix.len()..])?;
+    for seq in live.event_seqs(root)? {
         let Some((_, bytes)) = log.read(seq, 1)?.into_iter().find(|(s, _)| *s == seq) else {
             continue;
         };
-        let event: StoredEvent = match serde_json::from_slice(&bytes) {
+        let event = match ProfileEvent::decode(&bytes) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(seq, "undecodable event in the log, skipped in unmerge: {e}");
@@ -154,7 +154,7 @@ fn replay(
         };
         let mut identities = Vec::new();
         for identity in event.all_identities() {
-            if is_ours(live, root, &identity, &mut owners)? {
+            if is_ours(&mut *live, root, &identity, &mut owners)? {
                 identities.push(identity);
             }
         }
@@ -164,7 +164,7 @@ fn replay(
 }
 
 fn is_ours(
-    live: &Staged,
+    live: &mut Staged,
     root: &str,
     identity: &Identity,
     cache: &mut HashMap<String, bool>,
@@ -173,13 +173,14 @@ fn is_ours(
     if let Some(ours) = cache.get(&key) {
         return Ok(*ours);
     }
-    let ours = resolve::owner(live, identity)?.is_none_or(|c| c.id == root);
+    let ours = resolve::owner_id(live, identity)?.is_none_or(|id| id == root);
     cache.insert(key, ours);
     Ok(ours)
 }
 
 /// Stages the rebuilt contacts, their identities and event index over the live ones.
-fn write_back(out: &mut Staged, scratch: &Staged, root: &str) -> Result<(), StoreError> {
+fn write_back(out: &mut Staged, scratch: &mut Staged, root: &str) -> Result<(), StoreError> {
+    scratch.settle();
     let prefix = [root.as_bytes(), b"\0"].concat();
     for k in out.keys_with_prefix(T::ContactEvents, &prefix)? {
         out.remove(T::ContactEvents, k);
