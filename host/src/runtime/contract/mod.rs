@@ -18,6 +18,8 @@
 mod frozen;
 pub mod v0_1;
 pub mod v0_2;
+#[cfg(test)]
+mod worlds;
 
 /// The newest contract version's module.
 pub use v0_2 as latest;

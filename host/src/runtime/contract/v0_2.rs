@@ -26,7 +26,17 @@ pub const PACKAGE_VERSION: &str = "0.2.0";
 pub mod connector {
     wasmtime::component::bindgen!({
         path: "../wit/v0.2.0",
-        world: "tessera:cx/connector@0.2.0",
+        // The contract's world without its `sandbox` part: the WASI interfaces are
+        // wasmtime-wasi's own bindings, linked in `Runtime::new`.
+        inline: "
+            package tessera:host;
+            world connector {
+                include tessera:cx/host-imports@0.2.0;
+                export tessera:cx/source@0.2.0;
+                export tessera:cx/self-test@0.2.0;
+            }
+        ",
+        world: "tessera:host/connector",
         imports: { default: trappable },
         exports: { default: async },
     });
@@ -36,7 +46,17 @@ pub mod connector {
 pub mod segment_rule {
     wasmtime::component::bindgen!({
         path: "../wit/v0.2.0",
-        world: "tessera:cx/segment-rule@0.2.0",
+        // The contract's world without its `sandbox` part: the WASI interfaces are
+        // wasmtime-wasi's own bindings, linked in `Runtime::new`.
+        inline: "
+            package tessera:host;
+            world segment-rule {
+                include tessera:cx/host-imports@0.2.0;
+                export tessera:cx/rule@0.2.0;
+                export tessera:cx/self-test@0.2.0;
+            }
+        ",
+        world: "tessera:host/segment-rule",
         imports: { default: trappable },
         exports: { default: async },
         with: {
@@ -52,7 +72,17 @@ pub mod segment_rule {
 pub mod channel {
     wasmtime::component::bindgen!({
         path: "../wit/v0.2.0",
-        world: "tessera:cx/channel@0.2.0",
+        // The contract's world without its `sandbox` part: the WASI interfaces are
+        // wasmtime-wasi's own bindings, linked in `Runtime::new`.
+        inline: "
+            package tessera:host;
+            world channel {
+                include tessera:cx/host-imports@0.2.0;
+                export tessera:cx/sender@0.2.0;
+                export tessera:cx/self-test@0.2.0;
+            }
+        ",
+        world: "tessera:host/channel",
         imports: { default: trappable },
         exports: { default: async },
         with: {
