@@ -9,6 +9,9 @@
 //! - [`segments`]: segment definitions and memberships, decided by rule plugins as the
 //!   change feed moves, on recheck timers and by recomputes; membership changes go back
 //!   into the log as events.
+//! - [`journeys`]: journey definitions (versioned) and durable runs: triggers from the
+//!   change feed, waits on timers and events, branches, trait updates through the log.
+//! - [`outbox`]: messages that journey sends queue, once per idempotency key (not sent yet).
 //! - [`plugins`]: manifests, versions, slots (live version behind `arc-swap`), breaker, registry.
 //! - [`runtime`]: everything wasmtime: engine, sandbox, host imports, outbound HTTP policy.
 //! - [`store`]: persistence as bytes: the event log file and the storage engine (sled, or memory for tests) every stage keeps its records in.
@@ -23,6 +26,8 @@ pub mod clock;
 pub mod digest;
 pub mod http;
 pub mod ingest;
+pub mod journeys;
+pub mod outbox;
 pub mod plugins;
 pub mod profiles;
 pub mod runtime;

@@ -28,10 +28,12 @@ pub fn admin_router() -> Router<AppState> {
 async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let logged = state.ingest.log().last_seq();
     let applied = state.profiles.applied_seq()?;
+    let journeys = state.journeys.followed_seq()?;
     Ok(Json(json!({
         "event_log": { "last_seq": logged },
         "profiles": { "applied_seq": applied, "behind": logged.saturating_sub(applied) },
         "dedupe": { "awaiting_index": state.ingest.unindexed_len() },
+        "journeys": { "followed_seq": journeys, "behind": applied.saturating_sub(journeys) },
     })))
 }
 
