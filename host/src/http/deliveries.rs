@@ -48,7 +48,9 @@ async fn list(
     let next = (deliveries.len() == limit)
         .then(|| deliveries.last().map(|d| d.seq))
         .flatten();
-    Ok(Json(json!({ "deliveries": deliveries, "next_after": next })))
+    Ok(Json(
+        json!({ "deliveries": deliveries, "next_after": next }),
+    ))
 }
 
 async fn one(

@@ -83,7 +83,10 @@ impl Condition {
             Subject::InSegment(id) => return (facts.in_segment)(id),
             Subject::NotInSegment(id) => return !(facts.in_segment)(id),
             Subject::Trait(path) => lookup_map(facts.traits, path),
-            Subject::Property(path) => facts.properties.as_object().and_then(|p| lookup_map(p, path)),
+            Subject::Property(path) => facts
+                .properties
+                .as_object()
+                .and_then(|p| lookup_map(p, path)),
         };
         let value = value.filter(|v| !v.is_null());
         match &self.op {
@@ -163,10 +166,30 @@ mod tests {
 
     #[test]
     fn traits_and_properties_compare_by_value() {
-        assert!(check(t("plan"), Op::Equals(json!("pro")), json!({"plan": "pro"}), json!(null)));
-        assert!(!check(t("plan"), Op::Equals(json!("pro")), json!({}), json!(null)));
-        assert!(check(t("n"), Op::Equals(json!(1)), json!({"n": 1.0}), json!(null)));
-        assert!(check(t("plan"), Op::NotEquals(json!("pro")), json!({}), json!(null)));
+        assert!(check(
+            t("plan"),
+            Op::Equals(json!("pro")),
+            json!({"plan": "pro"}),
+            json!(null)
+        ));
+        assert!(!check(
+            t("plan"),
+            Op::Equals(json!("pro")),
+            json!({}),
+            json!(null)
+        ));
+        assert!(check(
+            t("n"),
+            Op::Equals(json!(1)),
+            json!({"n": 1.0}),
+            json!(null)
+        ));
+        assert!(check(
+            t("plan"),
+            Op::NotEquals(json!("pro")),
+            json!({}),
+            json!(null)
+        ));
         assert!(check(
             Subject::Property("total".into()),
             Op::Gt(100.0),
@@ -179,19 +202,64 @@ mod tests {
             json!({}),
             json!({"total": 100})
         ));
-        assert!(check(t("a.city"), Op::Equals(json!("Oslo")), json!({"a": {"city": "Oslo"}}), json!(null)));
-        assert!(check(t("tags"), Op::Contains(json!("x")), json!({"tags": ["x"]}), json!(null)));
-        assert!(check(t("email"), Op::Contains(json!("@ex")), json!({"email": "a@ex.com"}), json!(null)));
-        assert!(check(t("plan"), Op::In(vec![json!("a"), json!("pro")]), json!({"plan": "pro"}), json!(null)));
-        assert!(check(t("gone"), Op::Exists(false), json!({"gone": null}), json!(null)));
-        assert!(!check(t("lt"), Op::Lt(3.0), json!({"lt": "x"}), json!(null)));
+        assert!(check(
+            t("a.city"),
+            Op::Equals(json!("Oslo")),
+            json!({"a": {"city": "Oslo"}}),
+            json!(null)
+        ));
+        assert!(check(
+            t("tags"),
+            Op::Contains(json!("x")),
+            json!({"tags": ["x"]}),
+            json!(null)
+        ));
+        assert!(check(
+            t("email"),
+            Op::Contains(json!("@ex")),
+            json!({"email": "a@ex.com"}),
+            json!(null)
+        ));
+        assert!(check(
+            t("plan"),
+            Op::In(vec![json!("a"), json!("pro")]),
+            json!({"plan": "pro"}),
+            json!(null)
+        ));
+        assert!(check(
+            t("gone"),
+            Op::Exists(false),
+            json!({"gone": null}),
+            json!(null)
+        ));
+        assert!(!check(
+            t("lt"),
+            Op::Lt(3.0),
+            json!({"lt": "x"}),
+            json!(null)
+        ));
     }
 
     #[test]
     fn segment_conditions_ask_membership() {
-        assert!(check(Subject::InSegment("vip".into()), Op::Member, json!({}), json!(null)));
-        assert!(!check(Subject::NotInSegment("vip".into()), Op::Member, json!({}), json!(null)));
-        assert!(check(Subject::NotInSegment("x".into()), Op::Member, json!({}), json!(null)));
+        assert!(check(
+            Subject::InSegment("vip".into()),
+            Op::Member,
+            json!({}),
+            json!(null)
+        ));
+        assert!(!check(
+            Subject::NotInSegment("vip".into()),
+            Op::Member,
+            json!({}),
+            json!(null)
+        ));
+        assert!(check(
+            Subject::NotInSegment("x".into()),
+            Op::Member,
+            json!({}),
+            json!(null)
+        ));
     }
 
     #[test]
@@ -203,8 +271,14 @@ mod tests {
             properties: &Value::Null,
             in_segment: &never,
         };
-        let yes = Condition { subject: t("plan"), op: Op::Equals(json!("pro")) };
-        let no = Condition { subject: t("plan"), op: Op::Equals(json!("free")) };
+        let yes = Condition {
+            subject: t("plan"),
+            op: Op::Equals(json!("pro")),
+        };
+        let no = Condition {
+            subject: t("plan"),
+            op: Op::Equals(json!("free")),
+        };
         assert!(!judge(&[yes.clone(), no.clone()], true, &facts));
         assert!(judge(&[yes, no], false, &facts));
         assert!(judge(&[], true, &facts));

@@ -182,7 +182,14 @@ pub struct JourneyDef {
 }
 
 /// The step types, as written.
-const STEP_KINDS: [&str; 6] = ["wait", "wait_until", "branch", "send", "update_traits", "exit"];
+const STEP_KINDS: [&str; 6] = [
+    "wait",
+    "wait_until",
+    "branch",
+    "send",
+    "update_traits",
+    "exit",
+];
 
 /// Checks an id: 1 to 64 of `a-z 0-9 _ -`, starting with a letter or digit.
 pub fn is_id(id: &str) -> bool {
@@ -203,12 +210,22 @@ pub fn parse(id: &str, version: u32, input: &Value) -> Result<JourneyDef, Invali
     allow_keys(
         obj,
         "",
-        &["id", "name", "trigger", "exit_on_segment_exit", "reentry", "steps"],
+        &[
+            "id",
+            "name",
+            "trigger",
+            "exit_on_segment_exit",
+            "reentry",
+            "steps",
+        ],
     )?;
     if let Some(given) = obj.get("id")
         && given.as_str() != Some(id)
     {
-        return Err(invalid("id", format!("must be `{id}` (the id cannot change)")));
+        return Err(invalid(
+            "id",
+            format!("must be `{id}` (the id cannot change)"),
+        ));
     }
     if !is_id(id) {
         return Err(invalid(
@@ -280,7 +297,10 @@ fn string(value: Option<&Value>, path: &str) -> Result<String, Invalid> {
     match value {
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => Ok(s.clone()),
         None | Some(Value::Null) => Err(invalid(path, "is required")),
-        Some(_) => Err(invalid(path, "must be a non-empty string of at most 200 bytes")),
+        Some(_) => Err(invalid(
+            path,
+            "must be a non-empty string of at most 200 bytes",
+        )),
     }
 }
 
@@ -328,7 +348,10 @@ fn parse_trigger(value: Option<&Value>) -> Result<Trigger, Invalid> {
                 "segment",
             )?))
         }
-        _ => Err(invalid("trigger", "give exactly one of `event` and `segment`")),
+        _ => Err(invalid(
+            "trigger",
+            "give exactly one of `event` and `segment`",
+        )),
     }
 }
 
@@ -341,7 +364,10 @@ fn conditions(value: Option<&Value>, path: &str, contact: bool) -> Result<Vec<Co
         Some(_) => return Err(invalid(path, "must be a list of conditions")),
     };
     if items.len() > MAX_CONDITIONS {
-        return Err(invalid(path, format!("at most {MAX_CONDITIONS} conditions")));
+        return Err(invalid(
+            path,
+            format!("at most {MAX_CONDITIONS} conditions"),
+        ));
     }
     items
         .iter()
@@ -396,10 +422,7 @@ fn condition(value: &Value, path: &str, contact: bool) -> Result<Condition, Inva
     allow_keys(obj, path, &allowed)?;
     let raw = &obj[op_key];
     let at = join(path, op_key);
-    let num = || {
-        raw.as_f64()
-            .ok_or_else(|| invalid(&at, "must be a number"))
-    };
+    let num = || raw.as_f64().ok_or_else(|| invalid(&at, "must be a number"));
     let op = match op_key {
         "equals" => Op::Equals(raw.clone()),
         "not_equals" => Op::NotEquals(raw.clone()),
@@ -478,7 +501,9 @@ fn parse_steps(value: Option<&Value>) -> Result<Vec<Step>, Invalid> {
                 None => Err(invalid(&path, format!("no step `{name}`"))),
                 Some(&j) if j <= at => Err(invalid(
                     &path,
-                    format!("step `{name}` is not after this one (a run only moves forward, so it cannot loop)"),
+                    format!(
+                        "step `{name}` is not after this one (a run only moves forward, so it cannot loop)"
+                    ),
                 )),
                 Some(&j) => Ok(Next::Step(j)),
             },
@@ -507,25 +532,24 @@ fn parse_steps(value: Option<&Value>) -> Result<Vec<Step>, Invalid> {
             "wait" => wait(body, &at)?,
             "wait_until" => {
                 let o = object(body, &at)?;
-                let (awaited, keys): (Awaited, &[&str]) =
-                    match (o.get("event"), o.get("segment")) {
-                        (Some(_), None) => (
-                            Awaited::Event {
-                                name: string(o.get("event"), &join(&at, "event"))?,
-                                conditions: conditions(o.get("where"), &join(&at, "where"), false)?,
-                            },
-                            &["event", "where", "timeout", "on_timeout"][..],
-                        ),
-                        (None, Some(_)) => (
-                            Awaited::Segment(id_field(
-                                o.get("segment"),
-                                &join(&at, "segment"),
-                                "segment",
-                            )?),
-                            &["segment", "timeout", "on_timeout"][..],
-                        ),
-                        _ => return Err(invalid(&at, "give exactly one of `event` and `segment`")),
-                    };
+                let (awaited, keys): (Awaited, &[&str]) = match (o.get("event"), o.get("segment")) {
+                    (Some(_), None) => (
+                        Awaited::Event {
+                            name: string(o.get("event"), &join(&at, "event"))?,
+                            conditions: conditions(o.get("where"), &join(&at, "where"), false)?,
+                        },
+                        &["event", "where", "timeout", "on_timeout"][..],
+                    ),
+                    (None, Some(_)) => (
+                        Awaited::Segment(id_field(
+                            o.get("segment"),
+                            &join(&at, "segment"),
+                            "segment",
+                        )?),
+                        &["segment", "timeout", "on_timeout"][..],
+                    ),
+                    _ => return Err(invalid(&at, "give exactly one of `event` and `segment`")),
+                };
                 allow_keys(o, &at, keys)?;
                 Action::WaitUntil {
                     awaited,
@@ -548,7 +572,10 @@ fn parse_steps(value: Option<&Value>) -> Result<Vec<Step>, Invalid> {
                     return Err(invalid(&at, "give at least one condition"));
                 }
                 if o.get("then").is_none() && o.get("else").is_none() {
-                    return Err(invalid(&at, "give `then`, `else` or both (a step id or \"exit\")"));
+                    return Err(invalid(
+                        &at,
+                        "give `then`, `else` or both (a step id or \"exit\")",
+                    ));
                 }
                 Action::Branch {
                     all,
@@ -603,7 +630,10 @@ fn wait(body: &Value, at: &str) -> Result<Action, Invalid> {
     match (o.get("duration"), o.get("until")) {
         (Some(_), None) => {
             allow_keys(o, at, &["duration"])?;
-            Ok(Action::WaitFor(duration(o.get("duration"), &join(at, "duration"))?))
+            Ok(Action::WaitFor(duration(
+                o.get("duration"),
+                &join(at, "duration"),
+            )?))
         }
         (None, Some(_)) => {
             allow_keys(o, at, &["until", "default_timezone"])?;
@@ -677,15 +707,27 @@ mod tests {
         assert_eq!(def.steps[1].id, "ask");
         assert_eq!(def.steps[0].id, "0");
         match &def.steps[1].action {
-            Action::WaitUntil { on_timeout, timeout_ms, .. } => {
+            Action::WaitUntil {
+                on_timeout,
+                timeout_ms,
+                ..
+            } => {
                 assert_eq!(*on_timeout, Next::Step(3));
                 assert_eq!(*timeout_ms, 2 * 86_400_000);
             }
             other => panic!("{other:?}"),
         }
         match &def.steps[2].action {
-            Action::Branch { then, otherwise, all, .. } => {
-                assert_eq!((*then, *otherwise, *all), (Next::Step(4), Next::Step(3), true));
+            Action::Branch {
+                then,
+                otherwise,
+                all,
+                ..
+            } => {
+                assert_eq!(
+                    (*then, *otherwise, *all),
+                    (Next::Step(4), Next::Step(3), true)
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -694,33 +736,50 @@ mod tests {
 
     #[test]
     fn errors_point_at_the_bad_step() {
-        let e = err(base(json!([{ "exit": {} }, { "exit": {} }, { "wait": { "duration": "2x" } }])));
+        let e = err(base(
+            json!([{ "exit": {} }, { "exit": {} }, { "wait": { "duration": "2x" } }]),
+        ));
         assert_eq!(e.path, "steps[2].wait.duration");
-        let e = err(base(json!([{ "wait": { "duration": "1h", "until": "09:00" } }])));
+        let e = err(base(
+            json!([{ "wait": { "duration": "1h", "until": "09:00" } }]),
+        ));
         assert_eq!(e.path, "steps[0].wait");
         let e = err(base(json!([{ "wait": { "until": "25:00" } }])));
         assert_eq!(e.path, "steps[0].wait.until");
         let e = err(base(json!([{ "send": { "template": "t" } }])));
         assert_eq!(e.path, "steps[0].send.channel");
-        let e = err(base(json!([{ "send": { "channel": "c", "template": "t", "dat": {} } }])));
+        let e = err(base(
+            json!([{ "send": { "channel": "c", "template": "t", "dat": {} } }]),
+        ));
         assert_eq!(e.path, "steps[0].send.dat");
         let e = err(base(json!([{ "jump": {} }])));
         assert_eq!(e.path, "steps[0]");
-        let e = err(base(json!([{ "branch": { "any": [{ "trait": "x", "gt": "big" }], "then": "exit" } }])));
+        let e = err(base(
+            json!([{ "branch": { "any": [{ "trait": "x", "gt": "big" }], "then": "exit" } }]),
+        ));
         assert_eq!(e.path, "steps[0].branch.any[0].gt");
-        let e = err(base(json!([{ "branch": { "all": [{ "trait": "x", "exists": true }], "then": "nope" } }])));
+        let e = err(base(
+            json!([{ "branch": { "all": [{ "trait": "x", "exists": true }], "then": "nope" } }]),
+        ));
         assert_eq!(e.path, "steps[0].branch.then");
-        let e = err(base(json!([{ "wait_until": { "event": "E", "timeout": "1d", "where": [{ "trait": "x", "equals": 1 }] } }])));
+        let e = err(base(
+            json!([{ "wait_until": { "event": "E", "timeout": "1d", "where": [{ "trait": "x", "equals": 1 }] } }]),
+        ));
         assert_eq!(e.path, "steps[0].wait_until.where[0].trait");
-        let e = err(base(json!([{ "id": "a", "exit": {} }, { "id": "a", "exit": {} }])));
+        let e = err(base(
+            json!([{ "id": "a", "exit": {} }, { "id": "a", "exit": {} }]),
+        ));
         assert_eq!(e.path, "steps[1].id");
         let e = err(base(json!([])));
         assert_eq!(e.path, "steps");
-        let e = err(json!({ "trigger": { "event": "E", "segment": "s" }, "steps": [{ "exit": {} }] }));
+        let e =
+            err(json!({ "trigger": { "event": "E", "segment": "s" }, "steps": [{ "exit": {} }] }));
         assert_eq!(e.path, "trigger");
         let e = err(json!({ "trigger": { "segment": "S S" }, "steps": [{ "exit": {} }] }));
         assert_eq!(e.path, "trigger.segment");
-        let e = err(json!({ "trigger": { "event": "E" }, "reentry": { "after": "soon" }, "steps": [{ "exit": {} }] }));
+        let e = err(
+            json!({ "trigger": { "event": "E" }, "reentry": { "after": "soon" }, "steps": [{ "exit": {} }] }),
+        );
         assert_eq!(e.path, "reentry.after");
         let e = err(json!({ "trigger": { "event": "E" }, "step": [] }));
         assert_eq!(e.path, "step");
@@ -738,11 +797,19 @@ mod tests {
 
     #[test]
     fn the_id_in_the_body_must_match() {
-        let e = parse("a", 1, &json!({ "id": "b", "trigger": { "event": "E" }, "steps": [{ "exit": {} }] }))
-            .expect_err("refused");
+        let e = parse(
+            "a",
+            1,
+            &json!({ "id": "b", "trigger": { "event": "E" }, "steps": [{ "exit": {} }] }),
+        )
+        .expect_err("refused");
         assert_eq!(e.path, "id");
-        let e = parse("Bad Id", 1, &json!({ "trigger": { "event": "E" }, "steps": [{ "exit": {} }] }))
-            .expect_err("refused");
+        let e = parse(
+            "Bad Id",
+            1,
+            &json!({ "trigger": { "event": "E" }, "steps": [{ "exit": {} }] }),
+        )
+        .expect_err("refused");
         assert_eq!(e.path, "id");
     }
 }

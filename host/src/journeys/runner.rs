@@ -27,7 +27,12 @@ pub(super) enum Wake {
 }
 
 /// The identify event that writes a step's traits: its message id makes it once-only.
-pub(super) fn trait_update_event(run: &Run, step: usize, traits: &Map<String, Value>, now: i64) -> StoredEvent {
+pub(super) fn trait_update_event(
+    run: &Run,
+    step: usize,
+    traits: &Map<String, Value>,
+    now: i64,
+) -> StoredEvent {
     let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     StoredEvent {
@@ -142,8 +147,7 @@ impl Journeys {
                 } => {
                     let segments = &self.segments;
                     let contact_id = run.contact.clone();
-                    let in_segment =
-                        |s: &str| segments.is_member(s, &contact_id).unwrap_or(false);
+                    let in_segment = |s: &str| segments.is_member(s, &contact_id).unwrap_or(false);
                     let yes = judge(
                         conditions,
                         *all,

@@ -64,7 +64,12 @@ struct Defs {
 }
 
 impl Defs {
-    fn get(&mut self, j: &Journeys, journey: &str, version: u32) -> Result<Option<&JourneyDef>, JourneyError> {
+    fn get(
+        &mut self,
+        j: &Journeys,
+        journey: &str,
+        version: u32,
+    ) -> Result<Option<&JourneyDef>, JourneyError> {
         let key = (journey.to_string(), version);
         if !self.versions.contains_key(&key) {
             let def = j.store.version(journey, version)?.map(|v| v.def);
@@ -179,7 +184,10 @@ impl Journeys {
         let contact = &applied.contact_id;
         let seq = applied.seq;
         let segment_id = event.properties.get("segment_id").and_then(|v| v.as_str());
-        let name = event.event.as_deref().filter(|_| event.kind == EventType::Track);
+        let name = event
+            .event
+            .as_deref()
+            .filter(|_| event.kind == EventType::Track);
         let run_ids = self.store.runs_of_contact(contact)?;
         for run_id in run_ids {
             let Some(mut run) = self.store.run(&run_id)? else {
@@ -207,7 +215,10 @@ impl Journeys {
             let Some(waiting) = run.waiting.clone() else {
                 continue;
             };
-            if run.state != RunState::Waiting || seq <= waiting.after_seq || waiting.resumed.is_some() {
+            if run.state != RunState::Waiting
+                || seq <= waiting.after_seq
+                || waiting.resumed.is_some()
+            {
                 continue;
             }
             let Action::WaitUntil { awaited, .. } = &def.steps[run.step].action else {
@@ -308,7 +319,8 @@ impl Journeys {
         )?;
         async {
             tracing::info!(version = def.version, "run started");
-            self.drive(def, &mut run, Wake::Start, seq, now, &mut w).await
+            self.drive(def, &mut run, Wake::Start, seq, now, &mut w)
+                .await
         }
         .instrument(span)
         .await?;
@@ -364,8 +376,7 @@ impl Journeys {
             let mut w = Writes::default();
             let run = self.store.run(&run_id)?;
             let stale = run.as_ref().is_none_or(|r| {
-                r.state != RunState::Waiting
-                    || r.waiting.as_ref().map(|w| w.due_ms) != Some(due_ms)
+                r.state != RunState::Waiting || r.waiting.as_ref().map(|w| w.due_ms) != Some(due_ms)
             });
             let def = match &run {
                 Some(r) => defs.get(self, &r.journey, r.version)?.cloned(),
@@ -401,11 +412,17 @@ fn run_span(run: &Run) -> tracing::Span {
 }
 
 /// Whether a (track) event named `name` starts runs of `trigger`.
-fn triggers(trigger: &Trigger, name: Option<&str>, segment_id: Option<&str>, event: &StoredEvent) -> bool {
+fn triggers(
+    trigger: &Trigger,
+    name: Option<&str>,
+    segment_id: Option<&str>,
+    event: &StoredEvent,
+) -> bool {
     match trigger {
-        Trigger::Event { name: want, conditions } => {
-            name == Some(want.as_str()) && properties_hold(conditions, event)
-        }
+        Trigger::Event {
+            name: want,
+            conditions,
+        } => name == Some(want.as_str()) && properties_hold(conditions, event),
         Trigger::SegmentEntered(segment) => {
             name == Some(SEGMENT_ENTERED) && segment_id == Some(segment.as_str())
         }
@@ -413,11 +430,17 @@ fn triggers(trigger: &Trigger, name: Option<&str>, segment_id: Option<&str>, eve
 }
 
 /// Whether an event is what a `wait_until` step waits for.
-fn awaits(awaited: &Awaited, name: Option<&str>, segment_id: Option<&str>, event: &StoredEvent) -> bool {
+fn awaits(
+    awaited: &Awaited,
+    name: Option<&str>,
+    segment_id: Option<&str>,
+    event: &StoredEvent,
+) -> bool {
     match awaited {
-        Awaited::Event { name: want, conditions } => {
-            name == Some(want.as_str()) && properties_hold(conditions, event)
-        }
+        Awaited::Event {
+            name: want,
+            conditions,
+        } => name == Some(want.as_str()) && properties_hold(conditions, event),
         Awaited::Segment(segment) => {
             name == Some(SEGMENT_ENTERED) && segment_id == Some(segment.as_str())
         }
@@ -469,13 +492,28 @@ mod tests {
         let big = track("Order Completed", json!({ "total": 150 }));
         let small = track("Order Completed", json!({ "total": 50 }));
         assert!(triggers(&def.trigger, Some("Order Completed"), None, &big));
-        assert!(!triggers(&def.trigger, Some("Order Completed"), None, &small));
+        assert!(!triggers(
+            &def.trigger,
+            Some("Order Completed"),
+            None,
+            &small
+        ));
         assert!(!triggers(&def.trigger, Some("Other"), None, &big));
         let seg = Trigger::SegmentEntered("vip".into());
         let entered = track(SEGMENT_ENTERED, json!({ "segment_id": "vip" }));
         assert!(triggers(&seg, Some(SEGMENT_ENTERED), Some("vip"), &entered));
-        assert!(!triggers(&seg, Some(SEGMENT_ENTERED), Some("other"), &entered));
+        assert!(!triggers(
+            &seg,
+            Some(SEGMENT_ENTERED),
+            Some("other"),
+            &entered
+        ));
         assert!(!triggers(&seg, Some(SEGMENT_EXITED), Some("vip"), &entered));
-        assert!(awaits(&Awaited::Segment("vip".into()), Some(SEGMENT_ENTERED), Some("vip"), &entered));
+        assert!(awaits(
+            &Awaited::Segment("vip".into()),
+            Some(SEGMENT_ENTERED),
+            Some("vip"),
+            &entered
+        ));
     }
 }

@@ -278,7 +278,10 @@ pub struct JourneyStore {
 }
 
 impl JourneyStore {
-    fn get_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
         self.tree
             .get(key)?
             .map(|v| decode_json(key, &v))
@@ -302,7 +305,11 @@ impl JourneyStore {
     }
 
     /// One version of a journey.
-    pub fn version(&self, journey: &str, version: u32) -> Result<Option<VersionRecord>, StoreError> {
+    pub fn version(
+        &self,
+        journey: &str,
+        version: u32,
+    ) -> Result<Option<VersionRecord>, StoreError> {
         self.get_json(&version_key(journey, version))
     }
 
@@ -353,8 +360,15 @@ impl JourneyStore {
     }
 
     /// A contact's latest run of a journey.
-    pub fn last_entry(&self, journey: &str, contact: &str) -> Result<Option<LastEntry>, StoreError> {
-        self.get_json(&join(prefix::LAST, &[journey.as_bytes(), contact.as_bytes()]))
+    pub fn last_entry(
+        &self,
+        journey: &str,
+        contact: &str,
+    ) -> Result<Option<LastEntry>, StoreError> {
+        self.get_json(&join(
+            prefix::LAST,
+            &[journey.as_bytes(), contact.as_bytes()],
+        ))
     }
 
     /// Counts of one step of one version.
@@ -382,10 +396,11 @@ impl JourneyStore {
     ) -> Result<Vec<(i64, String)>, StoreError> {
         let end = timer_key(now.saturating_add(1), "");
         let mut out = Vec::new();
-        for item in self
-            .tree
-            .range(Bound::Included(&[prefix::TIMER]), Bound::Excluded(&end), false)
-        {
+        for item in self.tree.range(
+            Bound::Included(&[prefix::TIMER]),
+            Bound::Excluded(&end),
+            false,
+        ) {
             let (k, _) = item?;
             let (due, run) = parse_timer(&k)?;
             if skip(&run) {
@@ -457,18 +472,32 @@ impl Writes {
     /// Stages a new run's indexes.
     pub fn index_run(&mut self, run: &Run) {
         self.batch.insert(
-            join(prefix::JOURNEY_RUN, &[run.journey.as_bytes(), run.id.as_bytes()]),
+            join(
+                prefix::JOURNEY_RUN,
+                &[run.journey.as_bytes(), run.id.as_bytes()],
+            ),
             b"",
         );
         self.batch.insert(
-            join(prefix::CONTACT_RUN, &[run.contact.as_bytes(), run.id.as_bytes()]),
+            join(
+                prefix::CONTACT_RUN,
+                &[run.contact.as_bytes(), run.id.as_bytes()],
+            ),
             run.journey.as_bytes(),
         );
     }
 
     /// Stages a contact's latest run of a journey.
-    pub fn last_entry(&mut self, journey: &str, contact: &str, last: &LastEntry) -> Result<(), StoreError> {
-        self.put(join(prefix::LAST, &[journey.as_bytes(), contact.as_bytes()]), last)
+    pub fn last_entry(
+        &mut self,
+        journey: &str,
+        contact: &str,
+        last: &LastEntry,
+    ) -> Result<(), StoreError> {
+        self.put(
+            join(prefix::LAST, &[journey.as_bytes(), contact.as_bytes()]),
+            last,
+        )
     }
 
     /// Stages a timer.
@@ -560,7 +589,10 @@ mod tests {
         let mut w = Writes::default();
         w.clear_timer(100, "z");
         w.commit(&s).unwrap();
-        assert_eq!(s.due_timers(1_000, 10, &none).unwrap()[0], (300, "a".into()));
+        assert_eq!(
+            s.due_timers(1_000, 10, &none).unwrap()[0],
+            (300, "a".into())
+        );
     }
 
     #[test]
@@ -577,7 +609,12 @@ mod tests {
         w.commit(&s).unwrap();
         assert_eq!(
             s.counts("j", 1, 0).unwrap(),
-            Counts { entered: 1, waiting: 0, completed: 1, exited: 0 }
+            Counts {
+                entered: 1,
+                waiting: 0,
+                completed: 1,
+                exited: 0
+            }
         );
         assert_eq!(s.counts("j", 2, 0).unwrap().entered, 1);
         assert_eq!(s.counts("j", 1, 1).unwrap(), Counts::default());
@@ -593,7 +630,12 @@ mod tests {
                 journey: "j".into(),
                 version: 1,
                 contact: contact.into(),
-                trigger: TriggerEvent { seq: 1, message_id: "m".into(), name: None, properties: Value::Null },
+                trigger: TriggerEvent {
+                    seq: 1,
+                    message_id: "m".into(),
+                    name: None,
+                    properties: Value::Null,
+                },
                 state: RunState::Waiting,
                 step: 0,
                 waiting: None,

@@ -103,14 +103,27 @@ mod tests {
         assert_eq!(parse_duration("3d"), Some(3 * 86_400_000));
         assert_eq!(parse_duration("1w"), Some(7 * 86_400_000));
         assert_eq!(parse_duration("250ms"), Some(250));
-        for bad in ["", "3", "d", "3x", "-1s", "0s", "1.5h", "3 d", "99999999999999d"] {
+        for bad in [
+            "",
+            "3",
+            "d",
+            "3x",
+            "-1s",
+            "0s",
+            "1.5h",
+            "3 d",
+            "99999999999999d",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn times_of_day_are_checked() {
-        assert_eq!(parse_time_of_day("09:30"), Some(Time::constant(9, 30, 0, 0)));
+        assert_eq!(
+            parse_time_of_day("09:30"),
+            Some(Time::constant(9, 30, 0, 0))
+        );
         assert_eq!(
             parse_time_of_day("23:59:59"),
             Some(Time::constant(23, 59, 59, 0))
@@ -147,7 +160,11 @@ mod tests {
         let nine = Time::constant(9, 0, 0, 0);
         assert!(!is_known_zone("Mars/Olympus"));
         assert_eq!(
-            next_time_of_day(ms("2026-01-15T10:00:00Z"), nine, &zone(Some("Mars/Olympus"))),
+            next_time_of_day(
+                ms("2026-01-15T10:00:00Z"),
+                nine,
+                &zone(Some("Mars/Olympus"))
+            ),
             ms("2026-01-16T09:00:00Z")
         );
         // 02:30 does not exist in Paris on 2026-03-29 (clocks jump 02:00 -> 03:00).

@@ -149,7 +149,11 @@ impl Outbox {
     /// Stores a message as `queued` under its idempotency key, with its index entries, in one
     /// atomic batch, and makes it durable. A key already stored is left as it is: returns the
     /// stored delivery and whether this call created it.
-    pub fn enqueue(&self, message: NewMessage, now_ms: i64) -> Result<(Delivery, bool), StoreError> {
+    pub fn enqueue(
+        &self,
+        message: NewMessage,
+        now_ms: i64,
+    ) -> Result<(Delivery, bool), StoreError> {
         let _one = self.enqueue.lock().unwrap_or_else(|e| e.into_inner());
         let key = delivery_key(&message.idempotency_key);
         if let Some(bytes) = self.tree.get(&key)? {
@@ -197,7 +201,12 @@ impl Outbox {
 
     /// Deliveries matching `filter` in the order they were queued, after enqueue sequence
     /// `after`, at most `limit`.
-    pub fn list(&self, filter: &Filter, after: u64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+    pub fn list(
+        &self,
+        filter: &Filter,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
         // Walk the narrowest index; check the rest on the record.
         let (p, name) = if let Some(c) = &filter.contact {
             (prefix::CONTACT, Some(c.as_str()))
@@ -295,12 +304,23 @@ mod tests {
         outbox.enqueue(message("b.1", "c2", "j1"), 2).unwrap();
         outbox.enqueue(message("c.1", "c1", "j2"), 3).unwrap();
         let ids = |f: Filter| -> Vec<String> {
-            outbox.list(&f, 0, 10).unwrap().into_iter().map(|d| d.id).collect()
+            outbox
+                .list(&f, 0, 10)
+                .unwrap()
+                .into_iter()
+                .map(|d| d.id)
+                .collect()
         };
         assert_eq!(ids(Filter::default()), ["a.1", "b.1", "c.1"]);
-        let c1 = Filter { contact: Some("c1".into()), ..Filter::default() };
+        let c1 = Filter {
+            contact: Some("c1".into()),
+            ..Filter::default()
+        };
         assert_eq!(ids(c1), ["a.1", "c.1"]);
-        let j1 = Filter { journey: Some("j1".into()), ..Filter::default() };
+        let j1 = Filter {
+            journey: Some("j1".into()),
+            ..Filter::default()
+        };
         assert_eq!(ids(j1), ["a.1", "b.1"]);
         let both = Filter {
             contact: Some("c1".into()),

@@ -36,7 +36,11 @@ async fn caught_up(api: &Api) {
 
 async fn identify(api: &Api, key: &str, user: &str, traits: Value) {
     let (status, body) = api
-        .segment("/v1/identify", key, &json!({ "userId": user, "traits": traits }))
+        .segment(
+            "/v1/identify",
+            key,
+            &json!({ "userId": user, "traits": traits }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
@@ -118,7 +122,9 @@ async fn an_event_starts_a_run_that_waits_branches_and_queues_a_send() {
 
     let ended = |r: &Value| r["state"] == "completed" || r["state"] == "exited";
     wait_for(&host, "/v1/journeys/welcome/runs", |b| {
-        b["runs"].as_array().is_some_and(|r| r.len() == 2 && r.iter().all(ended))
+        b["runs"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2 && r.iter().all(ended))
     })
     .await;
     caught_up(&host).await;
@@ -131,7 +137,10 @@ async fn an_event_starts_a_run_that_waits_branches_and_queues_a_send() {
     let plain_runs = runs_of(&host, &plain).await;
     assert_eq!(plain_runs[0]["state"], "exited");
     assert_eq!(plain_runs[0]["exit_reason"], "exit step");
-    assert!(runs_of(&host, &free).await.is_empty(), "the property condition held it out");
+    assert!(
+        runs_of(&host, &free).await.is_empty(),
+        "the property condition held it out"
+    );
 
     let sent = deliveries(&host, "journey=welcome").await;
     assert_eq!(sent.len(), 2, "{sent:?}");
@@ -140,7 +149,11 @@ async fn an_event_starts_a_run_that_waits_branches_and_queues_a_send() {
     assert_eq!(vip_mail[0]["template"], "welcome-vip");
     assert_eq!(vip_mail[0]["state"], "queued");
     let run_id = vip_runs[0]["id"].as_str().unwrap();
-    assert_eq!(vip_mail[0]["id"], format!("{run_id}.4"), "idempotency key is run.step");
+    assert_eq!(
+        vip_mail[0]["id"],
+        format!("{run_id}.4"),
+        "idempotency key is run.step"
+    );
     let plain_mail = deliveries(&host, &format!("contact={plain}&state=queued")).await;
     assert_eq!(plain_mail[0]["template"], "welcome");
     assert_eq!(plain_mail[0]["data"], json!({ "tone": "warm" }));
@@ -158,11 +171,23 @@ async fn an_event_starts_a_run_that_waits_branches_and_queues_a_send() {
     let (_, journey) = host.get("/v1/journeys/welcome").await;
     let counts = |id: &str| {
         let s = step(&journey, id);
-        (s["entered"].clone(), s["waiting"].clone(), s["completed"].clone(), s["exited"].clone())
+        (
+            s["entered"].clone(),
+            s["waiting"].clone(),
+            s["completed"].clone(),
+            s["exited"].clone(),
+        )
     };
-    assert_eq!(counts("pause"), (json!(2), json!(0), json!(2), json!(0)), "{journey}");
+    assert_eq!(
+        counts("pause"),
+        (json!(2), json!(0), json!(2), json!(0)),
+        "{journey}"
+    );
     assert_eq!(counts("is-vip"), (json!(2), json!(0), json!(2), json!(0)));
-    assert_eq!(counts("plain-mail"), (json!(1), json!(0), json!(1), json!(0)));
+    assert_eq!(
+        counts("plain-mail"),
+        (json!(1), json!(0), json!(1), json!(0))
+    );
     assert_eq!(counts("done"), (json!(1), json!(0), json!(0), json!(1)));
     assert_eq!(counts("vip-mail"), (json!(1), json!(0), json!(1), json!(0)));
     assert_eq!(journey["state"], "live");
@@ -202,11 +227,21 @@ async fn trait_updates_reach_the_contact_once_through_the_log() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["event"]["message_id"].as_str().is_some_and(|m| m.starts_with("journey:")))
+        .filter(|e| {
+            e["event"]["message_id"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("journey:"))
+        })
         .collect();
     assert_eq!(from_journey.len(), 1, "{events}");
-    let run = runs_of(&host, &ada).await[0]["id"].as_str().unwrap().to_string();
-    assert_eq!(from_journey[0]["event"]["message_id"], format!("journey:{run}:0"));
+    let run = runs_of(&host, &ada).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        from_journey[0]["event"]["message_id"],
+        format!("journey:{run}:0")
+    );
     assert_eq!(from_journey[0]["event"]["type"], "identify");
 }
 
@@ -261,7 +296,10 @@ async fn a_paused_journey_starts_nothing_and_resumes_where_it_stood() {
     assert_eq!(sent[0]["contact"], u1.as_str());
     let run = &runs_of(&host, &u1).await[0];
     assert_eq!(run["visits"][0]["outcome"], "matched", "{run}");
-    assert!(runs_of(&host, &u2).await.is_empty(), "events seen while paused start nothing later");
+    assert!(
+        runs_of(&host, &u2).await.is_empty(),
+        "events seen while paused start nothing later"
+    );
 }
 
 #[tokio::test]
@@ -339,7 +377,10 @@ async fn bad_definitions_are_refused_with_the_place_that_is_wrong() {
         "steps[1].branch.then"
     );
     assert_eq!(
-        refused(json!({ "id": "Not An Id", "trigger": { "event": "E" }, "steps": [{ "exit": {} }] })).await,
+        refused(
+            json!({ "id": "Not An Id", "trigger": { "event": "E" }, "steps": [{ "exit": {} }] })
+        )
+        .await,
         "id"
     );
     let (status, body) = host
@@ -356,7 +397,10 @@ async fn bad_definitions_are_refused_with_the_place_that_is_wrong() {
     let (status, _) = host.post("/v1/journeys", &good).await;
     assert_eq!(status, StatusCode::CONFLICT);
     let (status, body) = host
-        .put("/v1/journeys/j", &json!({ "trigger": { "event": "E" }, "steps": [{ "wait": {} }] }))
+        .put(
+            "/v1/journeys/j",
+            &json!({ "trigger": { "event": "E" }, "steps": [{ "wait": {} }] }),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["path"], "steps[0].wait", "{body}");
@@ -413,10 +457,16 @@ async fn a_run_stays_on_the_version_it_started_on() {
     .await;
     let early_run = &runs_of(&host, &early).await[0];
     assert_eq!(early_run["version"], 1);
-    assert_eq!(deliveries(&host, &format!("contact={early}")).await[0]["template"], "offer-v1");
+    assert_eq!(
+        deliveries(&host, &format!("contact={early}")).await[0]["template"],
+        "offer-v1"
+    );
     let late_run = &runs_of(&host, &late).await[0];
     assert_eq!(late_run["version"], 2);
-    assert_eq!(deliveries(&host, &format!("contact={late}")).await[0]["template"], "offer-v2");
+    assert_eq!(
+        deliveries(&host, &format!("contact={late}")).await[0]["template"],
+        "offer-v2"
+    );
     let (_, journey) = host.get("/v1/journeys/offer").await;
     assert_eq!(journey["versions"][0]["version"], 2, "{journey}");
     assert_eq!(journey["versions"][0]["steps"][0]["completed"], 1);
@@ -460,10 +510,21 @@ async fn a_segment_entry_starts_a_run_and_leaving_the_segment_ends_it() {
         b["runs"][0]["state"] == "exited"
     })
     .await;
-    assert_eq!(done["runs"][0]["exit_reason"], "left segment pros", "{done}");
+    assert_eq!(
+        done["runs"][0]["exit_reason"], "left segment pros",
+        "{done}"
+    );
     let (_, journey) = host.get("/v1/journeys/pro-onboarding").await;
     let hold = step(&journey, "hold");
-    assert_eq!((hold["entered"].clone(), hold["waiting"].clone(), hold["exited"].clone()), (json!(1), json!(0), json!(1)), "{journey}");
+    assert_eq!(
+        (
+            hold["entered"].clone(),
+            hold["waiting"].clone(),
+            hold["exited"].clone()
+        ),
+        (json!(1), json!(0), json!(1)),
+        "{journey}"
+    );
     assert!(deliveries(&host, "journey=pro-onboarding").await.is_empty());
 }
 
@@ -502,22 +563,44 @@ async fn runs_killed_mid_journey_finish_with_every_effect_once() {
         .map_or(1, |d| d.as_nanos() as u64)
         | 1;
     eprintln!("kill schedule seed {seed}");
-    for _ in 0..6 {
-        let pause = 20 + next_random(&mut seed) % 400;
+    // The first kill comes before the last run can have finished its 400 ms of waits.
+    let mut killed_mid_journey = 0;
+    for round in 0..6 {
+        let pause = if round == 0 {
+            next_random(&mut seed) % 100
+        } else {
+            20 + next_random(&mut seed) % 400
+        };
         tokio::time::sleep(Duration::from_millis(pause)).await;
+        let (_, done) = host
+            .get("/v1/journeys/crashy/runs?state=completed&limit=1000")
+            .await;
+        if done["runs"].as_array().map_or(0, Vec::len) < CONTACTS {
+            killed_mid_journey += 1;
+        }
         host.restart();
     }
-    let done = wait_for(&host, "/v1/journeys/crashy/runs?state=completed&limit=1000", |b| {
-        b["runs"].as_array().is_some_and(|r| r.len() == CONTACTS)
-    })
+    assert!(killed_mid_journey > 0, "no kill landed mid-journey");
+    let done = wait_for(
+        &host,
+        "/v1/journeys/crashy/runs?state=completed&limit=1000",
+        |b| b["runs"].as_array().is_some_and(|r| r.len() == CONTACTS),
+    )
     .await;
     caught_up(&host).await;
     let (_, all) = host.get("/v1/journeys/crashy/runs?limit=1000").await;
-    assert_eq!(all["runs"].as_array().unwrap().len(), CONTACTS, "one run per event: {all}");
+    assert_eq!(
+        all["runs"].as_array().unwrap().len(),
+        CONTACTS,
+        "one run per event: {all}"
+    );
     for run in done["runs"].as_array().unwrap() {
         let contact = run["contact"].as_str().unwrap();
         let sent = deliveries(&host, &format!("contact={contact}")).await;
-        let templates: Vec<&str> = sent.iter().map(|d| d["template"].as_str().unwrap()).collect();
+        let templates: Vec<&str> = sent
+            .iter()
+            .map(|d| d["template"].as_str().unwrap())
+            .collect();
         assert_eq!(templates, ["first", "second"], "{run}");
         let (_, events) = host.get(&format!("/v1/contacts/{contact}/events")).await;
         let updates = events["events"]
@@ -531,7 +614,10 @@ async fn runs_killed_mid_journey_finish_with_every_effect_once() {
         assert_eq!(c["traits"]["crash_marked"], true, "{c}");
         assert_eq!(c["traits"]["crash_done"], true, "{c}");
     }
-    assert_eq!(deliveries(&host, "journey=crashy&limit=1000").await.len(), 2 * CONTACTS);
+    assert_eq!(
+        deliveries(&host, "journey=crashy&limit=1000").await.len(),
+        2 * CONTACTS
+    );
     // No step was counted twice: every run entered and completed each step once.
     let (_, journey) = host.get("/v1/journeys/crashy").await;
     for s in journey["steps"].as_array().unwrap() {
