@@ -217,7 +217,7 @@ impl Server {
         let journeys = Journeys::open(
             &*engine,
             profiles.clone(),
-            segments.clone(),
+            Arc::new(segments.clone()),
             ingest.clone(),
             outbox.clone(),
         )?;

@@ -7,6 +7,8 @@ pub mod definition;
 mod runner;
 mod stage;
 mod store;
+#[cfg(test)]
+mod tests;
 pub mod timing;
 
 use std::sync::Arc;
@@ -52,6 +54,19 @@ pub enum JourneyError {
     Log(#[from] LogError),
 }
 
+/// Who is in which segment now: what `branch` conditions and `wait_until` a segment ask.
+/// The segment stage answers it; the journey stage never writes memberships.
+pub trait Memberships: Send + Sync {
+    /// Whether `contact` is in `segment` now.
+    fn is_member(&self, segment: &str, contact: &str) -> Result<bool, StoreError>;
+}
+
+impl Memberships for Segments {
+    fn is_member(&self, segment: &str, contact: &str) -> Result<bool, StoreError> {
+        Segments::is_member(self, segment, contact)
+    }
+}
+
 /// The counts of every step of one version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionCounts {
@@ -66,7 +81,7 @@ pub struct VersionCounts {
 pub struct Journeys {
     store: JourneyStore,
     profiles: Profiles,
-    segments: Segments,
+    segments: Arc<dyn Memberships>,
     ingest: Arc<Ingest>,
     outbox: Outbox,
     /// Held by whoever writes journey records (the stage's steps, the API).
@@ -80,7 +95,7 @@ impl Journeys {
     pub fn open(
         engine: &dyn Engine,
         profiles: Profiles,
-        segments: Segments,
+        segments: Arc<dyn Memberships>,
         ingest: Arc<Ingest>,
         outbox: Outbox,
     ) -> Result<Self, StoreError> {
