@@ -1,8 +1,14 @@
 //! Conditions in journey definitions (triggers, `wait_until`, `branch`): what they test
-//! (a trait, an event property, segment membership), and how they are judged.
+//! (a trait, an event property, segment membership), how they are written, and how they
+//! are judged.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use super::definition::{Invalid, allow_keys, id_field, invalid, join, string};
+
+/// Most conditions in one list.
+pub const MAX_CONDITIONS: usize = 50;
 
 /// What a condition looks at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,6 +149,99 @@ fn same(a: &Value, b: &Value) -> bool {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,
     }
+}
+
+/// A list of conditions; `contact` allows conditions on traits and segments besides event
+/// properties (where the contact is read).
+pub(super) fn parse_conditions(
+    value: Option<&Value>,
+    path: &str,
+    contact: bool,
+) -> Result<Vec<Condition>, Invalid> {
+    let items = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(invalid(path, "must be a list of conditions")),
+    };
+    if items.len() > MAX_CONDITIONS {
+        return Err(invalid(
+            path,
+            format!("at most {MAX_CONDITIONS} conditions"),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, c)| parse_condition(c, &format!("{path}[{i}]"), contact))
+        .collect()
+}
+
+fn parse_condition(value: &Value, path: &str, contact: bool) -> Result<Condition, Invalid> {
+    let Some(obj) = value.as_object() else {
+        return Err(invalid(path, "a condition is a JSON object"));
+    };
+    let subjects: Vec<&str> = ["trait", "property", "in_segment", "not_in_segment"]
+        .into_iter()
+        .filter(|k| obj.contains_key(*k))
+        .collect();
+    let [subject_key] = subjects[..] else {
+        return Err(invalid(
+            path,
+            "give exactly one of `trait`, `property`, `in_segment`, `not_in_segment`",
+        ));
+    };
+    let at = join(path, subject_key);
+    if !contact && subject_key != "property" {
+        return Err(invalid(&at, "only event properties can be tested here"));
+    }
+    let subject = match subject_key {
+        "trait" => Subject::Trait(string(obj.get("trait"), &at)?),
+        "property" => Subject::Property(string(obj.get("property"), &at)?),
+        "in_segment" => Subject::InSegment(id_field(obj.get("in_segment"), &at, "segment")?),
+        _ => Subject::NotInSegment(id_field(obj.get("not_in_segment"), &at, "segment")?),
+    };
+    if matches!(subject, Subject::InSegment(_) | Subject::NotInSegment(_)) {
+        allow_keys(obj, path, &[subject_key])?;
+        return Ok(Condition {
+            subject,
+            op: Op::Member,
+        });
+    }
+    let ops: Vec<&str> = OPERATORS
+        .into_iter()
+        .filter(|k| obj.contains_key(*k))
+        .collect();
+    let [op_key] = ops[..] else {
+        return Err(invalid(
+            path,
+            format!("give exactly one operator: {}", OPERATORS.join(", ")),
+        ));
+    };
+    let mut allowed = vec![subject_key, op_key];
+    allowed.sort();
+    allow_keys(obj, path, &allowed)?;
+    let raw = &obj[op_key];
+    let at = join(path, op_key);
+    let num = || raw.as_f64().ok_or_else(|| invalid(&at, "must be a number"));
+    let op = match op_key {
+        "equals" => Op::Equals(raw.clone()),
+        "not_equals" => Op::NotEquals(raw.clone()),
+        "exists" => Op::Exists(
+            raw.as_bool()
+                .ok_or_else(|| invalid(&at, "must be true or false"))?,
+        ),
+        "gt" => Op::Gt(num()?),
+        "gte" => Op::Gte(num()?),
+        "lt" => Op::Lt(num()?),
+        "lte" => Op::Lte(num()?),
+        "contains" => Op::Contains(raw.clone()),
+        _ => Op::In(
+            raw.as_array()
+                .cloned()
+                .ok_or_else(|| invalid(&at, "must be a list"))?,
+        ),
+    };
+    Ok(Condition { subject, op })
 }
 
 #[cfg(test)]

@@ -6,14 +6,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::conditions::{Condition, OPERATORS, Op, Subject};
+use super::conditions::{Condition, parse_conditions};
 use super::timing::{is_known_zone, parse_duration, parse_time_of_day};
 
 /// Most steps a journey may have.
 pub const MAX_STEPS: usize = 200;
-/// Most conditions in one list.
-pub const MAX_CONDITIONS: usize = 50;
-
 /// A definition that does not check: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -24,7 +21,7 @@ pub struct Invalid {
     pub message: String,
 }
 
-fn invalid(path: &str, message: impl Into<String>) -> Invalid {
+pub(super) fn invalid(path: &str, message: impl Into<String>) -> Invalid {
     Invalid {
         path: path.to_string(),
         message: message.into(),
@@ -273,7 +270,11 @@ pub fn parse(id: &str, version: u32, input: &Value) -> Result<JourneyDef, Invali
     })
 }
 
-fn allow_keys(obj: &Map<String, Value>, path: &str, allowed: &[&str]) -> Result<(), Invalid> {
+pub(super) fn allow_keys(
+    obj: &Map<String, Value>,
+    path: &str,
+    allowed: &[&str],
+) -> Result<(), Invalid> {
     for key in obj.keys() {
         if !allowed.contains(&key.as_str()) {
             return Err(invalid(
@@ -285,7 +286,7 @@ fn allow_keys(obj: &Map<String, Value>, path: &str, allowed: &[&str]) -> Result<
     Ok(())
 }
 
-fn join(path: &str, key: &str) -> String {
+pub(super) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
@@ -293,7 +294,7 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn string(value: Option<&Value>, path: &str) -> Result<String, Invalid> {
+pub(super) fn string(value: Option<&Value>, path: &str) -> Result<String, Invalid> {
     match value {
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => Ok(s.clone()),
         None | Some(Value::Null) => Err(invalid(path, "is required")),
@@ -304,7 +305,7 @@ fn string(value: Option<&Value>, path: &str) -> Result<String, Invalid> {
     }
 }
 
-fn id_field(value: Option<&Value>, path: &str, what: &str) -> Result<String, Invalid> {
+pub(super) fn id_field(value: Option<&Value>, path: &str, what: &str) -> Result<String, Invalid> {
     let s = string(value, path)?;
     if is_id(&s) {
         Ok(s)
@@ -337,7 +338,7 @@ fn parse_trigger(value: Option<&Value>) -> Result<Trigger, Invalid> {
             allow_keys(obj, "trigger", &["event", "where"])?;
             Ok(Trigger::Event {
                 name: string(obj.get("event"), "trigger.event")?,
-                conditions: conditions(obj.get("where"), "trigger.where", false)?,
+                conditions: parse_conditions(obj.get("where"), "trigger.where", false)?,
             })
         }
         (None, Some(_)) => {
@@ -353,95 +354,6 @@ fn parse_trigger(value: Option<&Value>) -> Result<Trigger, Invalid> {
             "give exactly one of `event` and `segment`",
         )),
     }
-}
-
-/// A list of conditions; `contact` allows conditions on traits and segments besides event
-/// properties (where the contact is read).
-fn conditions(value: Option<&Value>, path: &str, contact: bool) -> Result<Vec<Condition>, Invalid> {
-    let items = match value {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(invalid(path, "must be a list of conditions")),
-    };
-    if items.len() > MAX_CONDITIONS {
-        return Err(invalid(
-            path,
-            format!("at most {MAX_CONDITIONS} conditions"),
-        ));
-    }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, c)| condition(c, &format!("{path}[{i}]"), contact))
-        .collect()
-}
-
-fn condition(value: &Value, path: &str, contact: bool) -> Result<Condition, Invalid> {
-    let Some(obj) = value.as_object() else {
-        return Err(invalid(path, "a condition is a JSON object"));
-    };
-    let subjects: Vec<&str> = ["trait", "property", "in_segment", "not_in_segment"]
-        .into_iter()
-        .filter(|k| obj.contains_key(*k))
-        .collect();
-    let [subject_key] = subjects[..] else {
-        return Err(invalid(
-            path,
-            "give exactly one of `trait`, `property`, `in_segment`, `not_in_segment`",
-        ));
-    };
-    let at = join(path, subject_key);
-    if !contact && subject_key != "property" {
-        return Err(invalid(&at, "only event properties can be tested here"));
-    }
-    let subject = match subject_key {
-        "trait" => Subject::Trait(string(obj.get("trait"), &at)?),
-        "property" => Subject::Property(string(obj.get("property"), &at)?),
-        "in_segment" => Subject::InSegment(id_field(obj.get("in_segment"), &at, "segment")?),
-        _ => Subject::NotInSegment(id_field(obj.get("not_in_segment"), &at, "segment")?),
-    };
-    if matches!(subject, Subject::InSegment(_) | Subject::NotInSegment(_)) {
-        allow_keys(obj, path, &[subject_key])?;
-        return Ok(Condition {
-            subject,
-            op: Op::Member,
-        });
-    }
-    let ops: Vec<&str> = OPERATORS
-        .into_iter()
-        .filter(|k| obj.contains_key(*k))
-        .collect();
-    let [op_key] = ops[..] else {
-        return Err(invalid(
-            path,
-            format!("give exactly one operator: {}", OPERATORS.join(", ")),
-        ));
-    };
-    let mut allowed = vec![subject_key, op_key];
-    allowed.sort();
-    allow_keys(obj, path, &allowed)?;
-    let raw = &obj[op_key];
-    let at = join(path, op_key);
-    let num = || raw.as_f64().ok_or_else(|| invalid(&at, "must be a number"));
-    let op = match op_key {
-        "equals" => Op::Equals(raw.clone()),
-        "not_equals" => Op::NotEquals(raw.clone()),
-        "exists" => Op::Exists(
-            raw.as_bool()
-                .ok_or_else(|| invalid(&at, "must be true or false"))?,
-        ),
-        "gt" => Op::Gt(num()?),
-        "gte" => Op::Gte(num()?),
-        "lt" => Op::Lt(num()?),
-        "lte" => Op::Lte(num()?),
-        "contains" => Op::Contains(raw.clone()),
-        _ => Op::In(
-            raw.as_array()
-                .cloned()
-                .ok_or_else(|| invalid(&at, "must be a list"))?,
-        ),
-    };
-    Ok(Condition { subject, op })
 }
 
 /// A target as written: a step id, `"exit"`, or absent (the next step), resolved after
@@ -536,7 +448,11 @@ fn parse_steps(value: Option<&Value>) -> Result<Vec<Step>, Invalid> {
                     (Some(_), None) => (
                         Awaited::Event {
                             name: string(o.get("event"), &join(&at, "event"))?,
-                            conditions: conditions(o.get("where"), &join(&at, "where"), false)?,
+                            conditions: parse_conditions(
+                                o.get("where"),
+                                &join(&at, "where"),
+                                false,
+                            )?,
                         },
                         &["event", "where", "timeout", "on_timeout"][..],
                     ),
@@ -564,8 +480,13 @@ fn parse_steps(value: Option<&Value>) -> Result<Vec<Step>, Invalid> {
                 let o = object(body, &at)?;
                 allow_keys(o, &at, &["all", "any", "then", "else"])?;
                 let (all, list) = match (o.get("all"), o.get("any")) {
-                    (Some(list), None) => (true, conditions(Some(list), &join(&at, "all"), true)?),
-                    (None, Some(list)) => (false, conditions(Some(list), &join(&at, "any"), true)?),
+                    (Some(list), None) => {
+                        (true, parse_conditions(Some(list), &join(&at, "all"), true)?)
+                    }
+                    (None, Some(list)) => (
+                        false,
+                        parse_conditions(Some(list), &join(&at, "any"), true)?,
+                    ),
                     _ => return Err(invalid(&at, "give exactly one of `all` and `any`")),
                 };
                 if list.is_empty() {
