@@ -278,6 +278,61 @@ impl Journeys {
         Ok(())
     }
 
+    /// Drops an erased contact's runs (a run in progress counts as exited where it stood),
+    /// their timers, effect keys and latest-run records, and its queued messages.
+    pub async fn forget_contact(&self, contact: &str) -> Result<(), JourneyError> {
+        let _w = self.writer.lock().await;
+        let mut w = Writes::default();
+        for run_id in self.store.runs_of_contact(contact)? {
+            let Some(run) = self.store.run(&run_id)? else {
+                continue;
+            };
+            if !run.state.ended() {
+                w.count(&run.journey, run.version, run.step, store::Count::Exited, 1);
+            }
+            if let Some(waiting) = &run.waiting {
+                w.clear_timer(waiting.due_ms, &run.id);
+                w.count(
+                    &run.journey,
+                    run.version,
+                    run.step,
+                    store::Count::Waiting,
+                    -1,
+                );
+            }
+            for k in self
+                .store
+                .keys_with_prefix(&store::join(prefix::EFFECT, &[run.id.as_bytes(), b""]))?
+            {
+                w.batch.remove(k);
+            }
+            w.batch
+                .remove(store::join(prefix::RUN, &[run.id.as_bytes()]));
+            w.batch.remove(store::join(
+                prefix::JOURNEY_RUN,
+                &[run.journey.as_bytes(), run.id.as_bytes()],
+            ));
+            w.batch.remove(store::join(
+                prefix::CONTACT_RUN,
+                &[contact.as_bytes(), run.id.as_bytes()],
+            ));
+        }
+        for journey in self.store.journeys()? {
+            w.batch.remove(store::join(
+                prefix::LAST,
+                &[journey.id.as_bytes(), contact.as_bytes()],
+            ));
+        }
+        w.commit(&self.store)?;
+        let dropped = self.outbox.forget_contact(contact)?;
+        tracing::info!(
+            contact,
+            dropped,
+            "erased contact's runs and messages dropped"
+        );
+        Ok(())
+    }
+
     /// Per-step counts of every version of a journey, newest version first.
     pub fn counts(&self, id: &str) -> Result<Vec<VersionCounts>, JourneyError> {
         let record = self

@@ -320,3 +320,31 @@ async fn deleting_a_journey_removes_its_runs_and_timers_but_not_its_messages() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn an_erased_contacts_runs_and_messages_are_dropped_and_counted_as_exits() {
+    let mut p = Pipeline::new();
+    p.journeys
+        .create(journey(
+            "j",
+            "Go",
+            json!([
+                { "send": { "channel": "c", "template": "t" } },
+                { "wait": { "duration": "1h" } }
+            ]),
+        ))
+        .await
+        .unwrap();
+    p.track("gone", "Go", json!({ "secret": "x" })).await;
+    p.track("kept", "Go", json!({})).await;
+    p.settle().await;
+    let gone = p.contact("gone").id;
+    p.journeys.forget_contact(&gone).await.unwrap();
+    assert!(p.journeys.runs_of_contact(&gone).unwrap().is_empty());
+    let left = p.queued();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].contact, p.contact("kept").id);
+    assert_eq!(p.journeys.runs("j", None, None, 10).unwrap().len(), 1);
+    let wait = p.journeys.counts("j").unwrap()[0].steps[1].3;
+    assert_eq!((wait.entered, wait.waiting, wait.exited), (2, 1, 1));
+}

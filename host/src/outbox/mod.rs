@@ -244,6 +244,34 @@ impl Outbox {
     }
 }
 
+impl Outbox {
+    /// Removes every message for `contact` with its index entries (the contact was erased);
+    /// returns how many.
+    pub fn forget_contact(&self, contact: &str) -> Result<usize, StoreError> {
+        let _one = self.enqueue.lock().unwrap_or_else(|e| e.into_inner());
+        let start = index_key(prefix::CONTACT, Some(contact), 0);
+        let start = &start[..start.len() - 8];
+        let mut batch = Batch::default();
+        let mut n = 0;
+        for item in self.tree.scan_prefix(start) {
+            let (k, id) = item?;
+            batch.remove(&k);
+            let id = String::from_utf8_lossy(&id).into_owned();
+            let Some(d) = self.get(&id)? else { continue };
+            batch.remove(delivery_key(&id));
+            batch.remove(index_key(prefix::QUEUED_AT, None, d.seq));
+            batch.remove(index_key(prefix::STATE, Some(d.state.as_str()), d.seq));
+            if let Some(origin) = &d.journey {
+                batch.remove(index_key(prefix::JOURNEY, Some(&origin.journey), d.seq));
+            }
+            n += 1;
+        }
+        self.tree.apply(batch)?;
+        self.tree.flush()?;
+        Ok(n)
+    }
+}
+
 fn delivery_key(id: &str) -> Vec<u8> {
     [&[prefix::DELIVERY], id.as_bytes()].concat()
 }
@@ -333,6 +361,15 @@ mod tests {
         let rest = outbox.list(&Filter::default(), first[0].seq, 10).unwrap();
         assert_eq!(rest.len(), 2);
         assert_eq!(DeliveryState::parse("queued"), Some(DeliveryState::Queued));
+        // An erased contact's messages go with every index entry.
+        assert_eq!(outbox.forget_contact("c1").unwrap(), 2);
+        assert_eq!(ids(Filter::default()), ["b.1"]);
+        let j2 = Filter {
+            journey: Some("j2".into()),
+            ..Filter::default()
+        };
+        assert!(ids(j2).is_empty());
+        assert_eq!(outbox.get("a.1").unwrap(), None);
         assert_eq!(DeliveryState::parse("sent"), None);
     }
 }

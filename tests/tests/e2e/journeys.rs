@@ -243,6 +243,16 @@ async fn trait_updates_reach_the_contact_once_through_the_log() {
         format!("journey:{run}:0")
     );
     assert_eq!(from_journey[0]["event"]["type"], "identify");
+
+    // Erasing the contact drops its runs and queued messages with it.
+    let response = host
+        .request(reqwest::Method::DELETE, &format!("/v1/contacts/{ada}"))
+        .send()
+        .await
+        .expect("erase");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(runs_of(&host, &ada).await.is_empty());
+    assert!(deliveries(&host, &format!("contact={ada}")).await.is_empty());
 }
 
 #[tokio::test]
