@@ -252,7 +252,11 @@ async fn trait_updates_reach_the_contact_once_through_the_log() {
         .expect("erase");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(runs_of(&host, &ada).await.is_empty());
-    assert!(deliveries(&host, &format!("contact={ada}")).await.is_empty());
+    assert!(
+        deliveries(&host, &format!("contact={ada}"))
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
