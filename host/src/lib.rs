@@ -12,7 +12,9 @@
 //! - [`journeys`]: journey definitions (versioned) and durable runs: triggers from the
 //!   change feed, waits on timers and events, branches, trait updates through the log.
 //! - [`outbox`]: messages that journey sends queue, once per idempotency key (not sent yet).
-//! - [`plugins`]: manifests, versions, slots (live version behind `arc-swap`), breaker, registry.
+//! - [`plugins`]: manifests, versions, slots (live version behind `arc-swap`), breaker, the
+//!   registry of operator actions (upload, lifecycle, audit, API views), call inputs and
+//!   outcomes as data, the local sandbox.
 //! - [`runtime`]: everything wasmtime: engine, sandbox, host imports, outbound HTTP policy.
 //! - [`store`]: persistence as bytes: the event log file and the storage engine (sled, or memory for tests) every stage keeps its records in.
 //! - [`clock`], [`digest`]: the wall clock in Unix milliseconds, sha256 in hex.

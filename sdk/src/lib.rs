@@ -19,14 +19,25 @@
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` (crate type `cdylib`); the
-//! `.wasm` is a component for the contract `tessera:cx@0.1.0`. Under plain `cargo test` the
-//! same code runs natively against [`testing::Harness`].
+//! `.wasm` is a component for the contract `tessera:cx@0.2.0` (`contract = "0.2"` in its
+//! plugin.toml). Under plain `cargo test` the same code runs natively against
+//! [`testing::Harness`]; segment rules run through [`testing::describe`],
+//! [`testing::evaluate`] and [`testing::decide`] as the host would call them.
+//!
+//! A segment rule written for contract 0.1 ([`SegmentRule`], [`export_segment_rule!`]) still
+//! builds, as a 0.1 component (`contract = "0.1"`); new rules implement [`Rule`] and export it
+//! with [`export_rule!`].
 //!
 //! # Layout
 //!
-//! - [`Connector`], [`SegmentRule`], [`Channel`] (`plugin.rs`): one trait per plugin kind,
-//!   with defaults for everything optional; [`export_connector!`], [`export_segment_rule!`]
-//!   and [`export_channel!`] (below) turn an implementation into the component's exports.
+//! - [`Connector`], [`Rule`], [`Channel`] (`plugin.rs`): one trait per plugin kind, with
+//!   defaults for everything optional; [`export_connector!`], [`export_rule!`] and
+//!   [`export_channel!`] (below) turn an implementation into the component's exports.
+//!   [`SegmentRule`] and [`export_segment_rule!`] are the 0.1 segment rule.
+//! - [`condition`]: conditions on a JSON object's fields (traits, event properties):
+//!   equals, not equals, exists, greater/less than, contains, in a list, before/after a
+//!   date, combined with all/any/not; parsed from rule parameters with errors that point
+//!   at the bad spot. [`time`]: RFC 3339 timestamps to Unix milliseconds.
 //! - [`types`]: the contract's records and variants with small constructors
 //!   (`Event::track`, `ContactRef::user`, `SendError::retryable`, ...).
 //! - Host imports: [`config`] (operator-set config and secrets), [`kv`] (a private
@@ -38,7 +49,8 @@
 //!   (Segment-style event objects read into [`types::Event`]s, for connectors that take them).
 //! - [`testing`] (native builds only): the in-memory host that config, kv, log and http
 //!   talk to outside a component, and `expect_*` helpers that unwrap an expected error.
-//! - `bindings.rs`: the generated bindings, hidden; plugins never need them.
+//! - `bindings.rs`: the generated bindings, hidden; plugins never need them. `v0_1.rs`:
+//!   contract 0.1's rule input converted into this crate's types.
 #![deny(missing_docs)]
 
 extern crate self as tessera_sdk;
@@ -46,6 +58,7 @@ extern crate self as tessera_sdk;
 #[doc(hidden)]
 pub mod bindings;
 
+pub mod condition;
 pub mod config;
 pub mod hash;
 pub mod hmac;
@@ -58,14 +71,16 @@ pub mod segment;
 pub mod signature;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod time;
 pub mod types;
+mod v0_1;
 
-pub use plugin::{Channel, Connector, SegmentRule};
+pub use plugin::{Channel, Connector, Rule, SegmentRule};
 pub use serde_json;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::plugin::{ChannelExport, ConnectorExport, SegmentRuleExport};
+    pub use crate::plugin::{ChannelExport, ConnectorExport, RuleExport, SegmentRuleExport};
     pub use wit_bindgen;
 }
 
@@ -93,7 +108,32 @@ macro_rules! export_connector {
     };
 }
 
-/// Exports a type implementing [`SegmentRule`] as this component's segment rule.
+/// Exports a type implementing [`Rule`] as this component's segment rule (contract 0.2).
+///
+/// Use it once, at the crate root: `tessera_sdk::export_rule!(MyRule);`.
+/// Outside `wasm32` it only checks that the type implements the trait.
+#[macro_export]
+macro_rules! export_rule {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type TesseraExport = $crate::__private::RuleExport<$plugin>;
+            $crate::bindings::segment_rule::export_segment_rule_kind!(
+                TesseraExport with_types_in $crate::bindings::segment_rule
+            );
+            $crate::bindings::self_test::export_self_test_kind!(
+                TesseraExport with_types_in $crate::bindings::self_test
+            );
+        };
+        const _: fn() = || {
+            fn implements_rule<T: $crate::Rule>() {}
+            implements_rule::<$plugin>();
+        };
+    };
+}
+
+/// Exports a type implementing [`SegmentRule`] as this component's segment rule, under
+/// contract 0.1 (`contract = "0.1"` in plugin.toml). New rules use [`export_rule!`].
 ///
 /// Use it once, at the crate root: `tessera_sdk::export_segment_rule!(MyRule);`.
 /// Outside `wasm32` it only checks that the type implements the trait.
@@ -103,11 +143,11 @@ macro_rules! export_segment_rule {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             type TesseraExport = $crate::__private::SegmentRuleExport<$plugin>;
-            $crate::bindings::segment_rule::export_segment_rule_kind!(
-                TesseraExport with_types_in $crate::bindings::segment_rule
+            $crate::bindings::rule_v0_1::export_segment_rule_v0_1_kind!(
+                TesseraExport with_types_in $crate::bindings::rule_v0_1
             );
-            $crate::bindings::self_test::export_self_test_kind!(
-                TesseraExport with_types_in $crate::bindings::self_test
+            $crate::bindings::self_test_v0_1::export_self_test_v0_1_kind!(
+                TesseraExport with_types_in $crate::bindings::self_test_v0_1
             );
         };
         const _: fn() = || {

@@ -1,4 +1,6 @@
-//! The three plugin kinds as traits with defaults, and the glue that exports them.
+//! The plugin kinds as traits with defaults, and the glue that exports them: [`Connector`],
+//! [`Rule`] (a segment rule, contract 0.2), [`Channel`], and [`SegmentRule`], the 0.1
+//! segment rule that existing rules keep building against.
 
 use std::marker::PhantomData;
 
@@ -6,7 +8,8 @@ use serde_json::Value;
 
 use crate::bindings;
 use crate::types::{
-    ConnectorError, Delivery, Event, HttpRequest, Message, PollPage, RuleInput, SendError,
+    ConnectorError, Decision, Delivery, Event, HttpRequest, Message, PollPage, RuleInput,
+    RuleNeeds, SendError,
 };
 
 /// A connector: vendor webhooks or pulled data in, canonical events out.
@@ -33,8 +36,61 @@ pub trait Connector {
     }
 }
 
-/// A segment rule: decides, for a batch of contacts, who belongs to a segment.
-/// Export it with [`export_segment_rule!`](crate::export_segment_rule).
+/// A segment rule: says what a segment's parameters make it read, and decides, for a batch
+/// of contacts, who belongs. Export it with [`export_rule!`](crate::export_rule); the
+/// component implements contract 0.2 (`contract = "0.2"` in its plugin.toml).
+///
+/// ```
+/// use tessera_sdk::json::Value;
+/// use tessera_sdk::types::{Decision, RuleInput, RuleNeeds};
+/// use tessera_sdk::Rule;
+///
+/// /// Contacts who logged in at least once in the last day.
+/// struct RecentLogin;
+///
+/// impl Rule for RecentLogin {
+///     fn describe(_params: &Value) -> Result<RuleNeeds, String> {
+///         Ok(RuleNeeds::new().with_event("Login").with_window_ms(86_400_000))
+///     }
+///
+///     fn evaluate(_params: &Value, batch: Vec<RuleInput>) -> Result<Vec<Decision>, String> {
+///         Ok(batch
+///             .iter()
+///             .map(|input| match input.events.last() {
+///                 // In until the newest login is a day old.
+///                 Some(login) => Decision::member(true).recheck_at(login.timestamp_ms + 86_400_000),
+///                 None => Decision::member(false),
+///             })
+///             .collect())
+///     }
+/// }
+///
+/// tessera_sdk::export_rule!(RecentLogin);
+/// ```
+pub trait Rule {
+    /// Checks `params` (a JSON object) and says what the rule reads: the event names and
+    /// trait names whose change may change membership, and how far back (by event time) it
+    /// looks at events. The host then wakes the rule only for those changes and hands it the
+    /// contact's events of those names in the window. An error refuses the segment's
+    /// definition; its text is what the operator sees.
+    fn describe(params: &Value) -> Result<RuleNeeds, String>;
+
+    /// One decision per input, in order. An error fails the whole batch. A decision's
+    /// `recheck_at_ms` asks the host to evaluate the contact again then (when the oldest
+    /// event that counts leaves the window, say), with no new event needed.
+    fn evaluate(params: &Value, batch: Vec<RuleInput>) -> Result<Vec<Decision>, String>;
+
+    /// Runs before a new version goes live; see [`Connector::self_test`].
+    fn self_test() -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A segment rule of contract 0.1: decides membership with a bool per contact, and cannot
+/// say what it reads (the host wakes it for every change and hands it no past events).
+/// Export it with [`export_segment_rule!`](crate::export_segment_rule); the component
+/// implements contract 0.1 (`contract = "0.1"` in its plugin.toml). New rules implement
+/// [`Rule`].
 pub trait SegmentRule {
     /// One decision per input, in order (`true`: in the segment). `params` is the segment's
     /// rule parameters (a JSON object; one rule plugin serves many segments). An error
@@ -60,16 +116,43 @@ pub trait Channel {
     }
 }
 
+/// The rule parameters as JSON (empty text: `{}`).
+fn rule_params(params: &str) -> Result<Value, String> {
+    match params.trim() {
+        "" => Ok(Value::Object(Default::default())),
+        text => serde_json::from_str(text)
+            .map_err(|e| format!("rule parameters are not valid JSON: {e}")),
+    }
+}
+
+/// Parses the rule parameters and asks the rule what it reads.
+pub(crate) fn describe_rule<T: Rule>(params: &str) -> Result<RuleNeeds, String> {
+    T::describe(&rule_params(params)?)
+}
+
 /// Parses the rule parameters and checks the rule answers once per input.
+pub(crate) fn decide_rule<T: Rule>(
+    params: &str,
+    batch: Vec<RuleInput>,
+) -> Result<Vec<Decision>, String> {
+    let params = rule_params(params)?;
+    let inputs = batch.len();
+    let decisions = T::evaluate(&params, batch)?;
+    if decisions.len() != inputs {
+        return Err(format!(
+            "the rule returned {} decisions for {inputs} inputs",
+            decisions.len()
+        ));
+    }
+    Ok(decisions)
+}
+
+/// Parses the rule parameters and checks the rule answers once per input (contract 0.1).
 pub(crate) fn evaluate_rule<T: SegmentRule>(
     params: &str,
     batch: Vec<RuleInput>,
 ) -> Result<Vec<bool>, String> {
-    let params: Value = match params.trim() {
-        "" => Value::Object(Default::default()),
-        text => serde_json::from_str(text)
-            .map_err(|e| format!("rule parameters are not valid JSON: {e}"))?,
-    };
+    let params = rule_params(params)?;
     let inputs = batch.len();
     let decisions = T::evaluate(&params, batch)?;
     if decisions.len() != inputs {
@@ -103,19 +186,42 @@ impl<T: Connector> bindings::self_test::exports::tessera::cx::self_test::Guest
     }
 }
 
-/// Exports a [`SegmentRule`] through the generated bindings.
+/// Exports a [`Rule`] through the generated bindings (contract 0.2).
 #[doc(hidden)]
-pub struct SegmentRuleExport<T>(PhantomData<T>);
+pub struct RuleExport<T>(PhantomData<T>);
 
-impl<T: SegmentRule> bindings::segment_rule::exports::tessera::cx::rule::Guest
-    for SegmentRuleExport<T>
-{
-    fn evaluate(params: String, batch: Vec<RuleInput>) -> Result<Vec<bool>, String> {
-        evaluate_rule::<T>(&params, batch)
+impl<T: Rule> bindings::segment_rule::exports::tessera::cx::rule::Guest for RuleExport<T> {
+    fn describe(params: String) -> Result<RuleNeeds, String> {
+        describe_rule::<T>(&params)
+    }
+
+    fn evaluate(params: String, batch: Vec<RuleInput>) -> Result<Vec<Decision>, String> {
+        decide_rule::<T>(&params, batch)
     }
 }
 
-impl<T: SegmentRule> bindings::self_test::exports::tessera::cx::self_test::Guest
+impl<T: Rule> bindings::self_test::exports::tessera::cx::self_test::Guest for RuleExport<T> {
+    fn self_test() -> Result<(), String> {
+        T::self_test()
+    }
+}
+
+/// Exports a [`SegmentRule`] through contract 0.1's generated bindings.
+#[doc(hidden)]
+pub struct SegmentRuleExport<T>(PhantomData<T>);
+
+impl<T: SegmentRule> bindings::rule_v0_1::exports::tessera::cx::rule::Guest
+    for SegmentRuleExport<T>
+{
+    fn evaluate(
+        params: String,
+        batch: Vec<bindings::rule_v0_1::tessera::cx::types::RuleInput>,
+    ) -> Result<Vec<bool>, String> {
+        evaluate_rule::<T>(&params, batch.into_iter().map(Into::into).collect())
+    }
+}
+
+impl<T: SegmentRule> bindings::self_test_v0_1::exports::tessera::cx::self_test::Guest
     for SegmentRuleExport<T>
 {
     fn self_test() -> Result<(), String> {
@@ -181,6 +287,47 @@ mod tests {
             Ok(vec![true])
         );
         let error = evaluate_rule::<Everyone>(r#"{"broken":1}"#, batch).unwrap_err();
+        assert_eq!(error, "the rule returned 0 decisions for 1 inputs");
+    }
+
+    struct Windowed;
+
+    impl Rule for Windowed {
+        fn describe(params: &Value) -> Result<RuleNeeds, String> {
+            let event = params["event"].as_str().ok_or("`event` is required")?;
+            Ok(RuleNeeds::new().with_event(event).with_window_ms(1_000))
+        }
+
+        fn evaluate(params: &Value, batch: Vec<RuleInput>) -> Result<Vec<Decision>, String> {
+            if params.get("broken").is_some() {
+                return Ok(Vec::new());
+            }
+            Ok(batch
+                .iter()
+                .map(|i| Decision::member(!i.events.is_empty()))
+                .collect())
+        }
+    }
+
+    #[test]
+    fn describe_reads_params_as_json() {
+        let needs = describe_rule::<Windowed>(r#"{"event":"Login"}"#).unwrap();
+        assert_eq!(needs.events, vec!["Login".to_string()]);
+        assert_eq!(
+            describe_rule::<Windowed>("{}").unwrap_err(),
+            "`event` is required"
+        );
+        assert!(describe_rule::<Windowed>("[").is_err());
+    }
+
+    #[test]
+    fn a_0_2_rule_must_answer_once_per_input() {
+        let batch = vec![RuleInput::new(Contact::new("c1"))];
+        assert_eq!(
+            decide_rule::<Windowed>("{}", batch.clone()),
+            Ok(vec![Decision::member(false)])
+        );
+        let error = decide_rule::<Windowed>(r#"{"broken":1}"#, batch).unwrap_err();
         assert_eq!(error, "the rule returned 0 decisions for 1 inputs");
     }
 

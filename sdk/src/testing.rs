@@ -4,6 +4,12 @@
 //! and [`http`](crate::http) talk to a per-thread [`Harness`] instead of the host. Every
 //! test runs on its own thread, so tests never see each other's state.
 //!
+//! Segment rules ([`Rule`]) run through [`describe`], [`evaluate`] and [`decide`], which
+//! call them as the host does: params as JSON text, and each input's past events cut to
+//! what the rule's `describe` asked for (its event names, event time in
+//! `(now - window, now]`, the newest [`MAX_PAST_EVENTS`]), so a test feeds a contact's whole
+//! history and sees what the rule would decide in the host.
+//!
 //! ```
 //! use tessera_sdk::http::{Request, Response};
 //! use tessera_sdk::testing::Harness;
@@ -25,8 +31,62 @@ use std::marker::PhantomData;
 
 use serde_json::{Map, Value};
 
+use crate::Rule;
 use crate::http::{HttpError, Request, Response, Url};
-use crate::types::{ConnectorError, KvError, Level};
+use crate::types::{ConnectorError, Decision, KvError, Level, RuleInput, RuleNeeds};
+
+/// Past events the host hands a rule per contact: the newest by event time in its window.
+pub const MAX_PAST_EVENTS: usize = 10_000;
+
+/// What rule `R` says a segment with `params` reads, as the host asks it when the segment
+/// is defined; an error is the rule refusing the params.
+pub fn describe<R: Rule>(params: Value) -> Result<RuleNeeds, String> {
+    crate::plugin::describe_rule::<R>(&params.to_string())
+}
+
+/// Rule `R`'s decisions for `batch`, as the host would get them: the rule describes
+/// `params` first, each input keeps only the past events that description asks for, and
+/// the answer must hold one decision per input.
+pub fn evaluate<R: Rule>(params: Value, batch: Vec<RuleInput>) -> Result<Vec<Decision>, String> {
+    let text = params.to_string();
+    let needs = crate::plugin::describe_rule::<R>(&text)?;
+    let batch = batch
+        .into_iter()
+        .map(|input| as_host_sends(input, &needs))
+        .collect();
+    crate::plugin::decide_rule::<R>(&text, batch)
+}
+
+/// Rule `R`'s decision about one contact; panics, with the rule's reason, when the rule
+/// refuses `params`.
+pub fn decide<R: Rule>(params: Value, input: RuleInput) -> Decision {
+    match evaluate::<R>(params, vec![input]) {
+        Ok(mut decisions) => decisions.remove(0),
+        Err(why) => panic!("the rule refused: {why}"),
+    }
+}
+
+/// `input` with only the past events the host would hand a rule that has `needs`.
+fn as_host_sends(mut input: RuleInput, needs: &RuleNeeds) -> RuleInput {
+    let Some(window) = needs.window_ms else {
+        input.events.clear();
+        return input;
+    };
+    let since = input
+        .now_ms
+        .saturating_sub(i64::try_from(window).unwrap_or(i64::MAX));
+    let any = needs.events.iter().any(|n| n == "*");
+    let now = input.now_ms;
+    input.events.retain(|e| {
+        e.timestamp_ms > since
+            && e.timestamp_ms <= now
+            && (any || e.name.as_ref().is_some_and(|n| needs.events.contains(n)))
+    });
+    input.events.sort_by_key(|e| e.timestamp_ms);
+    let extra = input.events.len().saturating_sub(MAX_PAST_EVENTS);
+    input.events.drain(..extra);
+    input
+}
 
 /// One record a plugin logged.
 #[derive(Debug, Clone, PartialEq)]
@@ -311,6 +371,47 @@ mod tests {
         harness.set_kv_read_only(false);
         kv::delete("cursor").unwrap();
         assert_eq!(kv::get("cursor").unwrap(), None);
+    }
+
+    struct Logins;
+
+    impl Rule for Logins {
+        fn describe(params: &Value) -> Result<RuleNeeds, String> {
+            let window = params["window_ms"]
+                .as_u64()
+                .ok_or("`window_ms` is required")?;
+            Ok(RuleNeeds::new().with_event("Login").with_window_ms(window))
+        }
+
+        fn evaluate(_: &Value, batch: Vec<RuleInput>) -> Result<Vec<Decision>, String> {
+            Ok(batch
+                .iter()
+                .map(|i| Decision::member(i.events.len() >= 2))
+                .collect())
+        }
+    }
+
+    #[test]
+    fn the_harness_hands_a_rule_only_what_it_asked_for() {
+        use crate::types::{Contact, PastEvent};
+        let input = RuleInput::new(Contact::new("c1"))
+            .at(10_000)
+            .with_past_event(PastEvent::track("Login", 5_000))
+            .with_past_event(PastEvent::track("Login", 9_000))
+            .with_past_event(PastEvent::track("Logout", 9_500))
+            .with_past_event(PastEvent::track("Login", 11_000));
+        let params = serde_json::json!({"window_ms": 5_000});
+        // 5,000 is on the window's open edge and 11,000 in the future: one login counts.
+        assert_eq!(
+            decide::<Logins>(params, input.clone()),
+            Decision::member(false)
+        );
+        let wide = serde_json::json!({"window_ms": 6_000});
+        assert_eq!(decide::<Logins>(wide, input), Decision::member(true));
+        assert_eq!(
+            describe::<Logins>(serde_json::json!({})).unwrap_err(),
+            "`window_ms` is required"
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ use serde_json::Value;
 pub use crate::bindings::connector::tessera::cx::kv::KvError;
 pub use crate::bindings::connector::tessera::cx::log::Level;
 pub use crate::bindings::connector::tessera::cx::types::{
-    ConnectorError, Contact, ContactRef, Delivery, Event, EventCount, EventKind, HttpRequest,
-    Identity, Message, PollPage, Retry, RuleInput, SendError,
+    ConnectorError, Contact, ContactRef, Decision, Delivery, Event, EventCount, EventKind,
+    HttpRequest, Identity, Message, PastEvent, PollPage, Retry, RuleInput, RuleNeeds, SendError,
 };
 
 /// JSON text for a payload field: an object stays as is, `null` becomes `{}`.
@@ -278,14 +278,32 @@ impl Contact {
 }
 
 impl RuleInput {
-    /// An input about `contact`, with no event, no counts, not a member yet.
+    /// An input about `contact`, with no event, no counts, no past events, not a member yet,
+    /// at time 0.
     pub fn new(contact: Contact) -> Self {
         Self {
             contact,
             event: None,
             counts: Vec::new(),
             member: false,
+            events: Vec::new(),
+            now_ms: 0,
         }
+    }
+
+    /// Sets the host's clock for the evaluation, Unix milliseconds.
+    pub fn at(mut self, now_ms: i64) -> Self {
+        self.now_ms = now_ms;
+        self
+    }
+
+    /// Adds a past event, keeping [`RuleInput::events`] oldest first.
+    pub fn with_past_event(mut self, event: PastEvent) -> Self {
+        let at = self
+            .events
+            .partition_point(|e| e.timestamp_ms <= event.timestamp_ms);
+        self.events.insert(at, event);
+        self
     }
 
     /// Sets how many `name` events the contact has.
@@ -316,6 +334,101 @@ impl RuleInput {
             .iter()
             .find(|c| c.name == name)
             .map_or(0, |c| c.count)
+    }
+}
+
+impl PastEvent {
+    /// A `track` event called `name` that happened at `timestamp_ms`, with no properties.
+    pub fn track(name: impl Into<String>, timestamp_ms: i64) -> Self {
+        Self {
+            kind: EventKind::Track,
+            name: Some(name.into()),
+            timestamp_ms,
+            properties: "{}".to_string(),
+        }
+    }
+
+    /// Sets the properties (a JSON object).
+    pub fn with_properties(mut self, properties: Value) -> Self {
+        self.properties = payload_text(properties);
+        self
+    }
+
+    /// The properties as JSON (`{}` when they do not parse).
+    pub fn properties_value(&self) -> Value {
+        payload_value(&self.properties)
+    }
+}
+
+impl Decision {
+    /// In (`true`) or out, with no recheck time.
+    pub fn member(member: bool) -> Self {
+        Self {
+            member,
+            recheck_at_ms: None,
+        }
+    }
+
+    /// Asks the host to evaluate the contact again at `at_ms` (Unix milliseconds), when
+    /// time alone may change the decision.
+    pub fn recheck_at(mut self, at_ms: i64) -> Self {
+        self.recheck_at_ms = Some(at_ms);
+        self
+    }
+}
+
+impl From<bool> for Decision {
+    fn from(member: bool) -> Self {
+        Self::member(member)
+    }
+}
+
+// The type is generated, so `#[derive(Default)]` is not an option here.
+#[allow(clippy::derivable_impls)]
+impl Default for RuleNeeds {
+    fn default() -> Self {
+        Self {
+            events: Vec::new(),
+            traits: Vec::new(),
+            window_ms: None,
+        }
+    }
+}
+
+impl RuleNeeds {
+    /// Reads nothing yet: add what the rule reads with the `with_*` methods.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Any change may matter, and no past events: what the host assumes of a 0.1 rule.
+    pub fn everything() -> Self {
+        Self::new().with_event("*").with_trait("*")
+    }
+
+    /// Events called `name` may change membership (`"*"`: any name).
+    pub fn with_event(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if !self.events.contains(&name) {
+            self.events.push(name);
+        }
+        self
+    }
+
+    /// A change of trait `name` may change membership (`"*"`: any trait).
+    pub fn with_trait(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if !self.traits.contains(&name) {
+            self.traits.push(name);
+        }
+        self
+    }
+
+    /// The rule reads the contact's events of its event names from the last `window_ms`
+    /// milliseconds (by event time), handed over in [`RuleInput::events`].
+    pub fn with_window_ms(mut self, window_ms: u64) -> Self {
+        self.window_ms = Some(window_ms);
+        self
     }
 }
 
@@ -456,6 +569,29 @@ mod tests {
         let request = HttpRequest::post("/", "{}").with_header("X-Thing", "1");
         assert_eq!(request.header("x-thing"), Some("1"));
         assert_eq!(request.header("X-THING"), Some("1"));
+    }
+
+    #[test]
+    fn past_events_stay_oldest_first() {
+        let input = RuleInput::new(Contact::new("c1"))
+            .with_past_event(PastEvent::track("b", 20))
+            .with_past_event(PastEvent::track("a", 10))
+            .with_past_event(PastEvent::track("c", 30));
+        let names: Vec<_> = input.events.iter().filter_map(|e| e.name.clone()).collect();
+        assert_eq!(names, vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn needs_list_each_name_once() {
+        let needs = RuleNeeds::new()
+            .with_event("Login")
+            .with_event("Login")
+            .with_trait("plan")
+            .with_window_ms(60_000);
+        assert_eq!(needs.events, vec!["Login".to_string()]);
+        assert_eq!(needs.traits, vec!["plan".to_string()]);
+        assert_eq!(needs.window_ms, Some(60_000));
+        assert_eq!(RuleNeeds::everything().events, vec!["*".to_string()]);
     }
 
     #[test]

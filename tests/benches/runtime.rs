@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tessera::plugins::Actor;
 use tessera::plugins::PluginRegistry;
-use tessera::runtime::contract::v0_1;
-use tessera::runtime::contract::v0_1::segment_rule::exports::tessera::cx::rule::GuestIndices;
+use tessera::runtime::contract::latest;
+use tessera::runtime::contract::latest::segment_rule::exports::tessera::cx::rule::GuestIndices;
 use tessera::runtime::types::{Contact, RuleInput};
 use tessera::server::{Server, ServerConfig};
 use tessera_tests::{artifact, manifest};
@@ -71,7 +71,11 @@ impl BareRule {
         }
     }
 
-    async fn call(&self, params: &str, batch: &[v0_1::types::RuleInput]) -> Vec<bool> {
+    async fn call(
+        &self,
+        params: &str,
+        batch: &[latest::types::RuleInput],
+    ) -> Vec<latest::types::Decision> {
         let mut store = Store::new(
             &self.engine,
             Bare {
@@ -112,7 +116,7 @@ async fn compare(
     let params = json!({ "trait": "plan", "equals": "pro" }).to_string();
     let input = batch(size);
     // Bare wasmtime takes the generated type; the host converts its own at each call.
-    let generated: Vec<v0_1::types::RuleInput> = input.iter().map(Into::into).collect();
+    let generated: Vec<latest::types::RuleInput> = input.iter().map(Into::into).collect();
     let (mut host, mut base) = (Vec::new(), Vec::new());
     for _ in 0..5 {
         base.push(

@@ -366,6 +366,26 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Polls `/v1/status` until the segment stage has evaluated every logged event (so
+    /// memberships reflect everything acknowledged before the call); returns the last logged
+    /// sequence.
+    pub async fn wait_segments_caught_up(&self, timeout: Duration) -> u64 {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let (_, status) = self.get("/v1/status").await;
+            if status["segments"]["behind"] == 0 {
+                return status["event_log"]["last_seq"].as_u64().expect("last_seq");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "segments did not catch up: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 /// A rule-input batch of `n` contacts whose trait `plan` alternates "pro" / "free".
 pub fn rule_batch(n: usize) -> Value {
     let batch: Vec<Value> = (0..n)

@@ -7,7 +7,7 @@ use tessera_tests::{TestHost, resident_bytes};
 #[tokio::test]
 async fn memory_returns_to_its_level_after_memory_bombs() {
     let host = TestHost::start_with(|c| c.registry.breaker.failure_threshold = 1_000).await;
-    let manifest = "id = \"hostile\"\nkind = \"connector\"\nversion = \"0.1.0\"\ncontract = \"0.1\"\n[limits]\nmemory_mb = 64\n";
+    let manifest = "id = \"hostile\"\nkind = \"connector\"\nversion = \"0.1.0\"\ncontract = \"0.2\"\n[limits]\nmemory_mb = 64\n";
     let sha = host.upload_with("hostile", manifest).await;
     host.activate("hostile", &sha).await;
     for _ in 0..3 {

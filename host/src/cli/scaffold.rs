@@ -162,6 +162,10 @@ fn kind_files(kind: Kind, name: &str, sdk: &SdkSource) -> Vec<File> {
                 "fixtures/pro-and-free.json",
                 r(include_str!("templates/segment-rule/fixture.json")),
             ),
+            (
+                "fixtures/describe.json",
+                r(include_str!("templates/segment-rule/describe.json")),
+            ),
         ],
         Kind::Channel => vec![
             (
@@ -369,6 +373,7 @@ mod tests {
             "src/lib.rs",
             "src/bindings.rs",
             "wit/v0.1.0/types.wit",
+            "wit/v0.2.0/types.wit",
         ] {
             assert!(paths.contains(&want), "{want} in {paths:?}");
         }

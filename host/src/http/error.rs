@@ -230,6 +230,30 @@ impl From<crate::journeys::JourneyError> for ApiError {
     }
 }
 
+impl From<crate::plugins::InputError> for ApiError {
+    fn from(e: crate::plugins::InputError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<crate::segments::RuleError> for ApiError {
+    fn from(e: crate::segments::RuleError) -> Self {
+        use crate::segments::RuleError as R;
+        match e {
+            R::Plugin(e) => ApiError::Plugin(e),
+            R::Refused(m) => ApiError::Unprocessable(
+                "invalid_params",
+                format!("the rule refused the params: {m}"),
+            ),
+            R::NotARule(plugin, actual) => ApiError::Plugin(PluginError::WrongKind {
+                plugin,
+                actual,
+                wanted: crate::runtime::PluginKind::SegmentRule,
+            }),
+        }
+    }
+}
+
 impl From<crate::profiles::EraseError> for ApiError {
     fn from(e: crate::profiles::EraseError) -> Self {
         match e {

@@ -1,6 +1,6 @@
 //! Liveness and readiness: `/healthz` answers while the process runs, `/readyz` once start-up
 //! (restoring slots, loading bundled plugins) is done; `/v1/status` (admin) tells how far the
-//! profile stage has applied the event log.
+//! profile and segment stages have followed the event log.
 
 use std::sync::atomic::Ordering;
 
@@ -28,10 +28,14 @@ pub fn admin_router() -> Router<AppState> {
 async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let logged = state.ingest.log().last_seq();
     let applied = state.profiles.applied_seq()?;
+    let evaluated = state.segments.evaluated_seq()?;
     let journeys = state.journeys.followed_seq()?;
     Ok(Json(json!({
         "event_log": { "last_seq": logged },
         "profiles": { "applied_seq": applied, "behind": logged.saturating_sub(applied) },
+        // Memberships reflect every event up to `evaluated_seq`; `behind` counts from the
+        // log's end, so 0 means both stages have caught up with everything logged.
+        "segments": { "evaluated_seq": evaluated, "behind": logged.saturating_sub(evaluated) },
         "dedupe": { "awaiting_index": state.ingest.unindexed_len() },
         "journeys": { "followed_seq": journeys, "behind": applied.saturating_sub(journeys) },
     })))

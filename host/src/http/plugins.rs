@@ -21,6 +21,7 @@ use crate::plugins::{
 };
 use crate::runtime::PluginKind;
 use crate::runtime::types::{Message, RuleInput};
+use crate::segments::RuleError;
 
 /// The plugin admin routes (the caller adds the admin-key check).
 pub fn router() -> Router<AppState> {
@@ -49,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/audit", get(audit))
         .route("/v1/plugins/{id}/config", put(set_config))
         .route("/v1/plugins/{id}/call", post(call))
+        .route("/v1/plugins/{id}/describe", post(describe))
         .route("/v1/plugins/{id}/poll", get(poll_status))
 }
 
@@ -380,8 +382,7 @@ async fn call(
             let request = body
                 .request
                 .ok_or_else(|| missing("request"))?
-                .to_request()
-                .map_err(ApiError::BadRequest)?;
+                .to_request()?;
             match registry.handle_webhook(&id, &request).await? {
                 Ok(events) => json!({ "ok": { "events": readable(json!(events)) } }),
                 Err(e) => json!({ "err": readable_error(json!(e)) }),
@@ -391,7 +392,12 @@ async fn call(
             let params = body.params.unwrap_or_else(|| json!({})).to_string();
             let batch = body.batch.ok_or_else(|| missing("batch"))?;
             match registry.evaluate(&id, &params, &batch).await? {
-                Ok(decisions) => json!({ "ok": { "decisions": decisions } }),
+                // `decisions` keeps the shape 0.1 answers had (one bool per contact); the
+                // recheck times, contract 0.2 and later, come beside it.
+                Ok(decisions) => json!({ "ok": {
+                    "decisions": decisions.iter().map(|d| d.member).collect::<Vec<_>>(),
+                    "recheck_at_ms": decisions.iter().map(|d| d.recheck_at_ms).collect::<Vec<_>>(),
+                } }),
                 Err(e) => json!({ "err": readable_error(json!(e)) }),
             }
         }
@@ -404,4 +410,32 @@ async fn call(
         }
     };
     Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DescribeBody {
+    params: Value,
+}
+
+/// Asks a segment rule's live version what a segment with these params would depend on:
+/// `{"events", "traits", "window_ms"}`, or `422 invalid_params` with the rule's reason.
+async fn describe(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<DescribeBody>,
+) -> Result<Json<Value>, ApiError> {
+    if !body.params.is_object() {
+        return Err(ApiError::BadRequest(
+            "`params` must be a JSON object".into(),
+        ));
+    }
+    match state
+        .registry
+        .describe_rule(&id, &body.params.to_string())
+        .await?
+    {
+        Ok(needs) => Ok(Json(json!(needs))),
+        Err(reason) => Err(RuleError::Refused(reason).into()),
+    }
 }

@@ -8,14 +8,17 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::store::FailureRecord;
-use crate::runtime::types::{ConnectorError, Delivery, HttpRequest, Message, RuleInput, SendError};
+use crate::runtime::types::{
+    ConnectorError, Decision, Delivery, HttpRequest, Message, RuleInput, RuleNeeds, SendError,
+};
 use crate::runtime::{
     CallEnv, CallError, ConnectorEvent, ConnectorPage, Effects, FailureCause, PluginKind,
     SandboxedPlugin,
 };
 use crate::tasks::{TaskError, isolated};
 
-use super::local::{CallReport, outcome_json, readable_error, run_input};
+use super::call_output::{CallReport, outcome_json, readable_error};
+use super::local::run_input;
 use super::rollout::{Rollout, RolloutMode, ShadowSample};
 use super::slot::{Lease, PluginSlot};
 use super::{Actor, CallInput, PluginError, PluginRegistry, WebhookInput};
@@ -77,7 +80,7 @@ impl PluginRegistry {
         id: &str,
         params: &str,
         batch: &[RuleInput],
-    ) -> Result<Result<Vec<bool>, String>, PluginError> {
+    ) -> Result<Result<Vec<Decision>, String>, PluginError> {
         let rollout = self.slot(id)?.rollout();
         let Some(rollout) = rollout.filter(|r| matches!(r.mode, RolloutMode::Canary(_))) else {
             return self.evaluate_one_arm(id, params, batch).await;
@@ -87,7 +90,7 @@ impl PluginRegistry {
         if candidate.is_empty() || live.is_empty() {
             return self.evaluate_one_arm(id, params, batch).await;
         }
-        let mut decisions = vec![false; batch.len()];
+        let mut decisions = vec![Decision::from(false); batch.len()];
         for arm in [candidate, live] {
             // Every contact of a part routes to the same arm, so its first one routes the call.
             let part: Vec<RuleInput> = arm.iter().map(|&i| batch[i].clone()).collect();
@@ -110,7 +113,7 @@ impl PluginRegistry {
         id: &str,
         params: &str,
         batch: &[RuleInput],
-    ) -> Result<Result<Vec<bool>, String>, PluginError> {
+    ) -> Result<Result<Vec<Decision>, String>, PluginError> {
         let input = || CallInput::Evaluate {
             params: params.to_string(),
             batch: batch.to_vec(),
@@ -118,6 +121,22 @@ impl PluginRegistry {
         let key = batch.first().map(|r| r.contact.id.as_bytes());
         self.call(id, PluginKind::SegmentRule, key, input, async |p, env| {
             p.evaluate(env, params, batch).await
+        })
+        .await
+    }
+
+    /// Asks a segment rule what a segment with `params` depends on; an error is the rule's
+    /// reason for refusing the params. A canary routes it like any call without a key.
+    pub async fn describe_rule(
+        &self,
+        id: &str,
+        params: &str,
+    ) -> Result<Result<RuleNeeds, String>, PluginError> {
+        let input = || CallInput::Describe {
+            params: params.to_string(),
+        };
+        self.call(id, PluginKind::SegmentRule, None, input, async |p, env| {
+            p.describe(env, params).await
         })
         .await
     }
@@ -382,6 +401,9 @@ fn bounded_input(input: CallInput, max: usize) -> (CallInput, bool) {
             message.id = cut(message.id, share / 8);
             CallInput::Send { message }
         }
+        CallInput::Describe { params } => CallInput::Describe {
+            params: cut(params, share),
+        },
         CallInput::SelfTest => CallInput::SelfTest,
     };
     (input, true)

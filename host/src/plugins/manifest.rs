@@ -206,19 +206,16 @@ impl Manifest {
     pub fn check_config(
         &self,
         config: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<(), String> {
-        let missing: Vec<&str> = self
+    ) -> Result<(), ConfigError> {
+        let missing: Vec<String> = self
             .config
             .required
             .iter()
             .filter(|k| config.get(k.as_str()).is_none_or(|v| v.is_null()))
-            .map(String::as_str)
+            .cloned()
             .collect();
         if !missing.is_empty() {
-            return Err(format!(
-                "config is missing required key(s): {}",
-                missing.join(", ")
-            ));
+            return Err(ConfigError::Missing(missing));
         }
         let Some(props) = self
             .config
@@ -247,11 +244,30 @@ impl Manifest {
                 _ => true,
             };
             if !ok {
-                return Err(format!("config key `{key}` must be of type {want}"));
+                return Err(ConfigError::WrongType {
+                    key: key.clone(),
+                    want: want.to_string(),
+                });
             }
         }
         Ok(())
     }
+}
+
+/// An operator-set config that does not fit the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Required keys without a value.
+    #[error("config is missing required key(s): {}", .0.join(", "))]
+    Missing(Vec<String>),
+    /// A key whose value is not of the type the manifest's schema declares.
+    #[error("config key `{key}` must be of type {want}")]
+    WrongType {
+        /// The key.
+        key: String,
+        /// The declared type.
+        want: String,
+    },
 }
 
 /// True for a valid plugin id.
@@ -289,9 +305,19 @@ type = "string"
         assert_eq!(m.kind, PluginKind::Channel);
         assert_eq!(m.limits.memory_mb, Some(32));
         let mut cfg = serde_json::Map::new();
-        assert!(m.check_config(&cfg).unwrap_err().contains("secret"));
+        assert!(
+            m.check_config(&cfg)
+                .unwrap_err()
+                .to_string()
+                .contains("secret")
+        );
         cfg.insert("secret".into(), 5.into());
-        assert!(m.check_config(&cfg).unwrap_err().contains("type string"));
+        assert!(
+            m.check_config(&cfg)
+                .unwrap_err()
+                .to_string()
+                .contains("type string")
+        );
         cfg.insert("secret".into(), "s3cr3t".into());
         m.check_config(&cfg).unwrap();
     }

@@ -5,6 +5,8 @@
 //! then swaps atomically, so calls in flight finish on the version they started with.
 
 mod breaker;
+mod call_input;
+mod call_output;
 mod calls;
 mod kv;
 mod limits;
@@ -18,21 +20,21 @@ mod slot;
 mod store;
 
 pub use breaker::{BreakerConfig, BreakerView};
+pub use call_input::{CallInput, InputError, WebhookInput};
+pub use call_output::{CallReport, readable, readable_error};
 pub use limits::OperatorLimits;
-pub use local::{
-    CallInput, CallReport, LocalSandbox, WebhookInput, readable, readable_error, run_input,
-};
+pub use local::{LocalSandbox, run_input};
 pub use logs::LogLine;
 pub use manifest::{
-    Capabilities, ConfigSpec, Limits, MAX_FUEL, MAX_HTTP_RESPONSE_BYTES, MAX_MEMORY_MB,
-    MAX_POLL_INTERVAL_SECS, MAX_TIMEOUT_MS, Manifest, ManifestError, PollSpec, SUPPORTED_CONTRACTS,
-    valid_id,
+    Capabilities, ConfigError, ConfigSpec, Limits, MAX_FUEL, MAX_HTTP_RESPONSE_BYTES,
+    MAX_MEMORY_MB, MAX_POLL_INTERVAL_SECS, MAX_TIMEOUT_MS, Manifest, ManifestError, PollSpec,
+    SUPPORTED_CONTRACTS, valid_id,
 };
 pub use registry::{
     ActivateOptions, Actor, PluginRegistry, PluginView, RegistryConfig, VersionView, sha256_hex,
 };
 pub use review::CapabilityReview;
-pub use rollout::{CanaryPlan, RolloutMode, RolloutView, ShadowReport};
+pub use rollout::{CanaryPlan, CanaryPlanError, RolloutMode, RolloutView, ShadowReport};
 pub use slot::PluginSlot;
 pub use store::{
     Action, Activation, AuditEntry, EngineRecords, FailureLimits, FailureRecord, PluginStore,
@@ -162,7 +164,7 @@ pub enum PluginError {
     },
     /// The canary settings are out of range.
     #[error("{0}")]
-    BadCanaryPlan(String),
+    BadCanaryPlan(#[from] CanaryPlanError),
     /// A canary or shadow run cannot start as asked.
     #[error("{0}")]
     InvalidRollout(String),

@@ -38,20 +38,28 @@ pub const MAX_SHADOW_IN_FLIGHT: u64 = 64;
 
 impl CanaryPlan {
     /// Checks the numbers are usable.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), CanaryPlanError> {
         if !(self.percent > 0.0 && self.percent <= 100.0) {
-            return Err(format!(
-                "canary percent must be in (0, 100], not {}",
-                self.percent
-            ));
+            return Err(CanaryPlanError::Percent(self.percent));
         }
         if let Some(r) = self.max_error_rate
             && !(0.0..=1.0).contains(&r)
         {
-            return Err(format!("max_error_rate must be within 0..1, not {r}"));
+            return Err(CanaryPlanError::ErrorRate(r));
         }
         Ok(())
     }
+}
+
+/// A canary plan whose numbers cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CanaryPlanError {
+    /// The share of calls is not a percentage above zero.
+    #[error("canary percent must be in (0, 100], not {0}")]
+    Percent(f64),
+    /// The error-rate threshold is not a fraction.
+    #[error("max_error_rate must be within 0..1, not {0}")]
+    ErrorRate(f64),
 }
 
 /// How a candidate runs.

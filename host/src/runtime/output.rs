@@ -367,8 +367,60 @@ impl From<LiftedSendError> for host::SendError {
     }
 }
 
-/// Segment rule decisions, lifted.
+/// Segment rule decisions of contract 0.1 (`list<bool>`), lifted.
 pub type LiftedDecisions = Result<Bounded<bool, MAX_DECISIONS>, Message>;
+
+/// `decision` (contract 0.2), lifted.
+#[derive(Debug, Clone, Copy, ComponentType, Lift)]
+#[component(record)]
+pub struct LiftedDecision {
+    member: bool,
+    #[component(name = "recheck-at-ms")]
+    recheck_at_ms: Option<i64>,
+}
+
+impl From<LiftedDecision> for host::Decision {
+    fn from(d: LiftedDecision) -> Self {
+        Self {
+            member: d.member,
+            recheck_at_ms: d.recheck_at_ms,
+        }
+    }
+}
+
+/// Segment rule decisions of contract 0.2 (`list<decision>`), lifted.
+pub type LiftedDecisions2 = Result<Bounded<LiftedDecision, MAX_DECISIONS>, Message>;
+
+/// Most names a rule's needs may list (events and traits each).
+pub const MAX_NEEDED_NAMES: usize = 1_000;
+/// Longest name in a rule's needs.
+pub const MAX_NAME_BYTES: usize = 1_024;
+
+/// A name in a rule's needs.
+pub type NameText = Text<MAX_NAME_BYTES>;
+
+/// `rule-needs` (contract 0.2), lifted.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+pub struct LiftedRuleNeeds {
+    events: Bounded<NameText, MAX_NEEDED_NAMES>,
+    traits: Bounded<NameText, MAX_NEEDED_NAMES>,
+    #[component(name = "window-ms")]
+    window_ms: Option<u64>,
+}
+
+impl From<LiftedRuleNeeds> for host::RuleNeeds {
+    fn from(n: LiftedRuleNeeds) -> Self {
+        Self {
+            events: n.events.0.into_iter().map(|t| t.0).collect(),
+            traits: n.traits.0.into_iter().map(|t| t.0).collect(),
+            window_ms: n.window_ms,
+        }
+    }
+}
+
+/// A rule's answer to `describe`, lifted.
+pub type LiftedDescribe = Result<LiftedRuleNeeds, Message>;
 
 /// Host bytes a parsed JSON value holds, roughly: each node, each string and key, and the
 /// spare capacity of arrays. Text like `[0,0,0,...]` costs 16 times its size once parsed, so

@@ -15,7 +15,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use super::contract::{Contract, v0_1};
+use super::contract::{Contract, v0_1, v0_2};
 use super::engine::{EPOCH_TICK, GuestPool};
 use super::error::{CallError, CallFailure, LoadError};
 use super::events::{ConnectorEvent, ConnectorPage, accept_page, accept_webhook};
@@ -23,14 +23,17 @@ use super::log_import::LogLimitExceeded;
 use super::net_policy::check_address;
 use super::outbound::{OutboundHooks, OutboundNet, OutboundPolicy};
 use super::output::{
-    LiftedConnectorError, LiftedDecisions, LiftedDelivery, LiftedEvents, LiftedPollPage,
-    LiftedSendError, Message as LiftedMessage, Metered, OutputLimitExceeded,
+    LiftedConnectorError, LiftedDecisions, LiftedDecisions2, LiftedDelivery, LiftedDescribe,
+    LiftedEvents, LiftedPollPage, LiftedSendError, Message as LiftedMessage, Metered,
+    OutputLimitExceeded,
 };
 use super::resources::HostResources;
 use super::share::{SHARE_WAIT, Share};
 use super::state::{CallEnv, CallLimiter, LimitHit, PluginState};
 use super::stats::{CallStats, CallStatsSnapshot};
-use super::types::{ConnectorError, Delivery, HttpRequest, Message, RuleInput, SendError};
+use super::types::{
+    ConnectorError, Decision, Delivery, HttpRequest, Message, RuleInput, RuleNeeds, SendError,
+};
 use super::{PluginKind, SandboxSpec};
 
 /// A call into an export of a fresh instance, as run on the guest threads.
@@ -70,6 +73,8 @@ enum Exports {
     },
     SegmentRule {
         evaluate: ComponentExportIndex,
+        /// Contract 0.2 and later; a 0.1 rule cannot say what it needs.
+        describe: Option<ComponentExportIndex>,
     },
     Channel {
         send: ComponentExportIndex,
@@ -132,6 +137,10 @@ impl SandboxedPlugin {
             },
             PluginKind::SegmentRule => Exports::SegmentRule {
                 evaluate: index("rule", "evaluate")?,
+                describe: match contract {
+                    Contract::V0_1 => None,
+                    Contract::V0_2 => Some(index("rule", "describe")?),
+                },
             },
             PluginKind::Channel => Exports::Channel {
                 send: index("sender", "send")?,
@@ -456,6 +465,20 @@ impl SandboxedPlugin {
                 })
                 .await?
             }
+            Contract::V0_2 => {
+                let request = v0_2::types::HttpRequest::from(request);
+                self.invoke(env, "handle-webhook", move |store, instance| {
+                    Box::pin(async move {
+                        let func = instance
+                            .get_typed_func::<(&v0_2::types::HttpRequest,), (Out,)>(
+                                &mut *store,
+                                export,
+                            )?;
+                        Ok(func.call_async(&mut *store, (&request,)).await?.0)
+                    })
+                })
+                .await?
+            }
         };
         accept_webhook(out, spent).map_err(|cause| self.refuse(cause))
     }
@@ -483,18 +506,20 @@ impl SandboxedPlugin {
         accept_page(out, spent).map_err(|cause| self.refuse(cause))
     }
 
-    /// Segment rule: decides membership for a batch.
+    /// Segment rule: decides membership for a batch. The input is lowered through the
+    /// conversions of the contract the component implements: a 0.1 rule gets no past events
+    /// and no clock, and its bools become decisions without a recheck time.
     pub async fn evaluate(
         &self,
         env: &CallEnv,
         params: &str,
         batch: &[RuleInput],
-    ) -> Result<Result<Vec<bool>, String>, CallError> {
-        let Exports::SegmentRule { evaluate } = &self.exports else {
+    ) -> Result<Result<Vec<Decision>, String>, CallError> {
+        let Exports::SegmentRule { evaluate, .. } = &self.exports else {
             return Err(self.wrong_kind("evaluate"));
         };
         let (export, params) = (*evaluate, params.to_string());
-        let out = match self.contract {
+        let out: Result<Vec<Decision>, String> = match self.contract {
             Contract::V0_1 => {
                 type Input = v0_1::types::RuleInput;
                 let input: Vec<Input> = batch.iter().map(Input::from).collect();
@@ -509,10 +534,27 @@ impl SandboxedPlugin {
                     })
                 })
                 .await?
+                .map(|decisions| decisions.0.into_iter().map(Decision::from).collect())
+                .map_err(|message| message.0)
             }
-        }
-        .map(|decisions| decisions.0)
-        .map_err(|message| message.0);
+            Contract::V0_2 => {
+                type Input = v0_2::types::RuleInput;
+                let input: Vec<Input> = batch.iter().map(Input::from).collect();
+                self.invoke(env, "evaluate", move |store, instance| {
+                    Box::pin(async move {
+                        let func = instance
+                            .get_typed_func::<(&str, &[Input]), (Metered<LiftedDecisions2>,)>(
+                                &mut *store,
+                                export,
+                            )?;
+                        Ok(func.call_async(&mut *store, (&params, &input)).await?.0.0)
+                    })
+                })
+                .await?
+                .map(|decisions| decisions.0.into_iter().map(Decision::from).collect())
+                .map_err(|message| message.0)
+            }
+        };
         if let Ok(decisions) = &out
             && decisions.len() != batch.len()
         {
@@ -523,6 +565,38 @@ impl SandboxedPlugin {
             )));
         }
         Ok(out)
+    }
+
+    /// Segment rule: checks `params` and says what the rule depends on. A 0.1 rule, which
+    /// has no `describe`, checks its params by deciding an empty batch and is taken to
+    /// depend on everything ([`RuleNeeds::everything`]).
+    pub async fn describe(
+        &self,
+        env: &CallEnv,
+        params: &str,
+    ) -> Result<Result<RuleNeeds, String>, CallError> {
+        let Exports::SegmentRule { describe, .. } = &self.exports else {
+            return Err(self.wrong_kind("describe"));
+        };
+        let Some(export) = *describe else {
+            return Ok(self
+                .evaluate(env, params, &[])
+                .await?
+                .map(|_| RuleNeeds::everything()));
+        };
+        let params = params.to_string();
+        let out = self
+            .invoke(env, "describe", move |store, instance| {
+                Box::pin(async move {
+                    let func = instance.get_typed_func::<(&str,), (Metered<LiftedDescribe>,)>(
+                        &mut *store,
+                        export,
+                    )?;
+                    Ok(func.call_async(&mut *store, (&params,)).await?.0.0)
+                })
+            })
+            .await?;
+        Ok(out.map(RuleNeeds::from).map_err(|message| message.0))
     }
 
     /// Channel: sends one message.
@@ -542,6 +616,19 @@ impl SandboxedPlugin {
                 self.invoke(env, "send", move |store, instance| {
                     Box::pin(async move {
                         let func = instance.get_typed_func::<(&v0_1::types::Message,), (Out,)>(
+                            &mut *store,
+                            export,
+                        )?;
+                        Ok(func.call_async(&mut *store, (&message,)).await?.0.0)
+                    })
+                })
+                .await?
+            }
+            Contract::V0_2 => {
+                let message = v0_2::types::Message::from(message);
+                self.invoke(env, "send", move |store, instance| {
+                    Box::pin(async move {
+                        let func = instance.get_typed_func::<(&v0_2::types::Message,), (Out,)>(
                             &mut *store,
                             export,
                         )?;

@@ -58,15 +58,17 @@ impl Rules {
         }))
     }
 
-    /// Checks `params` with the rule and returns what it depends on.
+    /// Checks `params` with the rule and returns what it depends on: a 0.2 rule says so
+    /// itself (`describe`); a 0.1 rule checks its params by deciding an empty batch and is
+    /// taken to depend on everything.
     pub async fn describe(&self, id: &str, params: &str) -> Result<RuleNeeds, RuleError> {
         self.live(id)?;
-        // A rule without `describe` (contract 0.1) checks its params by deciding nothing.
-        self.registry
-            .evaluate(id, params, &[])
+        let needs = self
+            .registry
+            .describe_rule(id, params)
             .await?
             .map_err(RuleError::Refused)?;
-        Ok(RuleNeeds::everything())
+        Ok(needs)
     }
 
     /// One decision per input, in order.
@@ -76,12 +78,10 @@ impl Rules {
         params: &str,
         batch: &[crate::runtime::types::RuleInput],
     ) -> Result<Vec<Decision>, RuleError> {
-        let decided = self
-            .registry
+        self.registry
             .evaluate(id, params, batch)
             .await?
-            .map_err(RuleError::Refused)?;
-        Ok(decided.into_iter().map(Decision::from).collect())
+            .map_err(RuleError::Refused)
     }
 }
 

@@ -21,10 +21,12 @@ use super::{SegmentError, Segments};
 const PAGE: usize = 1_000;
 /// Contacts per rule call.
 const BATCH: usize = 500;
-/// Past events handed to a rule per contact (the newest).
-pub(crate) const MAX_PAST_EVENTS: usize = 1_000;
-/// Past events read back from the log per contact when a recompute fills a window.
-const MAX_BACKFILL: usize = 10_000;
+/// How long contacts whose rule call failed wait before they are asked about again, ms.
+const RETRY_MS: i64 = 1_000;
+/// Past events handed to a rule per contact: the newest by event time in its window.
+pub(crate) const MAX_PAST_EVENTS: usize = 10_000;
+/// A contact's logged events read back per page when a recompute fills a window.
+const BACKFILL_PAGE: usize = 1_000;
 
 /// The names of the events the stage itself writes.
 pub const ENTERED: &str = "Segment Entered";
@@ -113,15 +115,16 @@ impl Segments {
             .into_iter()
             .map(|d| (d.id.clone(), d))
             .collect();
-        self.notice_new_rule_versions(&mut defs)?;
+        self.notice_new_rule_versions(&mut defs).await?;
         let mut done = self.feed_page(&mut defs).await?;
         done += self.fire_timers(&mut defs).await?;
         done += self.recompute_chunk(&mut defs).await?;
         Ok(done)
     }
 
-    /// A segment whose rule got a new live version is recomputed with it.
-    fn notice_new_rule_versions(
+    /// A segment whose rule got a new live version is described again by it (the new version
+    /// may read other events, traits or another window) and recomputed with it.
+    async fn notice_new_rule_versions(
         &self,
         defs: &mut BTreeMap<String, SegmentDef>,
     ) -> Result<(), SegmentError> {
@@ -136,6 +139,19 @@ impl Segments {
             };
             if running || def.rule_sha256.as_deref() == Some(&live.sha256) {
                 continue;
+            }
+            match self
+                .rules
+                .describe(&def.rule, &def.params.to_string())
+                .await
+            {
+                Ok(needs) => def.needs = needs,
+                Err(e) => {
+                    // The old needs stay; the new version's evaluations will fail the same
+                    // way and the segment shows why.
+                    tracing::warn!(segment = %def.id, rule = %def.rule, "describe failed: {e}");
+                    def.last_error = Some(e.to_string());
+                }
             }
             if def.rule_sha256.is_some() {
                 def.recompute = Some(self.new_recompute("rule_version", now_ms() as i64));
@@ -380,22 +396,31 @@ impl Segments {
         let any = needs.events.iter().any(|n| n == "*");
         let mut writes = Writes::default();
         for contact in contacts {
-            let seqs = self.profiles.event_seqs(&contact.id, 0, MAX_BACKFILL)?;
-            for seq in seqs {
-                let Ok(Some(event)) = self.ingest.logged_event(seq) else {
-                    continue;
-                };
-                let Some(name) = &event.event else { continue };
-                let at = event_ms(&event);
-                if at < since || !(any || needs.events.iter().any(|n| n == name)) {
-                    continue;
+            // Every logged event of the contact: log order is not event-time order (imports
+            // carry old timestamps), so the window's events may be anywhere in it.
+            let mut after = 0;
+            loop {
+                let seqs = self
+                    .profiles
+                    .event_seqs(&contact.id, after, BACKFILL_PAGE)?;
+                let Some(&last) = seqs.last() else { break };
+                after = last;
+                for seq in seqs {
+                    let Ok(Some(event)) = self.ingest.logged_event(seq) else {
+                        continue;
+                    };
+                    let Some(name) = &event.event else { continue };
+                    let at = event_ms(&event);
+                    if at <= since || !(any || needs.events.iter().any(|n| n == name)) {
+                        continue;
+                    }
+                    let kept = Kept {
+                        kind: rules::kind(event.kind),
+                        name: Some(name.clone()),
+                        properties: rules::object_text(&event.properties),
+                    };
+                    writes.keep_event(&contact.id, at, seq, &kept)?;
                 }
-                let kept = Kept {
-                    kind: rules::kind(event.kind),
-                    name: Some(name.clone()),
-                    properties: rules::object_text(&event.properties),
-                };
-                writes.keep_event(&contact.id, at, seq, &kept)?;
             }
         }
         writes.commit(&*self.store.tree)?;
@@ -436,20 +461,25 @@ impl Segments {
                     // Merged away since: the survivor is evaluated on its own.
                     continue;
                 }
-                let events = match def.needs.window_ms {
+                // The window is (now - window, now] by event time: an imported event counts
+                // where its timestamp puts it, and one stamped in the future not yet; the
+                // contact is evaluated again when the first such one comes due.
+                let (events, arrives) = match def.needs.window_ms {
                     Some(window) => {
                         let since = now.saturating_sub(window.min(i64::MAX as u64) as i64);
-                        let mut past = self.store.window(id, since, MAX_PAST_EVENTS)?;
                         let any = def.needs.events.iter().any(|n| n == "*");
-                        past.retain(|e| {
-                            any || e
+                        let wanted = |kept: &super::store::Kept| {
+                            any || kept
                                 .name
                                 .as_ref()
                                 .is_some_and(|n| def.needs.events.iter().any(|x| x == n))
-                        });
-                        past
+                        };
+                        (
+                            self.store.window(id, since, now, MAX_PAST_EVENTS, wanted)?,
+                            self.store.first_kept_after(id, now, wanted)?,
+                        )
                     }
-                    None => Vec::new(),
+                    None => (Vec::new(), None),
                 };
                 inputs.push(RuleInput {
                     contact: rules::contact(&profile),
@@ -459,7 +489,7 @@ impl Segments {
                     events,
                     now_ms: now,
                 });
-                ids.push((id.clone(), member));
+                ids.push((id.clone(), member, arrives));
             }
             if inputs.is_empty() {
                 continue;
@@ -468,17 +498,30 @@ impl Segments {
                 Ok(d) => d,
                 Err(e) => {
                     // Memberships stay as they are; the failure is on the segment and in
-                    // the plugin's kept failures.
+                    // the plugin's kept failures, and the contacts are asked about again
+                    // after a pause (a deadline under load, a breaker that closes again).
                     tracing::warn!(segment = %def.id, rule = %def.rule, "rule call failed: {e}");
                     def.last_error = Some(e.to_string());
                     changed = true;
+                    let retry = now.saturating_add(RETRY_MS);
+                    for (id, _, _) in &ids {
+                        let old = self.store.timer_of(&def.id, id)?;
+                        if old.is_none_or(|due| due > retry) {
+                            writes.set_timer(&def.id, id, old, Some(retry));
+                        }
+                    }
                     continue;
                 }
             };
             if def.last_error.take().is_some() {
                 changed = true;
             }
-            for ((id, member), decision) in ids.into_iter().zip(decisions) {
+            for ((id, member, arrives), mut decision) in ids.into_iter().zip(decisions) {
+                let recheck = decision.recheck_at_ms.filter(|&t| t > now);
+                decision.recheck_at_ms = match (recheck, arrives) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 changed |= self.apply_decision(
                     def, &id, member, decision, cause, now, writes, logged, &version,
                 )?;

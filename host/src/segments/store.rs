@@ -222,36 +222,72 @@ impl SegmentStore {
             .collect()
     }
 
-    /// The contact's kept events at or after `since_ms`, oldest first (the newest `max`).
+    /// The contact's kept events with event time in `(after_ms, until_ms]` that `wanted`
+    /// accepts, oldest first: the newest `max` of them by event time.
     pub fn window(
         &self,
         contact: &str,
-        since_ms: i64,
+        after_ms: i64,
+        until_ms: i64,
         max: usize,
+        wanted: impl Fn(&Kept) -> bool,
     ) -> Result<Vec<PastEvent>, StoreError> {
         let start = pair(prefix::WINDOW, contact, "");
-        let from = [start.as_slice(), &time_key(since_ms)].concat();
-        let end = crate::store::prefix_end(&start).unwrap_or_else(|| vec![0xff; 1]);
+        let from = [start.as_slice(), &time_key(after_ms.saturating_add(1))].concat();
+        let end = match until_ms.checked_add(1) {
+            Some(next) => [start.as_slice(), &time_key(next)].concat(),
+            None => crate::store::prefix_end(&start).unwrap_or_else(|| vec![0xff; 1]),
+        };
         let mut out = Vec::new();
         for item in self.tree.range(
             std::ops::Bound::Included(&from),
             std::ops::Bound::Excluded(&end),
             true,
         ) {
+            if out.len() >= max {
+                break;
+            }
             let (k, v) = item?;
             let kept: Kept = decode_json(&k, &v)?;
+            if !wanted(&kept) {
+                continue;
+            }
             out.push(PastEvent {
                 kind: kept.kind,
                 name: kept.name,
                 timestamp_ms: time_of_key(&k[start.len()..]),
                 properties: kept.properties,
             });
-            if out.len() >= max {
-                break;
-            }
         }
         out.reverse();
         Ok(out)
+    }
+
+    /// The event time of the contact's first kept event after `after_ms` that `wanted`
+    /// accepts (an event stamped in the future, when `after_ms` is now).
+    pub fn first_kept_after(
+        &self,
+        contact: &str,
+        after_ms: i64,
+        wanted: impl Fn(&Kept) -> bool,
+    ) -> Result<Option<i64>, StoreError> {
+        let start = pair(prefix::WINDOW, contact, "");
+        let Some(next) = after_ms.checked_add(1) else {
+            return Ok(None);
+        };
+        let from = [start.as_slice(), &time_key(next)].concat();
+        let end = crate::store::prefix_end(&start).unwrap_or_else(|| vec![0xff; 1]);
+        for item in self.tree.range(
+            std::ops::Bound::Included(&from),
+            std::ops::Bound::Excluded(&end),
+            false,
+        ) {
+            let (k, v) = item?;
+            if wanted(&decode_json(&k, &v)?) {
+                return Ok(Some(time_of_key(&k[start.len()..])));
+            }
+        }
+        Ok(None)
     }
 
     /// Keys of the contact's kept events before `before_ms` (to drop them).

@@ -1,41 +1,50 @@
-//! A segment rule over contact traits and event counts, combined with `all`, `any` and `not`.
+//! A segment rule over contact traits and lifetime event counts, combined with `all`, `any`
+//! and `not` (contract 0.2).
 //!
 //! The parameters are compiled once per batch (see [`rule`]); each contact's traits are
-//! parsed only when the rule reads traits at all, so count-only rules stay cheap.
+//! parsed only when the rule reads traits at all, so count-only rules stay cheap. `describe`
+//! names the traits and events the parameters test, so the host wakes the rule only when one
+//! of them changes.
 
 pub mod rule;
 
-use tessera_sdk::SegmentRule;
+use tessera_sdk::Rule as RulePlugin;
 use tessera_sdk::json::{Map, Value};
-use tessera_sdk::types::RuleInput;
+use tessera_sdk::types::{Decision, RuleInput, RuleNeeds};
 
 use rule::Rule;
 
 /// The trait rule.
 pub struct TraitRule;
 
-impl SegmentRule for TraitRule {
-    fn evaluate(params: &Value, batch: Vec<RuleInput>) -> Result<Vec<bool>, String> {
+impl RulePlugin for TraitRule {
+    fn describe(params: &Value) -> Result<RuleNeeds, String> {
+        Ok(Rule::parse(params)?.needs())
+    }
+
+    fn evaluate(params: &Value, batch: Vec<RuleInput>) -> Result<Vec<Decision>, String> {
         let rule = Rule::parse(params)?;
         let reads_traits = rule.reads_traits();
         let none = Map::new();
         Ok(batch
             .iter()
             .map(|input| {
-                if !reads_traits {
-                    return rule.holds(input, &none);
-                }
-                // Traits that are not a JSON object count as no traits at all.
-                match parse_traits(&input.contact.traits) {
-                    Some(traits) => rule.holds(input, &traits),
-                    None => rule.holds(input, &none),
-                }
+                let member = if !reads_traits {
+                    rule.holds(input, &none)
+                } else {
+                    // Traits that are not a JSON object count as no traits at all.
+                    match parse_traits(&input.contact.traits) {
+                        Some(traits) => rule.holds(input, &traits),
+                        None => rule.holds(input, &none),
+                    }
+                };
+                Decision::member(member)
             })
             .collect())
     }
 }
 
-tessera_sdk::export_segment_rule!(TraitRule);
+tessera_sdk::export_rule!(TraitRule);
 
 fn parse_traits(text: &str) -> Option<Map<String, Value>> {
     match tessera_sdk::serde_json::from_str(text) {
@@ -48,14 +57,20 @@ fn parse_traits(text: &str) -> Option<Map<String, Value>> {
 mod tests {
     use super::*;
     use tessera_sdk::json::json;
+    use tessera_sdk::testing;
     use tessera_sdk::types::Contact;
 
     fn contact(id: &str, traits: Value) -> RuleInput {
         RuleInput::new(Contact::new(id).with_traits(traits))
     }
 
+    /// Members, through the SDK's harness (describe, then evaluate, as the host calls).
     fn decide(params: Value, batch: Vec<RuleInput>) -> Vec<bool> {
-        TraitRule::evaluate(&params, batch).unwrap()
+        testing::evaluate::<TraitRule>(params, batch)
+            .unwrap()
+            .iter()
+            .map(|d| d.member)
+            .collect()
     }
 
     #[test]
@@ -157,10 +172,54 @@ mod tests {
     }
 
     #[test]
-    fn bad_params_fail_the_batch() {
+    fn bad_params_are_refused_by_describe() {
         let error =
-            TraitRule::evaluate(&json!({"trait": "plan", "is": "pro"}), vec![]).unwrap_err();
+            testing::describe::<TraitRule>(json!({"trait": "plan", "is": "pro"})).unwrap_err();
         assert!(error.contains("unknown key `is`"), "{error}");
+    }
+
+    #[test]
+    fn in_lists_and_dates() {
+        let batch = || {
+            vec![
+                contact(
+                    "a",
+                    json!({"plan": "team", "signed_up": "2023-05-01T10:00:00Z"}),
+                ),
+                contact("b", json!({"plan": "free", "signed_up": "2024-02-01"})),
+                contact("c", json!({"plan": "pro"})),
+            ]
+        };
+        assert_eq!(
+            decide(json!({"trait": "plan", "in": ["team", "pro"]}), batch()),
+            vec![true, false, true]
+        );
+        assert_eq!(
+            decide(
+                json!({"trait": "signed_up", "before": "2024-01-01"}),
+                batch()
+            ),
+            vec![true, false, false]
+        );
+        assert_eq!(
+            decide(
+                json!({"trait": "signed_up", "after": "2024-01-01"}),
+                batch()
+            ),
+            vec![false, true, false]
+        );
+    }
+
+    #[test]
+    fn describe_names_what_the_params_read() {
+        let needs = testing::describe::<TraitRule>(json!({"all": [
+            {"trait": "plan", "equals": "pro"},
+            {"event": "Order Completed", "at_least": 3}
+        ]}))
+        .unwrap();
+        assert_eq!(needs.traits, vec!["plan".to_string()]);
+        assert_eq!(needs.events, vec!["Order Completed".to_string()]);
+        assert_eq!(needs.window_ms, None);
     }
 
     #[test]

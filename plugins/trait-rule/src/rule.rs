@@ -2,22 +2,21 @@
 //!
 //! ```json
 //! {"all": [
-//!   {"trait": "plan", "equals": "pro"},
+//!   {"trait": "plan", "in": ["pro", "enterprise"]},
 //!   {"not": {"trait": "churned", "exists": true}},
+//!   {"trait": "signed_up", "after": "2024-01-01"},
 //!   {"event": "Order Completed", "at_least": 3}
 //! ]}
 //! ```
 //!
-//! Trait tests: `equals`, `not_equals` (JSON values; numbers compare by value), `exists`
-//! (true or false), `gt` / `lt` (a number, or a string compared as text, which orders
-//! RFC 3339 timestamps), `contains` (a substring of a string trait, or an element of an
-//! array trait). A trait name with dots (`address.city`) also reaches into nested objects.
-//! Event tests: `at_least` and/or `at_most`, against the contact's count for that name.
+//! Trait tests are the SDK's conditions ([`tessera_sdk::condition`]): `equals`,
+//! `not_equals`, `exists`, `gt` / `lt`, `contains`, `in`, `before` / `after` a date. A trait
+//! name with dots (`address.city`) also reaches into nested objects. Event tests: `at_least`
+//! and/or `at_most`, against the contact's lifetime count for that name.
 
-use std::cmp::Ordering;
-
+use tessera_sdk::condition::FieldTest;
 use tessera_sdk::json::{self, Map, Value};
-use tessera_sdk::types::RuleInput;
+use tessera_sdk::types::{RuleInput, RuleNeeds};
 
 /// A compiled rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,12 +28,7 @@ pub enum Rule {
     /// The sub-rule does not hold.
     Not(Box<Rule>),
     /// A test on one trait.
-    Trait {
-        /// The trait's name (or dotted path).
-        name: String,
-        /// What to check.
-        test: TraitTest,
-    },
+    Trait(FieldTest),
     /// A bound on how many times the contact did something.
     Event {
         /// The event name.
@@ -45,34 +39,6 @@ pub enum Rule {
         at_most: Option<u64>,
     },
 }
-
-/// What a trait condition checks.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TraitTest {
-    /// The trait equals the value.
-    Equals(Value),
-    /// The trait is missing or differs from the value.
-    NotEquals(Value),
-    /// The trait is present and not null (or, with `false`, absent or null).
-    Exists(bool),
-    /// The trait is greater than the bound.
-    Gt(Bound),
-    /// The trait is less than the bound.
-    Lt(Bound),
-    /// The string trait contains the text, or the array trait contains the value.
-    Contains(Value),
-}
-
-/// The right-hand side of `gt` and `lt`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Bound {
-    /// Compared with number traits (and strings that parse as numbers).
-    Number(f64),
-    /// Compared as text with string traits.
-    Text(String),
-}
-
-const TRAIT_TESTS: [&str; 6] = ["equals", "not_equals", "exists", "gt", "lt", "contains"];
 
 impl Rule {
     /// Compiles rule parameters; the error names the offending spot (`params.all[1]`).
@@ -85,8 +51,25 @@ impl Rule {
         match self {
             Self::All(rules) | Self::Any(rules) => rules.iter().any(Rule::reads_traits),
             Self::Not(rule) => rule.reads_traits(),
-            Self::Trait { .. } => true,
+            Self::Trait(_) => true,
             Self::Event { .. } => false,
+        }
+    }
+
+    /// What the rule reads: the traits it tests and the events it counts. It looks at no
+    /// past events (counts are lifetime counts), so it asks for no window.
+    pub fn needs(&self) -> RuleNeeds {
+        let mut needs = RuleNeeds::new();
+        self.collect(&mut needs);
+        needs
+    }
+
+    fn collect(&self, needs: &mut RuleNeeds) {
+        match self {
+            Self::All(rules) | Self::Any(rules) => rules.iter().for_each(|r| r.collect(needs)),
+            Self::Not(rule) => rule.collect(needs),
+            Self::Trait(test) => *needs = std::mem::take(needs).with_trait(test.name.clone()),
+            Self::Event { name, .. } => *needs = std::mem::take(needs).with_event(name.clone()),
         }
     }
 
@@ -96,7 +79,7 @@ impl Rule {
             Self::All(rules) => rules.iter().all(|r| r.holds(input, traits)),
             Self::Any(rules) => rules.iter().any(|r| r.holds(input, traits)),
             Self::Not(rule) => !rule.holds(input, traits),
-            Self::Trait { name, test } => test.holds(lookup(traits, name)),
+            Self::Trait(test) => test.holds(traits),
             Self::Event {
                 name,
                 at_least,
@@ -107,57 +90,6 @@ impl Rule {
             }
         }
     }
-}
-
-impl TraitTest {
-    fn holds(&self, value: Option<&Value>) -> bool {
-        let value = value.filter(|v| !v.is_null());
-        match self {
-            Self::Exists(expected) => value.is_some() == *expected,
-            Self::Equals(expected) => value.is_some_and(|v| same(v, expected)),
-            Self::NotEquals(expected) => !value.is_some_and(|v| same(v, expected)),
-            Self::Gt(bound) => value.and_then(|v| compare(v, bound)) == Some(Ordering::Greater),
-            Self::Lt(bound) => value.and_then(|v| compare(v, bound)) == Some(Ordering::Less),
-            Self::Contains(needle) => match (value, needle) {
-                (Some(Value::String(text)), Value::String(part)) => text.contains(part.as_str()),
-                (Some(Value::Array(items)), needle) => items.iter().any(|item| same(item, needle)),
-                _ => false,
-            },
-        }
-    }
-}
-
-/// JSON equality where `1` equals `1.0`.
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
-    }
-}
-
-fn compare(value: &Value, bound: &Bound) -> Option<Ordering> {
-    match (value, bound) {
-        (Value::Number(n), Bound::Number(b)) => n.as_f64()?.partial_cmp(b),
-        (Value::String(s), Bound::Number(b)) => s.trim().parse::<f64>().ok()?.partial_cmp(b),
-        (Value::String(s), Bound::Text(b)) => Some(s.as_str().cmp(b.as_str())),
-        _ => None,
-    }
-}
-
-/// The trait `name`, or the nested value its dotted path leads to.
-fn lookup<'a>(traits: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    if let Some(value) = traits.get(name) {
-        return Some(value);
-    }
-    if !name.contains('.') {
-        return None;
-    }
-    let mut parts = name.split('.');
-    let mut value = traits.get(parts.next()?)?;
-    for part in parts {
-        value = value.as_object()?.get(part)?;
-    }
-    Some(value)
 }
 
 fn compile(value: &Value, at: &str) -> Result<Rule, String> {
@@ -199,7 +131,7 @@ fn compile(value: &Value, at: &str) -> Result<Rule, String> {
         )?)));
     }
     if is("trait") {
-        return compile_trait(fields, at);
+        return FieldTest::parse(fields, "trait", at).map(Rule::Trait);
     }
     if is("event") {
         return compile_event(fields, at);
@@ -208,60 +140,6 @@ fn compile(value: &Value, at: &str) -> Result<Rule, String> {
         "{at}: expected one of `all`, `any`, `not`, `trait` or `event`, found {}",
         describe_keys(fields)
     ))
-}
-
-fn compile_trait(fields: &Map<String, Value>, at: &str) -> Result<Rule, String> {
-    let name = match &fields["trait"] {
-        Value::String(name) if !name.is_empty() => name.clone(),
-        _ => return Err(format!("{at}.trait: must be a non-empty string")),
-    };
-    if let Some(extra) = fields
-        .keys()
-        .find(|k| *k != "trait" && !TRAIT_TESTS.contains(&k.as_str()))
-    {
-        return Err(format!(
-            "{at}: unknown key `{extra}` in a trait condition (expected one of {})",
-            TRAIT_TESTS.join(", ")
-        ));
-    }
-    let mut tests = fields.iter().filter(|(k, _)| *k != "trait");
-    let (op, operand) = match (tests.next(), tests.next()) {
-        (Some(test), None) => test,
-        (None, _) => {
-            return Err(format!(
-                "{at}: trait `{name}` needs one of {}",
-                TRAIT_TESTS.join(", ")
-            ));
-        }
-        (Some(_), Some(_)) => return Err(format!("{at}: trait `{name}` takes exactly one test")),
-    };
-    let test = match op.as_str() {
-        "equals" => TraitTest::Equals(operand.clone()),
-        "not_equals" => TraitTest::NotEquals(operand.clone()),
-        "contains" => TraitTest::Contains(operand.clone()),
-        "exists" => TraitTest::Exists(
-            operand
-                .as_bool()
-                .ok_or_else(|| format!("{at}.exists: must be true or false"))?,
-        ),
-        "gt" => TraitTest::Gt(bound(operand, &format!("{at}.gt"))?),
-        _ => TraitTest::Lt(bound(operand, &format!("{at}.lt"))?),
-    };
-    Ok(Rule::Trait { name, test })
-}
-
-fn bound(operand: &Value, at: &str) -> Result<Bound, String> {
-    match operand {
-        Value::Number(n) => n
-            .as_f64()
-            .map(Bound::Number)
-            .ok_or_else(|| format!("{at}: number out of range")),
-        Value::String(s) => Ok(Bound::Text(s.clone())),
-        other => Err(format!(
-            "{at}: must be a number or a string, not {}",
-            json::type_name(other)
-        )),
-    }
 }
 
 fn compile_event(fields: &Map<String, Value>, at: &str) -> Result<Rule, String> {
@@ -331,13 +209,27 @@ mod tests {
     }
 
     #[test]
+    fn needs_name_every_trait_and_event_once() {
+        let rule = Rule::parse(&json!({"all": [
+            {"trait": "plan", "equals": "pro"},
+            {"any": [{"trait": "plan", "exists": true}, {"trait": "age", "gt": 18}]},
+            {"event": "Order Completed", "at_least": 1}
+        ]}))
+        .unwrap();
+        let needs = rule.needs();
+        assert_eq!(needs.traits, vec!["plan".to_string(), "age".to_string()]);
+        assert_eq!(needs.events, vec!["Order Completed".to_string()]);
+        assert_eq!(needs.window_ms, None);
+    }
+
+    #[test]
     fn errors_point_at_the_bad_condition() {
         assert_eq!(
             error(
                 json!({"all": [{"trait": "plan", "equals": "pro"}, {"trait": "plan", "matches": "p"}]})
             ),
             "params.all[1]: unknown key `matches` in a trait condition \
-             (expected one of equals, not_equals, exists, gt, lt, contains)"
+             (expected one of equals, not_equals, exists, gt, lt, contains, in, before, after)"
         );
         assert_eq!(
             error(json!({"not": {"event": "Signed Up"}})),
@@ -350,10 +242,6 @@ mod tests {
         assert_eq!(
             error(json!({"trait": "plan", "equals": 1, "exists": true})),
             "params: trait `plan` takes exactly one test"
-        );
-        assert_eq!(
-            error(json!({"trait": "plan"})).split(" needs").next(),
-            Some("params: trait `plan`")
         );
         assert_eq!(
             error(json!({"event": "x", "at_least": -1})),
@@ -372,25 +260,5 @@ mod tests {
             error(json!({"trait": "age", "gt": true})),
             "params.gt: must be a number or a string, not a boolean"
         );
-    }
-
-    #[test]
-    fn dotted_names_reach_nested_traits() {
-        let traits = json!({"address": {"city": "Paris"}, "a.b": 1});
-        let traits = traits.as_object().unwrap();
-        assert_eq!(lookup(traits, "address.city"), Some(&json!("Paris")));
-        assert_eq!(lookup(traits, "a.b"), Some(&json!(1)));
-        assert_eq!(lookup(traits, "address.zip"), None);
-    }
-
-    #[test]
-    fn numbers_compare_by_value() {
-        assert!(same(&json!(1), &json!(1.0)));
-        assert!(!same(&json!("1"), &json!(1)));
-        assert_eq!(
-            compare(&json!("41.5"), &Bound::Number(41.0)),
-            Some(Ordering::Greater)
-        );
-        assert_eq!(compare(&json!(true), &Bound::Number(1.0)), None);
     }
 }

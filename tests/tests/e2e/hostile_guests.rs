@@ -12,7 +12,7 @@ use tessera_tests::{TestHost, counting_listener, rule_batch};
 pub fn hostile_manifest(http: &[&str]) -> String {
     let http: Vec<String> = http.iter().map(|h| format!("\"{h}\"")).collect();
     format!(
-        "id = \"hostile\"\nkind = \"connector\"\nversion = \"0.1.0\"\ncontract = \"0.1\"\n\
+        "id = \"hostile\"\nkind = \"connector\"\nversion = \"0.1.0\"\ncontract = \"0.2\"\n\
          [capabilities]\nhttp = [{}]\n[limits]\nmemory_mb = 32\ntimeout_ms = 500\n",
         http.join(", ")
     )

@@ -16,6 +16,7 @@ mod published_clients;
 mod replay;
 mod restart;
 mod rollout;
+mod segment_rules;
 mod segments;
 mod swap;
 mod tracking;

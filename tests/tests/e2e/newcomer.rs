@@ -268,7 +268,12 @@ async fn a_copy_of_the_binary_alone_scaffolds_a_plugin_that_builds_and_is_pushed
         .to_string();
     assert!(sdk.starts_with("vendor/tessera-sdk-"), "{sdk}");
     let vendored = crate_dir.join(&sdk);
-    for file in ["Cargo.toml", "src/lib.rs", "wit/v0.1.0/plugins.wit"] {
+    for file in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "wit/v0.1.0/plugins.wit",
+        "wit/v0.2.0/plugins.wit",
+    ] {
         assert!(
             vendored.join(file).is_file(),
             "{file} in {}",
@@ -298,7 +303,7 @@ async fn a_copy_of_the_binary_alone_scaffolds_a_plugin_that_builds_and_is_pushed
     );
     let view = admin_get(&serve.base, "/v1/plugins/acme").await;
     assert_eq!(view["versions"][0]["sha256"], sha, "{view}");
-    assert_eq!(view["versions"][0]["contract"], "0.1", "{view}");
+    assert_eq!(view["versions"][0]["contract"], "0.2", "{view}");
 }
 
 /// Sends `n` signed webhooks with ids `{prefix}-0..n`, each answered 200.

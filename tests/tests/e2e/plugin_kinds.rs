@@ -11,7 +11,7 @@ use tessera_tests::tessera_signature as sign;
 
 /// The contract version is read from the component's exports: a component built against
 /// `tessera:cx@0.9.0` whose manifest claims `0.1` is refused with a 400 that names both, and
-/// nothing is stored; a 0.1 component with the same claim is taken.
+/// nothing is stored; a 0.2 component is taken when it claims 0.2 and refused as 0.1.
 #[tokio::test]
 async fn a_manifest_that_names_another_contract_than_the_component_is_refused() {
     let host = TestHost::start().await;
@@ -31,12 +31,21 @@ async fn a_manifest_that_names_another_contract_than_the_component_is_refused() 
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
 
     let claimed = manifest("version-a");
-    assert!(claimed.contains("contract = \"0.1\""), "{claimed}");
+    assert!(claimed.contains("contract = \"0.2\""), "{claimed}");
+    // Claimed as 0.1, a 0.2 component is refused: its exports say 0.2.
+    let (status, body) = host
+        .upload_bytes(
+            std::fs::read(artifact("version-a")).unwrap(),
+            &claimed.replace("contract = \"0.2\"", "contract = \"0.1\""),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "contract_mismatch", "{body}");
     let (status, body) = host
         .upload_bytes(std::fs::read(artifact("version-a")).unwrap(), &claimed)
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["contract"], "0.1", "{body}");
+    assert_eq!(body["contract"], "0.2", "{body}");
 }
 
 #[tokio::test]

@@ -24,7 +24,7 @@ const NEIGHBOUR_BOUND: Duration = Duration::from_millis(2_000);
 /// The `hostile` guest as a connector whose `/sleep` calls may last [`HOG_SLEEP_MS`].
 fn hog_manifest(id: &str, extra: &str) -> String {
     format!(
-        "id = \"{id}\"\nkind = \"connector\"\nversion = \"0.1.0\"\ncontract = \"0.1\"\n\
+        "id = \"{id}\"\nkind = \"connector\"\nversion = \"0.1.0\"\ncontract = \"0.2\"\n\
          [limits]\nmemory_mb = 32\ntimeout_ms = 12000\n{extra}"
     )
 }

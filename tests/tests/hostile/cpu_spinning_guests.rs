@@ -24,7 +24,7 @@ const PROBE_BOUND: Duration = Duration::from_millis(1_000);
 /// The `hostile` guest as a connector whose calls may spin for [`DEADLINE_MS`].
 fn spinner_manifest(id: &str) -> String {
     format!(
-        "id = \"{id}\"\nkind = \"connector\"\nversion = \"0.1.0\"\ncontract = \"0.1\"\n\
+        "id = \"{id}\"\nkind = \"connector\"\nversion = \"0.1.0\"\ncontract = \"0.2\"\n\
          [limits]\nmemory_mb = 32\ntimeout_ms = {DEADLINE_MS}\n"
     )
 }

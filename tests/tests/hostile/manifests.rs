@@ -15,7 +15,7 @@ use tessera_tests::process::{HostOptions, HostProcess};
 
 /// A connector manifest for one of the built test guests, with `extra` TOML appended.
 fn connector_manifest(id: &str, extra: &str) -> String {
-    format!("id = \"{id}\"\nkind = \"connector\"\nversion = \"1.0.0\"\ncontract = \"0.1\"\n{extra}")
+    format!("id = \"{id}\"\nkind = \"connector\"\nversion = \"1.0.0\"\ncontract = \"0.2\"\n{extra}")
 }
 
 fn component(name: &str) -> Vec<u8> {

@@ -28,7 +28,7 @@ fn probe_manifest(id: &str, http: &[String], tcp: &[String]) -> String {
             .join(", ")
     };
     format!(
-        "id = \"{id}\"\nkind = \"connector\"\nversion = \"0.1.0\"\ncontract = \"0.1\"\n\
+        "id = \"{id}\"\nkind = \"connector\"\nversion = \"0.1.0\"\ncontract = \"0.2\"\n\
          [capabilities]\nhttp = [{}]\ntcp = [{}]\n[limits]\nmemory_mb = 32\ntimeout_ms = 4000\n",
         list(http),
         list(tcp)

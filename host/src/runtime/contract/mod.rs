@@ -1,24 +1,26 @@
 //! The contract versions this host serves, one module each, and which one a component implements.
 //!
-//! Each `vX_Y` module binds one frozen `wit/vX.Y.Z` folder: its generated bindings, its host
-//! imports in the linker, its world checks, and `From` conversions between its generated types
-//! and the host's own [`super::types`]. Nothing outside the runtime sees generated types.
+//! Each `vX_Y` module binds one `wit/vX.Y.Z` folder: its generated bindings, its host imports
+//! in the linker, its world checks, and `From` conversions between its generated types and the
+//! host's own [`super::types`]. Nothing outside the runtime sees generated types.
 //!
 //! The version a component implements is read from the component itself: every interface it
 //! exports from `tessera:cx` carries it (`tessera:cx/source@0.1.0`). A manifest that names
 //! another contract is refused ([`LoadError::ContractMismatch`]).
 //!
-//! Adding `wit/v0.2.0`: a module `v0_2` (bindings, `add_to_linker`, `check_world`,
-//! conversions), a variant [`Contract::V0_2`] in the matches below and in the sandbox's calls,
-//! and `latest` pointed at it. The linker keeps every version's imports, so a 0.1 component
-//! goes on running unchanged next to 0.2 ones.
+//! A new version is a module `vX_Y` (bindings, `add_to_linker`, `check_world`, conversions),
+//! a variant of [`Contract`] in the matches below and in the sandbox's calls, and `latest`
+//! pointed at it. The linker keeps every version's imports, so a 0.1 component goes on running
+//! unchanged next to 0.2 ones: the sandbox lowers a call's input through the conversions of
+//! the version the component implements (a 0.1 rule gets no past events and answers bools).
 
 #[cfg(test)]
 mod frozen;
 pub mod v0_1;
+pub mod v0_2;
 
 /// The newest contract version's module.
-pub use v0_1 as latest;
+pub use v0_2 as latest;
 
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
@@ -30,25 +32,28 @@ use super::{PluginKind, PluginState};
 pub const PACKAGE: &str = "tessera:cx";
 
 /// Contract versions (`major.minor`, as manifests name them) this host serves, oldest first.
-pub const SUPPORTED: &[&str] = &["0.1"];
+pub const SUPPORTED: &[&str] = &["0.1", "0.2"];
 
 /// A contract version this host serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Contract {
     /// `tessera:cx@0.1.0`, the folder `wit/v0.1.0`.
     V0_1,
+    /// `tessera:cx@0.2.0`, the folder `wit/v0.2.0`.
+    V0_2,
 }
 
 impl Contract {
     /// Every version served, oldest first.
-    pub const ALL: &[Contract] = &[Contract::V0_1];
+    pub const ALL: &[Contract] = &[Contract::V0_1, Contract::V0_2];
     /// The newest.
-    pub const LATEST: Contract = Contract::V0_1;
+    pub const LATEST: Contract = Contract::V0_2;
 
     /// `0.1`: how manifests name it.
     pub fn as_str(self) -> &'static str {
         match self {
             Contract::V0_1 => "0.1",
+            Contract::V0_2 => "0.2",
         }
     }
 
@@ -56,6 +61,7 @@ impl Contract {
     pub fn package_version(self) -> &'static str {
         match self {
             Contract::V0_1 => v0_1::PACKAGE_VERSION,
+            Contract::V0_2 => v0_2::PACKAGE_VERSION,
         }
     }
 
@@ -80,6 +86,7 @@ impl Contract {
     ) -> Result<(), LoadError> {
         match self {
             Contract::V0_1 => v0_1::check_world(pre, kind),
+            Contract::V0_2 => v0_2::check_world(pre, kind),
         }
     }
 }
@@ -89,6 +96,7 @@ impl Contract {
     pub(super) fn exports_self_test<T>(self, pre: &InstancePre<T>) -> bool {
         match self {
             Contract::V0_1 => v0_1::exports_self_test(pre),
+            Contract::V0_2 => v0_2::exports_self_test(pre),
         }
     }
 }
@@ -101,7 +109,8 @@ impl std::fmt::Display for Contract {
 
 /// Links the host imports of every contract version served.
 pub(super) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    v0_1::add_to_linker(linker)
+    v0_1::add_to_linker(linker)?;
+    v0_2::add_to_linker(linker)
 }
 
 /// `major.minor` of a WIT package version (`0.1.0` -> `0.1`), as manifests name contracts.
@@ -196,6 +205,7 @@ mod tests {
         let served: Vec<&str> = Contract::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(served, SUPPORTED);
         assert_eq!(Contract::parse("0.1"), Some(Contract::V0_1));
+        assert_eq!(Contract::parse("0.2"), Some(Contract::V0_2));
         assert_eq!(Contract::parse("0.9"), None);
         assert_eq!(
             Contract::V0_1.interface("source"),

@@ -7,7 +7,7 @@
 
 use tessera_sdk::bindings;
 use tessera_sdk::json::Value;
-use tessera_sdk::types::RuleInput;
+use tessera_sdk::types::{Decision, RuleInput, RuleNeeds};
 
 /// The miscounting rule.
 pub struct Miscounting;
@@ -17,14 +17,18 @@ fn number(params: &Value, key: &str) -> usize {
 }
 
 impl bindings::segment_rule::exports::tessera::cx::rule::Guest for Miscounting {
-    fn evaluate(params: String, batch: Vec<RuleInput>) -> Result<Vec<bool>, String> {
+    fn describe(_params: String) -> Result<RuleNeeds, String> {
+        Ok(RuleNeeds::everything())
+    }
+
+    fn evaluate(params: String, batch: Vec<RuleInput>) -> Result<Vec<Decision>, String> {
         let params: Value = match params.trim() {
             "" => Value::Null,
             text => tessera_sdk::serde_json::from_str(text).map_err(|e| format!("params: {e}"))?,
         };
         let answers =
             (batch.len() + number(&params, "extra")).saturating_sub(number(&params, "missing"));
-        Ok(vec![true; answers])
+        Ok(vec![Decision::member(true); answers])
     }
 }
 
