@@ -9,6 +9,9 @@
 //! - [`segments`]: segment definitions and memberships, decided by rule plugins as the
 //!   change feed moves, on recheck timers and by recomputes; membership changes go back
 //!   into the log as events.
+//! - [`journeys`]: journey definitions (versioned) and durable runs: triggers from the
+//!   change feed, waits on timers and events, branches, trait updates through the log.
+//! - [`outbox`]: messages that journey sends queue, once per idempotency key (not sent yet).
 //! - [`plugins`]: manifests, versions, slots (live version behind `arc-swap`), breaker, the
 //!   registry of operator actions (upload, lifecycle, audit, API views), call inputs and
 //!   outcomes as data, the local sandbox.
@@ -25,6 +28,8 @@ pub mod clock;
 pub mod digest;
 pub mod http;
 pub mod ingest;
+pub mod journeys;
+pub mod outbox;
 pub mod plugins;
 pub mod profiles;
 pub mod runtime;

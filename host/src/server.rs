@@ -11,6 +11,8 @@ use tokio::net::TcpListener;
 
 use crate::http::{self, AppState};
 use crate::ingest::{Ingest, Intake, Poller, RawWebhooks, Retention, Sources};
+use crate::journeys::{Journeys, run_stage as run_journeys};
+use crate::outbox::Outbox;
 use crate::plugins::Actor;
 use crate::plugins::{EngineRecords, PluginStore};
 use crate::plugins::{PluginError, PluginRegistry, RegistryConfig, sha256_hex};
@@ -211,7 +213,17 @@ impl Server {
             profiles.clone(),
             ingest.clone(),
         )?;
+        let outbox = Outbox::open(engine.clone())?;
+        let journeys = Journeys::open(
+            &*engine,
+            profiles.clone(),
+            Arc::new(segments.clone()),
+            ingest.clone(),
+            outbox.clone(),
+        )?;
         let state = AppState {
+            journeys,
+            outbox,
             poller,
             ingest,
             sources: Sources::open(&*engine)?,
@@ -252,8 +264,8 @@ impl Server {
         http::router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests, stops the profile
-    /// stage and the poller, and flushes the store.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests, stops the poller
+    /// and the pipeline stages (profiles, segments, journeys), and flushes the store.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -266,10 +278,12 @@ impl Server {
             stopped.clone(),
         ));
         let segments = tokio::spawn(run_segments(self.state.segments.clone(), stopped.clone()));
+        let journeys = tokio::spawn(run_journeys(self.state.journeys.clone(), stopped.clone()));
         let poller = tokio::spawn(self.state.poller.clone().run(stopped));
         serve(listener, self.router(), self.http, shutdown).await;
         let _ = stop.send(true);
         let _ = poller.await;
+        let _ = journeys.await;
         let _ = segments.await;
         let _ = applier.await;
         self.store.flush()?;

@@ -132,6 +132,7 @@ async fn erase(
     .await
     .map_err(|e| ApiError::Internal(format!("erasure: {e}")))??;
     state.segments.forget_contact(&id).await?;
+    state.journeys.forget_contact(&id).await?;
     Ok(Json(json!({
         "erased": id,
         "suppressed_identities": erased.identities,

@@ -69,6 +69,17 @@ pub enum ApiError {
     /// with its own code.
     #[error("{1}")]
     Unprocessable(&'static str, String),
+    /// A definition that does not check, with the place in it that is wrong
+    /// (`steps[2].wait.duration`), under its own code.
+    #[error("{path}: {message}")]
+    InvalidAt {
+        /// The error code.
+        code: &'static str,
+        /// Where in the definition.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A bug or an I/O failure; details go to the log, not to the client.
     #[error("internal error")]
     Internal(String),
@@ -89,6 +100,7 @@ impl ApiError {
             ApiError::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unprocessable(code, _) => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            ApiError::InvalidAt { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Internal(_) | ApiError::Store(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -200,6 +212,24 @@ impl From<crate::segments::SegmentError> for ApiError {
     }
 }
 
+impl From<crate::journeys::JourneyError> for ApiError {
+    fn from(e: crate::journeys::JourneyError) -> Self {
+        use crate::journeys::JourneyError as J;
+        match e {
+            J::NotFound(_) => ApiError::NotFound(e.to_string()),
+            J::Exists(_) => ApiError::Conflict(e.to_string()),
+            J::Invalid(invalid) => ApiError::InvalidAt {
+                code: "invalid_journey",
+                path: invalid.path,
+                message: invalid.message,
+            },
+            J::Store(e) => ApiError::Store(e),
+            J::Ingest(e) => ApiError::Ingest(e),
+            J::Log(e) => ApiError::Ingest(IngestError::Log(e)),
+        }
+    }
+}
+
 impl From<crate::plugins::InputError> for ApiError {
     fn from(e: crate::plugins::InputError) -> Self {
         ApiError::BadRequest(e.to_string())
@@ -290,6 +320,9 @@ impl ApiError {
             error["version"] = call.version.clone().into();
             error["sha256"] = call.sha256.clone().into();
             error["cause"] = call.cause.code().into();
+        }
+        if let ApiError::InvalidAt { path, .. } = self {
+            error["path"] = path.clone().into();
         }
         if let ApiError::Plugin(PluginError::ApprovalRequired { review, .. }) = self {
             error["review"] = json!(review);

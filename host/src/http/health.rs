@@ -29,6 +29,7 @@ async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
     let logged = state.ingest.log().last_seq();
     let applied = state.profiles.applied_seq()?;
     let evaluated = state.segments.evaluated_seq()?;
+    let journeys = state.journeys.followed_seq()?;
     Ok(Json(json!({
         "event_log": { "last_seq": logged },
         "profiles": { "applied_seq": applied, "behind": logged.saturating_sub(applied) },
@@ -36,6 +37,7 @@ async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         // log's end, so 0 means both stages have caught up with everything logged.
         "segments": { "evaluated_seq": evaluated, "behind": logged.saturating_sub(evaluated) },
         "dedupe": { "awaiting_index": state.ingest.unindexed_len() },
+        "journeys": { "followed_seq": journeys, "behind": applied.saturating_sub(journeys) },
     })))
 }
 

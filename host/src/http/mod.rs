@@ -4,8 +4,10 @@ mod auth;
 mod body;
 mod client_config;
 mod contacts;
+mod deliveries;
 mod error;
 mod health;
+mod journeys;
 pub mod metrics;
 mod plugins;
 mod segments;
@@ -22,6 +24,8 @@ use axum::extract::DefaultBodyLimit;
 pub use error::{ApiError, TrackingError};
 
 use crate::ingest::{Ingest, Intake, Poller, RawWebhooks, Sources};
+use crate::journeys::Journeys;
+use crate::outbox::Outbox;
 use crate::plugins::PluginRegistry;
 use crate::profiles::Profiles;
 use crate::segments::Segments;
@@ -54,6 +58,10 @@ pub struct AppState {
     pub poller: Arc<Poller>,
     /// Segment definitions and memberships (the stage is run by `Server::run`).
     pub segments: Segments,
+    /// Journey definitions and runs (the stage is run by `Server::run`).
+    pub journeys: Journeys,
+    /// Queued messages.
+    pub outbox: Outbox,
 }
 
 /// The whole API.
@@ -62,6 +70,8 @@ pub fn router(state: AppState) -> Router {
         .merge(sources::router())
         .merge(contacts::router())
         .merge(segments::router())
+        .merge(journeys::router())
+        .merge(deliveries::router())
         .merge(webhooks::admin_router())
         .merge(metrics::router())
         .merge(health::admin_router())

@@ -6,6 +6,7 @@ mod clients;
 mod contacts;
 mod first_run;
 mod hostile_guests;
+mod journeys;
 mod kv;
 mod malformed;
 mod newcomer;
