@@ -103,6 +103,9 @@ enum Cached {
     Taken { dirty: bool },
 }
 
+/// One chunk of a contact's event index: its key and the sequences it holds.
+type IndexChunk = (Vec<u8>, Vec<u64>);
+
 /// Contacts as committed, kept decoded from one page to the next (the applier's working
 /// set), with the newest event sequences of each. Only the holder of the profile writer lock
 /// reaches it; whoever writes contacts another way clears it.
@@ -307,7 +310,7 @@ impl<'a> Staged<'a> {
     }
 
     /// The chunks of contact `id`'s event index, staged writes applied: (key, sequences).
-    fn chunks(&self, id: &str) -> Result<Vec<(Vec<u8>, Vec<u64>)>, StoreError> {
+    fn chunks(&self, id: &str) -> Result<Vec<IndexChunk>, StoreError> {
         let prefix = [id.as_bytes(), b"\0"].concat();
         let mut chunks = BTreeMap::new();
         if let Some(tree) = self.base {
