@@ -4,6 +4,7 @@ mod admin_api;
 mod breaker;
 mod clients;
 mod contacts;
+mod cx_flow;
 mod first_run;
 mod hostile_guests;
 mod journeys;
