@@ -330,6 +330,45 @@ impl Api {
         self.send(rb).await
     }
 
+    /// `/v1/identify` for `user` with `traits`, which must be acknowledged.
+    pub async fn identify(&self, write_key: &str, user: &str, traits: Value) {
+        let body = json!({ "userId": user, "traits": traits });
+        let (status, answer) = self.segment("/v1/identify", write_key, &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+
+    /// `/v1/track` of `event` by `user` with `properties`, which must be acknowledged.
+    pub async fn track(&self, write_key: &str, user: &str, event: &str, properties: Value) {
+        let body = json!({ "userId": user, "event": event, "properties": properties });
+        let (status, answer) = self.segment("/v1/track", write_key, &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+
+    /// The id of the contact with `user_id` `user`, once it exists.
+    pub async fn contact_id(&self, user: &str) -> String {
+        self.wait_contact(&format!("user_id:{user}"), |_| true)
+            .await["id"]
+            .as_str()
+            .expect("contact id")
+            .to_string()
+    }
+
+    /// Polls `path` (up to a minute) until it answers 200 and `check` accepts the answer.
+    pub async fn wait_for(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get(path).await;
+            if status == StatusCode::OK && check(&body) {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} never got there: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Polls until a contact with this identity exists and `check` accepts it.
     pub async fn wait_contact(&self, identity: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -187,7 +187,7 @@ async fn a_timer_move_redone_after_its_batch_was_lost_fires_once() {
             "j",
             "Go",
             json!([
-                { "wait": { "duration": "1ms" } },
+                { "wait": { "duration": "1s" } },
                 { "send": { "channel": "webhook-channel", "template": "after-wait" } }
             ]),
         ))
@@ -199,8 +199,9 @@ async fn a_timer_move_redone_after_its_batch_was_lost_fires_once() {
     p.journeys.step().await.unwrap();
     assert!(p.queued().is_empty());
     let waiting = p.snapshot();
-    // Every timer is due once its millisecond has passed.
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Every timer is due once its second has passed (long enough that the first step, on a
+    // loaded machine, ends before any comes due).
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     p.settle().await;
     let first = p.queued();
     assert_eq!(first.len(), 3);

@@ -62,22 +62,6 @@ async fn order(host: &TestHost, id: u64, total: &str, at_ms: i64) {
     shopify(host, "orders/create", &format!("wh-order-{id}"), &body).await;
 }
 
-/// Polls `path` until `check` accepts the answer.
-async fn wait_for(api: &Api, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, body) = api.get(path).await;
-        if status == StatusCode::OK && check(&body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} never got there: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The contact's `Segment Entered` / `Segment Exited` events for `segment`, oldest first,
 /// as (name, received_at in Unix ms).
 async fn memberships(api: &Api, contact: &str, segment: &str) -> Vec<(String, i64)> {
@@ -154,10 +138,11 @@ async fn a_shopify_big_spender_enters_a_segment_starts_a_journey_and_ages_out() 
 
     // Entered; the journey's run waits, takes the branch on her first name and queues one
     // message with its idempotency key.
-    let runs = wait_for(&host, &format!("/v1/contacts/{id}/journeys"), |b| {
-        b["runs"][0]["state"] == "completed"
-    })
-    .await;
+    let runs = host
+        .wait_for(&format!("/v1/contacts/{id}/journeys"), |b| {
+            b["runs"][0]["state"] == "completed"
+        })
+        .await;
     let run = runs["runs"][0]["id"].as_str().expect("run id").to_string();
     let (_, queued) = host.get("/v1/deliveries?journey=big-spender-thanks").await;
     let queued = queued["deliveries"].as_array().expect("deliveries").clone();

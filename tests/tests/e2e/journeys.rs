@@ -2,65 +2,20 @@
 //! by events and segment entries, waits, branches, sends queued in the outbox, trait updates
 //! through the log, pause and resume, re-entry, versions, and runs that survive SIGKILL.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tessera_tests::process::{HostOptions, HostProcess};
 use tessera_tests::{Api, TestHost};
 
-/// Polls `path` until `check` accepts the answer.
-async fn wait_for(api: &Api, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, body) = api.get(path).await;
-        if status == StatusCode::OK && check(&body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} never got there: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until the profile stage has applied every logged event and the journey stage has
 /// looked at all of them.
 async fn caught_up(api: &Api) {
-    wait_for(api, "/v1/status", |s| {
+    api.wait_for("/v1/status", |s| {
         s["profiles"]["behind"] == 0 && s["journeys"]["behind"] == 0
     })
     .await;
-}
-
-async fn identify(api: &Api, key: &str, user: &str, traits: Value) {
-    let (status, body) = api
-        .segment(
-            "/v1/identify",
-            key,
-            &json!({ "userId": user, "traits": traits }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
-async fn track(api: &Api, key: &str, user: &str, event: &str, properties: Value) {
-    let (status, body) = api
-        .segment(
-            "/v1/track",
-            key,
-            &json!({ "userId": user, "event": event, "properties": properties }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
-async fn contact_id(api: &Api, user: &str) -> String {
-    api.wait_contact(&format!("user_id:{user}"), |_| true).await["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
 }
 
 async fn define(api: &Api, def: Value) {
@@ -108,20 +63,23 @@ async fn an_event_starts_a_run_that_waits_branches_and_queues_a_send() {
         }),
     )
     .await;
-    identify(&host, &key, "vip", json!({ "vip": true })).await;
-    identify(&host, &key, "plain", json!({ "vip": false })).await;
-    identify(&host, &key, "free", json!({})).await;
-    track(&host, &key, "vip", "Signed Up", json!({ "plan": "pro" })).await;
-    track(&host, &key, "plain", "Signed Up", json!({ "plan": "pro" })).await;
-    track(&host, &key, "free", "Signed Up", json!({ "plan": "free" })).await;
+    host.identify(&key, "vip", json!({ "vip": true })).await;
+    host.identify(&key, "plain", json!({ "vip": false })).await;
+    host.identify(&key, "free", json!({})).await;
+    host.track(&key, "vip", "Signed Up", json!({ "plan": "pro" }))
+        .await;
+    host.track(&key, "plain", "Signed Up", json!({ "plan": "pro" }))
+        .await;
+    host.track(&key, "free", "Signed Up", json!({ "plan": "free" }))
+        .await;
     let (vip, plain, free) = (
-        contact_id(&host, "vip").await,
-        contact_id(&host, "plain").await,
-        contact_id(&host, "free").await,
+        host.contact_id("vip").await,
+        host.contact_id("plain").await,
+        host.contact_id("free").await,
     );
 
     let ended = |r: &Value| r["state"] == "completed" || r["state"] == "exited";
-    wait_for(&host, "/v1/journeys/welcome/runs", |b| {
+    host.wait_for("/v1/journeys/welcome/runs", |b| {
         b["runs"]
             .as_array()
             .is_some_and(|r| r.len() == 2 && r.iter().all(ended))
@@ -211,8 +169,8 @@ async fn trait_updates_reach_the_contact_once_through_the_log() {
         }),
     )
     .await;
-    track(&host, &key, "ada", "Trial Started", json!({})).await;
-    let ada = contact_id(&host, "ada").await;
+    host.track(&key, "ada", "Trial Started", json!({})).await;
+    let ada = host.contact_id("ada").await;
     host.wait_contact("user_id:ada", |c| c["traits"]["stage"] == "trial")
         .await;
     caught_up(&host).await;
@@ -276,9 +234,9 @@ async fn a_paused_journey_starts_nothing_and_resumes_where_it_stood() {
         }),
     )
     .await;
-    track(&host, &key, "u1", "Cart Created", json!({})).await;
-    let u1 = contact_id(&host, "u1").await;
-    wait_for(&host, &format!("/v1/contacts/{u1}/journeys"), |b| {
+    host.track(&key, "u1", "Cart Created", json!({})).await;
+    let u1 = host.contact_id("u1").await;
+    host.wait_for(&format!("/v1/contacts/{u1}/journeys"), |b| {
         b["runs"][0]["state"] == "waiting"
     })
     .await;
@@ -287,10 +245,10 @@ async fn a_paused_journey_starts_nothing_and_resumes_where_it_stood() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["state"], "paused");
     // While paused: no new run, and the awaited event moves nothing yet.
-    track(&host, &key, "u2", "Cart Created", json!({})).await;
-    track(&host, &key, "u1", "Order Completed", json!({})).await;
+    host.track(&key, "u2", "Cart Created", json!({})).await;
+    host.track(&key, "u1", "Order Completed", json!({})).await;
     caught_up(&host).await;
-    let u2 = contact_id(&host, "u2").await;
+    let u2 = host.contact_id("u2").await;
     assert!(runs_of(&host, &u2).await.is_empty());
     assert_eq!(runs_of(&host, &u1).await[0]["state"], "waiting");
     assert!(deliveries(&host, "journey=nudge").await.is_empty());
@@ -301,7 +259,7 @@ async fn a_paused_journey_starts_nothing_and_resumes_where_it_stood() {
     let (status, body) = host.post("/v1/journeys/nudge/resume", &json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["state"], "live");
-    wait_for(&host, &format!("/v1/contacts/{u1}/journeys"), |b| {
+    host.wait_for(&format!("/v1/contacts/{u1}/journeys"), |b| {
         b["runs"][0]["state"] == "completed"
     })
     .await;
@@ -340,10 +298,10 @@ async fn reentry_follows_each_journeys_policy() {
     )
     .await;
     for _ in 0..3 {
-        track(&host, &key, "v", "Visit", json!({})).await;
+        host.track(&key, "v", "Visit", json!({})).await;
     }
     caught_up(&host).await;
-    let v = contact_id(&host, "v").await;
+    let v = host.contact_id("v").await;
     let runs = runs_of(&host, &v).await;
     let count = |j: &str| runs.iter().filter(|r| r["journey"] == j).count();
     assert_eq!(count("once"), 1, "{runs:?}");
@@ -447,9 +405,9 @@ async fn a_run_stays_on_the_version_it_started_on() {
                 ] }),
     )
     .await;
-    track(&host, &key, "early", "Browse", json!({})).await;
-    let early = contact_id(&host, "early").await;
-    wait_for(&host, &format!("/v1/contacts/{early}/journeys"), |b| {
+    host.track(&key, "early", "Browse", json!({})).await;
+    let early = host.contact_id("early").await;
+    host.wait_for(&format!("/v1/contacts/{early}/journeys"), |b| {
         b["runs"][0]["state"] == "waiting"
     })
     .await;
@@ -462,10 +420,10 @@ async fn a_run_stays_on_the_version_it_started_on() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["version"], 2);
-    track(&host, &key, "late", "Browse", json!({})).await;
-    track(&host, &key, "early", "Go", json!({})).await;
-    let late = contact_id(&host, "late").await;
-    wait_for(&host, "/v1/journeys/offer/runs?state=completed", |b| {
+    host.track(&key, "late", "Browse", json!({})).await;
+    host.track(&key, "early", "Go", json!({})).await;
+    let late = host.contact_id("late").await;
+    host.wait_for("/v1/journeys/offer/runs?state=completed", |b| {
         b["runs"].as_array().is_some_and(|r| r.len() == 2)
     })
     .await;
@@ -513,17 +471,18 @@ async fn a_segment_entry_starts_a_run_and_leaving_the_segment_ends_it() {
                 ] }),
     )
     .await;
-    identify(&host, &key, "p", json!({ "plan": "pro" })).await;
-    let p = contact_id(&host, "p").await;
-    wait_for(&host, &format!("/v1/contacts/{p}/journeys"), |b| {
+    host.identify(&key, "p", json!({ "plan": "pro" })).await;
+    let p = host.contact_id("p").await;
+    host.wait_for(&format!("/v1/contacts/{p}/journeys"), |b| {
         b["runs"][0]["state"] == "waiting"
     })
     .await;
-    identify(&host, &key, "p", json!({ "plan": "free" })).await;
-    let done = wait_for(&host, &format!("/v1/contacts/{p}/journeys"), |b| {
-        b["runs"][0]["state"] == "exited"
-    })
-    .await;
+    host.identify(&key, "p", json!({ "plan": "free" })).await;
+    let done = host
+        .wait_for(&format!("/v1/contacts/{p}/journeys"), |b| {
+            b["runs"][0]["state"] == "exited"
+        })
+        .await;
     assert_eq!(
         done["runs"][0]["exit_reason"], "left segment pros",
         "{done}"
@@ -570,7 +529,8 @@ async fn runs_killed_mid_journey_finish_with_every_effect_once() {
     )
     .await;
     for i in 0..CONTACTS {
-        track(&host, &key, &format!("c{i}"), "Go", json!({ "i": i })).await;
+        host.track(&key, &format!("c{i}"), "Go", json!({ "i": i }))
+            .await;
     }
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -595,12 +555,11 @@ async fn runs_killed_mid_journey_finish_with_every_effect_once() {
         host.restart();
     }
     assert!(killed_mid_journey > 0, "no kill landed mid-journey");
-    let done = wait_for(
-        &host,
-        "/v1/journeys/crashy/runs?state=completed&limit=1000",
-        |b| b["runs"].as_array().is_some_and(|r| r.len() == CONTACTS),
-    )
-    .await;
+    let done = host
+        .wait_for("/v1/journeys/crashy/runs?state=completed&limit=1000", |b| {
+            b["runs"].as_array().is_some_and(|r| r.len() == CONTACTS)
+        })
+        .await;
     caught_up(&host).await;
     let (_, all) = host.get("/v1/journeys/crashy/runs?limit=1000").await;
     assert_eq!(

@@ -16,35 +16,6 @@ use super::segments::{logged, members, wait_segment};
 /// How long the stages get to catch up in each wait.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
-async fn contact_id(api: &Api, user: &str) -> String {
-    api.wait_contact(&format!("user_id:{user}"), |_| true).await["id"]
-        .as_str()
-        .expect("contact id")
-        .to_string()
-}
-
-async fn identify(api: &Api, key: &str, user: &str, traits: Value) {
-    let (status, body) = api
-        .segment(
-            "/v1/identify",
-            key,
-            &json!({ "userId": user, "traits": traits }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
-async fn track(api: &Api, key: &str, user: &str, event: &str, properties: Value) {
-    let (status, body) = api
-        .segment(
-            "/v1/track",
-            key,
-            &json!({ "userId": user, "event": event, "properties": properties }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 /// RFC 3339 text for `days` days before now.
 fn days_ago(days: i64) -> String {
     (OffsetDateTime::now_utc() - time::Duration::days(days))
@@ -118,17 +89,17 @@ async fn a_0_1_rule_still_decides_next_to_0_2_rules() {
     );
 
     let key = host.create_source("web").await;
-    identify(&host, &key, "u1", json!({ "plan": "pro" })).await;
-    identify(&host, &key, "u2", json!({ "plan": "free" })).await;
-    let (u1, u2) = (contact_id(&host, "u1").await, contact_id(&host, "u2").await);
+    host.identify(&key, "u1", json!({ "plan": "pro" })).await;
+    host.identify(&key, "u2", json!({ "plan": "free" })).await;
+    let (u1, u2) = (host.contact_id("u1").await, host.contact_id("u2").await);
     define(
         &host,
         json!({ "id": "pros-v01", "rule": "rule-v0-1", "params": pros }),
     )
     .await;
     expect_members(&host, "pros-v01", vec![u1.clone()]).await;
-    identify(&host, &key, "u2", json!({ "plan": "pro" })).await;
-    identify(&host, &key, "u1", json!({ "plan": "free" })).await;
+    host.identify(&key, "u2", json!({ "plan": "pro" })).await;
+    host.identify(&key, "u1", json!({ "plan": "free" })).await;
     expect_members(&host, "pros-v01", vec![u2.clone()]).await;
     let exits = logged(&host, &u1)
         .await
@@ -254,27 +225,17 @@ async fn an_event_window_segment_counts_by_event_time() {
     .await;
 
     // Live orders: the small one does not count, the second big one enters u1.
-    track(
-        &host,
-        &key,
-        "u1",
-        "Order Completed",
-        json!({ "total": 150 }),
-    )
-    .await;
-    track(&host, &key, "u1", "Order Completed", json!({ "total": 50 })).await;
-    let u1 = contact_id(&host, "u1").await;
+    host.track(&key, "u1", "Order Completed", json!({ "total": 150 }))
+        .await;
+    host.track(&key, "u1", "Order Completed", json!({ "total": 50 }))
+        .await;
+    let u1 = host.contact_id("u1").await;
     expect_members(&host, "big-spenders", Vec::<String>::new()).await;
-    track(&host, &key, "u1", "Page Viewed", json!({ "total": 500 })).await;
+    host.track(&key, "u1", "Page Viewed", json!({ "total": 500 }))
+        .await;
     expect_members(&host, "big-spenders", Vec::<String>::new()).await;
-    track(
-        &host,
-        &key,
-        "u1",
-        "Order Completed",
-        json!({ "total": 250 }),
-    )
-    .await;
+    host.track(&key, "u1", "Order Completed", json!({ "total": 250 }))
+        .await;
     expect_members(&host, "big-spenders", vec![u1.clone()]).await;
 
     // Imported history: u2's orders of 10 and 40 days ago make one in the window; one of 5
@@ -294,7 +255,7 @@ async fn an_event_window_segment_counts_by_event_time() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (u2, u3) = (contact_id(&host, "u2").await, contact_id(&host, "u3").await);
+    let (u2, u3) = (host.contact_id("u2").await, host.contact_id("u3").await);
     expect_members(&host, "big-spenders", vec![u1.clone()]).await;
     let (status, body) = host
         .segment(
@@ -345,8 +306,8 @@ async fn a_short_window_sliding_past_exits_the_contact_by_its_recheck_timer() {
             "event": "Ping", "at_least": 1, "within": { "seconds": 2 } } }),
     )
     .await;
-    track(&host, &key, "u1", "Ping", json!({})).await;
-    let u1 = contact_id(&host, "u1").await;
+    host.track(&key, "u1", "Ping", json!({})).await;
+    let u1 = host.contact_id("u1").await;
     let deadline = Instant::now() + CATCH_UP;
     let names = loop {
         let names: Vec<String> = logged(&host, &u1)
@@ -370,7 +331,7 @@ async fn a_short_window_sliding_past_exits_the_contact_by_its_recheck_timer() {
     assert_eq!(def["members"], 0, "{def}");
 
     // Another ping enters it again: the timer left nothing stale behind.
-    track(&host, &key, "u1", "Ping", json!({})).await;
+    host.track(&key, "u1", "Ping", json!({})).await;
     wait_segment(&host, "pinged", |s| s["members"] == 1).await;
 }
 
@@ -379,27 +340,25 @@ async fn a_subscribed_segment_follows_consent_traits() {
     let host = TestHost::start().await;
     host.install("subscribed", "subscribed").await;
     let key = host.create_source("crm").await;
-    identify(
-        &host,
-        &key,
-        "u1",
-        json!({ "subscriptions": { "email": true } }),
-    )
-    .await;
-    identify(&host, &key, "u2", json!({ "email_subscribed": false })).await;
-    identify(&host, &key, "u3", json!({ "name": "Ada" })).await;
-    let (u1, u2) = (contact_id(&host, "u1").await, contact_id(&host, "u2").await);
-    contact_id(&host, "u3").await;
+    host.identify(&key, "u1", json!({ "subscriptions": { "email": true } }))
+        .await;
+    host.identify(&key, "u2", json!({ "email_subscribed": false }))
+        .await;
+    host.identify(&key, "u3", json!({ "name": "Ada" })).await;
+    let (u1, u2) = (host.contact_id("u1").await, host.contact_id("u2").await);
+    host.contact_id("u3").await;
     define(
         &host,
         json!({ "id": "email-ok", "rule": "subscribed", "params": { "channel": "email" } }),
     )
     .await;
     expect_members(&host, "email-ok", vec![u1.clone()]).await;
-    identify(&host, &key, "u2", json!({ "email_subscribed": true })).await;
+    host.identify(&key, "u2", json!({ "email_subscribed": true }))
+        .await;
     expect_members(&host, "email-ok", sorted(vec![u1.clone(), u2.clone()])).await;
     // Segment's global opt-out wins over the channel's trait.
-    identify(&host, &key, "u1", json!({ "unsubscribed": true })).await;
+    host.identify(&key, "u1", json!({ "unsubscribed": true }))
+        .await;
     expect_members(&host, "email-ok", vec![u2.clone()]).await;
 }
 
@@ -409,8 +368,8 @@ async fn a_new_rule_version_recomputes_its_segments() {
     let host = TestHost::start().await;
     host.install("trait-rule", "trait-rule").await;
     let key = host.create_source("web").await;
-    identify(&host, &key, "u1", json!({ "plan": "pro" })).await;
-    contact_id(&host, "u1").await;
+    host.identify(&key, "u1", json!({ "plan": "pro" })).await;
+    host.contact_id("u1").await;
     define(
         &host,
         json!({ "id": "pros", "rule": "trait-rule",
@@ -457,7 +416,7 @@ async fn an_event_stamped_in_the_future_counts_when_its_time_comes() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let u1 = contact_id(&host, "u1").await;
+    let u1 = host.contact_id("u1").await;
     wait_segment(&host, "soon", |s| s["members"] == 1).await;
     let (status, events) = host.get(&format!("/v1/contacts/{u1}/events")).await;
     assert_eq!(status, StatusCode::OK, "{events}");

@@ -55,17 +55,6 @@ pub async fn logged(api: &Api, contact: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
-async fn identify(api: &Api, key: &str, user: &str, traits: Value) {
-    let (status, body) = api
-        .segment(
-            "/v1/identify",
-            key,
-            &json!({ "userId": user, "traits": traits }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 fn pros() -> Value {
     json!({ "id": "pros", "name": "Pro plan", "rule": "trait-rule",
             "params": { "trait": "plan", "equals": "pro" } })
@@ -76,8 +65,8 @@ async fn a_segment_is_recomputed_then_follows_events_and_logs_every_change() {
     let host = TestHost::start().await;
     host.install("trait-rule", "trait-rule").await;
     let key = host.create_source("web").await;
-    identify(&host, &key, "u1", json!({ "plan": "pro" })).await;
-    identify(&host, &key, "u2", json!({ "plan": "free" })).await;
+    host.identify(&key, "u1", json!({ "plan": "pro" })).await;
+    host.identify(&key, "u2", json!({ "plan": "free" })).await;
     let u1 = host.wait_contact("user_id:u1", |_| true).await["id"]
         .as_str()
         .unwrap()
@@ -126,8 +115,8 @@ async fn a_segment_is_recomputed_then_follows_events_and_logs_every_change() {
     assert_eq!(members(&host, "pros").await, vec![u1.clone()]);
 
     // Incremental: an identify moves u2 in and u1 out, each an event in the log.
-    identify(&host, &key, "u2", json!({ "plan": "pro" })).await;
-    identify(&host, &key, "u1", json!({ "plan": "free" })).await;
+    host.identify(&key, "u2", json!({ "plan": "pro" })).await;
+    host.identify(&key, "u1", json!({ "plan": "free" })).await;
     wait_segment(&host, "pros", |s| s["members"] == 1).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while members(&host, "pros").await != vec![u2.clone()] {
@@ -206,7 +195,7 @@ async fn memberships_and_the_stages_place_survive_a_restart() {
     let key = host.create_source("web").await;
     let (status, body) = host.post("/v1/segments", &pros()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    identify(&host, &key, "u1", json!({ "plan": "pro" })).await;
+    host.identify(&key, "u1", json!({ "plan": "pro" })).await;
     wait_segment(&host, "pros", |s| s["members"] == 1).await;
     let data = host.stop().await.expect("data dir");
     let host = TestHost::start_in(data.path(), |_| {}).await;
@@ -217,7 +206,7 @@ async fn memberships_and_the_stages_place_survive_a_restart() {
         .as_str()
         .unwrap()
         .to_string();
-    identify(&host, &key, "u2", json!({ "plan": "pro" })).await;
+    host.identify(&key, "u2", json!({ "plan": "pro" })).await;
     wait_segment(&host, "pros", |s| s["members"] == 2).await;
     let entered = logged(&host, &u1)
         .await

@@ -14,6 +14,9 @@
 //! unchanged next to 0.2 ones: the sandbox lowers a call's input through the conversions of
 //! the version the component implements (a 0.1 rule gets no past events and answers bools).
 
+#[macro_use]
+mod shared;
+
 #[cfg(test)]
 mod frozen;
 pub mod v0_1;
