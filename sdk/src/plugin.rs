@@ -137,14 +137,7 @@ pub(crate) fn decide_rule<T: Rule>(
 ) -> Result<Vec<Decision>, String> {
     let params = rule_params(params)?;
     let inputs = batch.len();
-    let decisions = T::evaluate(&params, batch)?;
-    if decisions.len() != inputs {
-        return Err(format!(
-            "the rule returned {} decisions for {inputs} inputs",
-            decisions.len()
-        ));
-    }
-    Ok(decisions)
+    one_per_input(T::evaluate(&params, batch)?, inputs)
 }
 
 /// Parses the rule parameters and checks the rule answers once per input (contract 0.1).
@@ -154,7 +147,11 @@ pub(crate) fn evaluate_rule<T: SegmentRule>(
 ) -> Result<Vec<bool>, String> {
     let params = rule_params(params)?;
     let inputs = batch.len();
-    let decisions = T::evaluate(&params, batch)?;
+    one_per_input(T::evaluate(&params, batch)?, inputs)
+}
+
+/// `decisions`, when the rule gave one per input; otherwise why not.
+fn one_per_input<D>(decisions: Vec<D>, inputs: usize) -> Result<Vec<D>, String> {
     if decisions.len() != inputs {
         return Err(format!(
             "the rule returned {} decisions for {inputs} inputs",
