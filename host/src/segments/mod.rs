@@ -6,6 +6,7 @@
 mod rules;
 mod stage;
 mod store;
+mod views;
 
 use std::sync::Arc;
 

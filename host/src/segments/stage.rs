@@ -15,6 +15,7 @@ use crate::runtime::types::{Decision, RuleInput, RuleNeeds};
 
 use super::rules::{self, RuleVersion};
 use super::store::{Kept, SegmentDef, Writes, pair, prefix};
+use super::views::{Views, Window};
 use super::{SegmentError, Segments};
 
 /// Feed events read per step.
@@ -199,7 +200,7 @@ impl Segments {
         }
         // What each contact's events can wake, and the events windowed rules read.
         let windowed = windowed_names(defs.values());
-        let oldest_kept = now.saturating_sub(max_window(defs.values()));
+        let oldest_kept = now.saturating_sub(max_window(defs.values()).unwrap_or(0));
         for applied in &page.events {
             let Some(event) = events.get(&applied.seq) else {
                 continue;
@@ -236,6 +237,7 @@ impl Segments {
         self.store.tree.apply(window_writes)?;
 
         let mut logged = Vec::new();
+        let mut views = Views::new(now, max_window(defs.values()));
         for def in defs.values_mut() {
             let woken: Vec<(String, Option<StoredEvent>)> = touched
                 .iter()
@@ -247,7 +249,15 @@ impl Segments {
             }
             let cause = Cause::Feed(page.through);
             let changed = self
-                .evaluate(def, woken, &cause, now, &mut writes, &mut logged)
+                .evaluate(
+                    def,
+                    woken,
+                    &cause,
+                    now,
+                    &mut views,
+                    &mut writes,
+                    &mut logged,
+                )
                 .await?;
             if changed {
                 writes.defs.insert(def.id.clone(), def.clone());
@@ -306,6 +316,7 @@ impl Segments {
         writes.commit(&*self.store.tree)?;
         let mut writes = Writes::default();
         let mut logged = Vec::new();
+        let mut views = Views::new(now, max_window(defs.values()));
         for (segment, contacts) in by_segment {
             let Some(def) = defs.get_mut(&segment) else {
                 continue;
@@ -313,7 +324,15 @@ impl Segments {
             let cause = Cause::Timer(contacts.iter().map(|c| c.1).max().unwrap_or(now));
             let woken = contacts.into_iter().map(|(c, _)| (c, None)).collect();
             if self
-                .evaluate(def, woken, &cause, now, &mut writes, &mut logged)
+                .evaluate(
+                    def,
+                    woken,
+                    &cause,
+                    now,
+                    &mut views,
+                    &mut writes,
+                    &mut logged,
+                )
                 .await?
             {
                 writes.defs.insert(def.id.clone(), def.clone());
@@ -357,11 +376,13 @@ impl Segments {
         let n = contacts.len();
         let woken = contacts.into_iter().map(|c| (c.id, None)).collect();
         let mut logged = Vec::new();
+        let mut views = Views::new(now, def.needs.window_ms.map(clamp_window));
         self.evaluate(
             def,
             woken,
             &Cause::Recompute(recompute.started_ms),
             now,
+            &mut views,
             &mut writes,
             &mut logged,
         )
@@ -435,6 +456,7 @@ impl Segments {
         contacts: Vec<(String, Option<StoredEvent>)>,
         cause: &Cause,
         now: i64,
+        views: &mut Views,
         writes: &mut Writes,
         logged: &mut Vec<StoredEvent>,
     ) -> Result<bool, SegmentError> {
@@ -448,8 +470,9 @@ impl Segments {
             let mut inputs = Vec::with_capacity(chunk.len());
             let mut ids = Vec::with_capacity(chunk.len());
             for (id, trigger) in chunk {
-                let member = self.store.member(&def.id, id)?.is_some();
-                let Some(profile) = self.profiles.get(id)? else {
+                let view = views.get(&self.store, &self.profiles, id)?;
+                let member = view.segments.contains(&def.id);
+                let Some(profile) = &view.profile else {
                     // Erased: it leaves quietly.
                     if member {
                         writes.exit(def, id);
@@ -464,27 +487,12 @@ impl Segments {
                 // The window is (now - window, now] by event time: an imported event counts
                 // where its timestamp puts it, and one stamped in the future not yet; the
                 // contact is evaluated again when the first such one comes due.
-                let (events, arrives) = match def.needs.window_ms {
-                    Some(window) => {
-                        let since = now.saturating_sub(window.min(i64::MAX as u64) as i64);
-                        let any = def.needs.events.iter().any(|n| n == "*");
-                        let wanted = |kept: &super::store::Kept| {
-                            any || kept
-                                .name
-                                .as_ref()
-                                .is_some_and(|n| def.needs.events.iter().any(|x| x == n))
-                        };
-                        (
-                            self.store.window(id, since, now, MAX_PAST_EVENTS, wanted)?,
-                            self.store.first_kept_after(id, now, wanted)?,
-                        )
-                    }
-                    None => (Vec::new(), None),
-                };
+                let Window { events, arrives } =
+                    view.window(&self.store, id, &def.needs, now, MAX_PAST_EVENTS)?;
                 inputs.push(RuleInput {
-                    contact: rules::contact(&profile),
+                    contact: rules::contact(profile),
                     event: trigger.as_ref().map(rules::event),
-                    counts: rules::counts(&profile),
+                    counts: rules::counts(profile),
                     member,
                     events,
                     now_ms: now,
@@ -649,9 +657,13 @@ fn windowed_names<'a>(defs: impl Iterator<Item = &'a SegmentDef>) -> BTreeSet<&'
         .collect()
 }
 
-/// The longest window of any rule, ms.
-fn max_window<'a>(defs: impl Iterator<Item = &'a SegmentDef>) -> i64 {
+/// The longest window of any rule, ms (none: no rule reads past events).
+fn max_window<'a>(defs: impl Iterator<Item = &'a SegmentDef>) -> Option<i64> {
     defs.filter_map(|d| d.needs.window_ms)
         .max()
-        .map_or(0, |w| w.min(i64::MAX as u64) as i64)
+        .map(clamp_window)
+}
+
+fn clamp_window(window_ms: u64) -> i64 {
+    window_ms.min(i64::MAX as u64) as i64
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::runtime::types::{EventKind, PastEvent, RuleNeeds};
+use crate::runtime::types::{EventKind, RuleNeeds};
 use crate::store::{Batch, Keyspace, StoreError, Tree, decode_json, encode_json};
 
 /// The keyspace's name.
@@ -99,6 +99,93 @@ pub(crate) struct Kept {
     pub kind: EventKind,
     pub name: Option<String>,
     pub properties: String,
+}
+
+/// A kept event and its event time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeptAt {
+    pub at_ms: i64,
+    pub kept: Kept,
+}
+
+/// The first byte of a kept event's binary form (JSON, the older form, starts with `{`).
+const KEPT_BINARY: u8 = 1;
+
+impl Kept {
+    /// `1, kind, name length (u32 BE, u32::MAX: none), name, properties`: read back without
+    /// unescaping the properties' JSON text, which the JSON form paid for on every read.
+    pub fn encode(&self) -> Vec<u8> {
+        let name = self.name.as_deref().unwrap_or("");
+        let mut out = Vec::with_capacity(6 + name.len() + self.properties.len());
+        out.push(KEPT_BINARY);
+        out.push(kind_byte(self.kind));
+        let len = match &self.name {
+            Some(n) => n.len() as u32,
+            None => u32::MAX,
+        };
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(self.properties.as_bytes());
+        out
+    }
+
+    /// Reads either form back.
+    pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Self, StoreError> {
+        if bytes.first() != Some(&KEPT_BINARY) {
+            return decode_json(key, bytes);
+        }
+        let corrupt = || StoreError::corrupt(key, BadKept);
+        let kind = bytes
+            .get(1)
+            .and_then(|&b| byte_kind(b))
+            .ok_or_else(corrupt)?;
+        let len = bytes
+            .get(2..6)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(corrupt)?;
+        let (name, rest) = if len == u32::MAX {
+            (None, &bytes[6..])
+        } else {
+            let end = 6usize.checked_add(len as usize).ok_or_else(corrupt)?;
+            let name = bytes.get(6..end).ok_or_else(corrupt)?;
+            let name = std::str::from_utf8(name).map_err(|_| corrupt())?;
+            (Some(name.to_owned()), &bytes[end..])
+        };
+        let properties = std::str::from_utf8(rest).map_err(|_| corrupt())?.to_owned();
+        Ok(Kept {
+            kind,
+            name,
+            properties,
+        })
+    }
+}
+
+/// A kept event's binary form does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed kept event")]
+struct BadKept;
+
+fn kind_byte(kind: EventKind) -> u8 {
+    match kind {
+        EventKind::Track => 0,
+        EventKind::Identify => 1,
+        EventKind::Page => 2,
+        EventKind::Screen => 3,
+        EventKind::Group => 4,
+        EventKind::Alias => 5,
+    }
+}
+
+fn byte_kind(b: u8) -> Option<EventKind> {
+    Some(match b {
+        0 => EventKind::Track,
+        1 => EventKind::Identify,
+        2 => EventKind::Page,
+        3 => EventKind::Screen,
+        4 => EventKind::Group,
+        5 => EventKind::Alias,
+        _ => return None,
+    })
 }
 
 /// `a \0 b`.
@@ -222,72 +309,36 @@ impl SegmentStore {
             .collect()
     }
 
-    /// The contact's kept events with event time in `(after_ms, until_ms]` that `wanted`
-    /// accepts, oldest first: the newest `max` of them by event time.
-    pub fn window(
+    /// The contact's kept events with event time after `after_ms` (future-stamped ones
+    /// included), oldest first, read forward; at most the newest `max`. The flag is true
+    /// when older ones were left out.
+    pub fn kept_since(
         &self,
         contact: &str,
         after_ms: i64,
-        until_ms: i64,
         max: usize,
-        wanted: impl Fn(&Kept) -> bool,
-    ) -> Result<Vec<PastEvent>, StoreError> {
+    ) -> Result<(std::collections::VecDeque<KeptAt>, bool), StoreError> {
         let start = pair(prefix::WINDOW, contact, "");
         let from = [start.as_slice(), &time_key(after_ms.saturating_add(1))].concat();
-        let end = match until_ms.checked_add(1) {
-            Some(next) => [start.as_slice(), &time_key(next)].concat(),
-            None => crate::store::prefix_end(&start).unwrap_or_else(|| vec![0xff; 1]),
-        };
-        let mut out = Vec::new();
-        for item in self.tree.range(
-            std::ops::Bound::Included(&from),
-            std::ops::Bound::Excluded(&end),
-            true,
-        ) {
-            if out.len() >= max {
-                break;
-            }
-            let (k, v) = item?;
-            let kept: Kept = decode_json(&k, &v)?;
-            if !wanted(&kept) {
-                continue;
-            }
-            out.push(PastEvent {
-                kind: kept.kind,
-                name: kept.name,
-                timestamp_ms: time_of_key(&k[start.len()..]),
-                properties: kept.properties,
-            });
-        }
-        out.reverse();
-        Ok(out)
-    }
-
-    /// The event time of the contact's first kept event after `after_ms` that `wanted`
-    /// accepts (an event stamped in the future, when `after_ms` is now).
-    pub fn first_kept_after(
-        &self,
-        contact: &str,
-        after_ms: i64,
-        wanted: impl Fn(&Kept) -> bool,
-    ) -> Result<Option<i64>, StoreError> {
-        let start = pair(prefix::WINDOW, contact, "");
-        let Some(next) = after_ms.checked_add(1) else {
-            return Ok(None);
-        };
-        let from = [start.as_slice(), &time_key(next)].concat();
         let end = crate::store::prefix_end(&start).unwrap_or_else(|| vec![0xff; 1]);
+        let mut out = std::collections::VecDeque::new();
+        let mut dropped = false;
         for item in self.tree.range(
             std::ops::Bound::Included(&from),
             std::ops::Bound::Excluded(&end),
             false,
         ) {
             let (k, v) = item?;
-            if wanted(&decode_json(&k, &v)?) {
-                return Ok(Some(time_of_key(&k[start.len()..])));
+            if out.len() == max {
+                out.pop_front();
+                dropped = true;
             }
+            out.push_back(KeptAt {
+                at_ms: time_of_key(&k[start.len()..]),
+                kept: Kept::decode(&k, &v)?,
+            });
         }
-        Ok(None)
+        Ok((out, dropped))
     }
 
     /// Keys of the contact's kept events before `before_ms` (to drop them).
@@ -427,7 +478,7 @@ impl Writes {
         kept: &Kept,
     ) -> Result<(), StoreError> {
         self.batch
-            .insert(window_key(contact, at_ms, seq), encode_json(kept)?);
+            .insert(window_key(contact, at_ms, seq), kept.encode());
         Ok(())
     }
 
@@ -446,5 +497,41 @@ impl Writes {
 
     pub fn commit(self, tree: &dyn Keyspace) -> Result<(), StoreError> {
         tree.apply(self.into_batch()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_events_read_back_in_both_forms() {
+        for kept in [
+            Kept {
+                kind: EventKind::Track,
+                name: Some("Order Completed".into()),
+                properties: r#"{"total":120.5,"note":"a \"quoted\" é"}"#.into(),
+            },
+            Kept {
+                kind: EventKind::Page,
+                name: None,
+                properties: "{}".into(),
+            },
+            Kept {
+                kind: EventKind::Alias,
+                name: Some(String::new()),
+                properties: String::new(),
+            },
+        ] {
+            assert_eq!(Kept::decode(b"k", &kept.encode()).unwrap(), kept);
+            // Kept events written before the binary form are JSON.
+            assert_eq!(
+                Kept::decode(b"k", &encode_json(&kept).unwrap()).unwrap(),
+                kept
+            );
+        }
+        for bad in [&[1u8][..], &[1, 9, 0, 0, 0, 0], &[1, 0, 0, 0, 0, 9, b'a']] {
+            assert!(Kept::decode(b"k", bad).is_err(), "{bad:?}");
+        }
     }
 }
