@@ -27,6 +27,8 @@ pub(crate) mod prefix {
     pub const TIMER: u8 = b't';
     /// `segment \0 contact` -> due: the contact's one timer in that segment.
     pub const TIMER_OF: u8 = b'r';
+    /// `segment \0 contact` -> [`super::Retained`]: the past events a rule kept.
+    pub const RETAINED: u8 = b'k';
     /// Stage state (`evaluated_seq`).
     pub const META: u8 = b'x';
 }
@@ -101,11 +103,62 @@ pub(crate) struct Kept {
     pub properties: String,
 }
 
-/// A kept event and its event time.
+/// A kept event, its event time and log sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct KeptAt {
     pub at_ms: i64,
+    pub seq: u64,
     pub kept: Kept,
+}
+
+/// The past events a segment's rule asked to see again for one contact (its decision's
+/// `keep`), and the future-stamped ones it has not seen yet; valid for the definition version
+/// and rule build it was written under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Retained {
+    pub version: u64,
+    pub rule_sha256: String,
+    pub events: Vec<KeptAt>,
+}
+
+impl Retained {
+    /// `version u64, sha length u16, sha, then per event: at i64, seq u64, length u32, kept`.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&self.version.to_be_bytes());
+        let sha = self.rule_sha256.as_bytes();
+        out.extend_from_slice(&(sha.len().min(u16::MAX as usize) as u16).to_be_bytes());
+        out.extend_from_slice(&sha[..sha.len().min(u16::MAX as usize)]);
+        for e in &self.events {
+            let kept = e.kept.encode();
+            out.extend_from_slice(&e.at_ms.to_be_bytes());
+            out.extend_from_slice(&e.seq.to_be_bytes());
+            out.extend_from_slice(&(kept.len() as u32).to_be_bytes());
+            out.extend_from_slice(&kept);
+        }
+        out
+    }
+
+    fn decode(key: &[u8], bytes: &[u8]) -> Result<Self, StoreError> {
+        let mut cursor = Cursor { key, rest: bytes };
+        let version = cursor.u64()?;
+        let sha_len = u16::from_be_bytes(cursor.array()?) as usize;
+        let rule_sha256 = String::from_utf8(cursor.take(sha_len)?.to_vec())
+            .map_err(|_| StoreError::corrupt(key, BadKept))?;
+        let mut events = Vec::new();
+        while !cursor.rest.is_empty() {
+            let at_ms = cursor.u64()? as i64;
+            let seq = cursor.u64()?;
+            let len = u32::from_be_bytes(cursor.array()?) as usize;
+            let kept = Kept::decode(key, cursor.take(len)?)?;
+            events.push(KeptAt { at_ms, seq, kept });
+        }
+        Ok(Retained {
+            version,
+            rule_sha256,
+            events,
+        })
+    }
 }
 
 /// The first byte of a kept event's binary form (JSON, the older form, starts with `{`).
@@ -157,6 +210,33 @@ impl Kept {
             name,
             properties,
         })
+    }
+}
+
+/// Reads a binary record front to back.
+struct Cursor<'a> {
+    key: &'a [u8],
+    rest: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.rest.len() < n {
+            return Err(StoreError::corrupt(self.key, BadKept));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u64(&mut self) -> Result<u64, StoreError> {
+        Ok(u64::from_be_bytes(self.array()?))
     }
 }
 
@@ -333,8 +413,13 @@ impl SegmentStore {
                 out.pop_front();
                 dropped = true;
             }
+            let at = &k[start.len()..];
             out.push_back(KeptAt {
-                at_ms: time_of_key(&k[start.len()..]),
+                at_ms: time_of_key(at),
+                seq: at
+                    .get(8..16)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_be_bytes),
                 kept: Kept::decode(&k, &v)?,
             });
         }
@@ -405,6 +490,15 @@ impl SegmentStore {
             .tree
             .get(&pair(prefix::TIMER_OF, segment, contact))?
             .map(|v| time_of_key(&v)))
+    }
+
+    /// The past events `segment`'s rule kept for `contact`.
+    pub fn retained(&self, segment: &str, contact: &str) -> Result<Option<Retained>, StoreError> {
+        let key = pair(prefix::RETAINED, segment, contact);
+        match self.tree.get(&key)? {
+            Some(v) => Retained::decode(&key, &v).map(Some),
+            None => Ok(None),
+        }
     }
 
     pub fn evaluated_seq(&self) -> Result<u64, StoreError> {
@@ -482,6 +576,16 @@ impl Writes {
         Ok(())
     }
 
+    /// Replaces the past events `segment`'s rule kept for `contact` (none: it hands the
+    /// whole window next time).
+    pub fn set_retained(&mut self, segment: &str, contact: &str, retained: Option<&Retained>) {
+        let key = pair(prefix::RETAINED, segment, contact);
+        match retained {
+            Some(r) => self.batch.insert(key, r.encode()),
+            None => self.batch.remove(key),
+        }
+    }
+
     pub fn evaluated_seq(&mut self, seq: u64) {
         self.batch.insert([prefix::META, b's'], seq.to_be_bytes());
     }
@@ -533,5 +637,41 @@ mod tests {
         for bad in [&[1u8][..], &[1, 9, 0, 0, 0, 0], &[1, 0, 0, 0, 0, 9, b'a']] {
             assert!(Kept::decode(b"k", bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn retained_events_read_back() {
+        let retained = Retained {
+            version: 7,
+            rule_sha256: "ab12".into(),
+            events: vec![
+                KeptAt {
+                    at_ms: -5,
+                    seq: 3,
+                    kept: Kept {
+                        kind: EventKind::Track,
+                        name: Some("Order".into()),
+                        properties: r#"{"total":1}"#.into(),
+                    },
+                },
+                KeptAt {
+                    at_ms: 1_700_000_000_000,
+                    seq: u64::MAX,
+                    kept: Kept {
+                        kind: EventKind::Page,
+                        name: None,
+                        properties: "{}".into(),
+                    },
+                },
+            ],
+        };
+        let bytes = retained.encode();
+        assert_eq!(Retained::decode(b"k", &bytes).unwrap(), retained);
+        let empty = Retained {
+            events: vec![],
+            ..retained
+        };
+        assert_eq!(Retained::decode(b"k", &empty.encode()).unwrap(), empty);
+        assert!(Retained::decode(b"k", &bytes[..bytes.len() - 1]).is_err());
     }
 }
