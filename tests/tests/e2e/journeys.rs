@@ -659,7 +659,8 @@ async fn a_wait_until_a_time_of_day_waits_for_it_in_the_contacts_time_zone() {
     let key = host.create_source("web").await;
     // Kathmandu is UTC+05:45 all year (no DST), so the expected instant needs no tz database.
     let kathmandu = time::UtcOffset::from_hms(5, 45, 0).expect("offset");
-    let target = time::OffsetDateTime::now_utc() + Duration::from_secs(20);
+    // Far enough ahead that the run has begun waiting on a loaded machine before it comes.
+    let target = time::OffsetDateTime::now_utc() + Duration::from_secs(30);
     let target = target.replace_nanosecond(0).expect("whole second");
     let local = target.to_offset(kathmandu);
     let until = format!(
