@@ -218,6 +218,7 @@ impl Server {
             &*engine,
             profiles.clone(),
             Arc::new(segments.clone()),
+            registry.clone(),
             ingest.clone(),
             outbox.clone(),
         )?;
