@@ -20,7 +20,7 @@ use super::engine::{EPOCH_TICK, GuestPool};
 use super::error::{CallError, CallFailure, LoadError};
 use super::events::{ConnectorEvent, ConnectorPage, accept_page, accept_webhook};
 use super::log_import::LogLimitExceeded;
-use super::net_policy::check_address;
+use super::net_policy::{AddressRefused, check_address};
 use super::outbound::{OutboundHooks, OutboundNet, OutboundPolicy};
 use super::output::{
     LiftedConnectorError, LiftedDecisions, LiftedDecisions2, LiftedDelivery, LiftedDescribe,
@@ -229,6 +229,17 @@ impl SandboxedPlugin {
             &self.policy.net,
         )
         .await
+    }
+
+    /// The first `config:<key>` server in `env`'s config that the operator's policy
+    /// refuses, with its key: a config to refuse before it goes live.
+    pub async fn refused_tcp_server(&self, env: &CallEnv) -> Option<(String, AddressRefused)> {
+        if self.spec.tcp_config.is_empty() {
+            return None;
+        }
+        let grant =
+            tcp_grant::for_call(&[], &self.spec.tcp_config, &env.config, &self.policy.net).await;
+        grant.refused.into_iter().next()
     }
 
     fn new_store(&self, env: &CallEnv, tcp: TcpGrant, deadline: Instant) -> Store<PluginState> {

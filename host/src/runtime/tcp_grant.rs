@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::net_policy::check_address;
+use super::net_policy::{AddressRefused, check_address};
 use super::outbound::OutboundNet;
 
 /// The prefix of a `capabilities.tcp` entry that names a config key instead of an address.
@@ -24,6 +24,8 @@ pub struct TcpGrant {
     pub addrs: Vec<SocketAddr>,
     /// The config the guest sees when a name in it was replaced by its address.
     pub config: Option<Arc<Value>>,
+    /// The config servers the operator's policy refused, by config key.
+    pub refused: Vec<(String, AddressRefused)>,
 }
 
 /// The grant of one call. `fixed` are the manifest's addresses (checked when the version
@@ -40,7 +42,7 @@ pub async fn for_call(
 ) -> TcpGrant {
     let mut grant = TcpGrant {
         addrs: fixed.to_vec(),
-        config: None,
+        ..TcpGrant::default()
     };
     for key in keys {
         let Some(value) = config.get(key).and_then(Value::as_str) else {
@@ -49,9 +51,7 @@ pub async fn for_call(
         let value = value.trim();
         let allowed = |addr: &SocketAddr| check_address(*addr, &net.grants).is_ok();
         if let Ok(addr) = value.parse::<SocketAddr>() {
-            if allowed(&addr) {
-                grant.addrs.push(addr);
-            }
+            grant.admit(key, addr, net);
             continue;
         }
         let Some((host, port)) = split_host_port(value) else {
@@ -77,9 +77,7 @@ pub async fn for_call(
             .copied()
             .find(allowed)
             .unwrap_or(resolved[0]);
-        if allowed(&chosen) {
-            grant.addrs.push(chosen);
-        }
+        grant.admit(key, chosen, net);
         let mut shown = grant.config.as_deref().unwrap_or(config).clone();
         if let Some(map) = shown.as_object_mut() {
             map.insert(key.clone(), Value::String(chosen.to_string()));
@@ -87,6 +85,16 @@ pub async fn for_call(
         grant.config = Some(Arc::new(shown));
     }
     grant
+}
+
+impl TcpGrant {
+    /// Grants `addr` (the server in config `key`) if the operator's policy allows it.
+    fn admit(&mut self, key: &str, addr: SocketAddr, net: &OutboundNet) {
+        match check_address(addr, &net.grants) {
+            Ok(()) => self.addrs.push(addr),
+            Err(refused) => self.refused.push((key.to_string(), refused)),
+        }
+    }
 }
 
 /// `host:port` with a non-empty host and a numeric port; `[v6]:port` parses as an address

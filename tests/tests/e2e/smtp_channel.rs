@@ -219,11 +219,48 @@ async fn smtp_channel_retries_4xx_and_gives_up_on_5xx() {
 async fn smtp_channel_reaches_only_its_configured_server() {
     let server = SmtpServer::start(&[], &[]).await;
     let other = SmtpServer::start(&[], &[]).await;
+    let host = smtp_host(&[&server.addr], &server.addr).await;
 
-    // The operator allows only the first server: pointing the channel at the second (a
-    // loopback address nobody granted) is refused by the host, for good.
-    let host = smtp_host(&[&server.addr], &other.addr).await;
+    // Pointing the channel at a loopback server the operator did not allow is refused when
+    // the config is set, naming the flag that would allow it; the old config stays.
+    let (status, out) = host
+        .put(
+            "/v1/plugins/smtp-channel/config",
+            &json!({ "server": other.addr, "from": "news@example.com" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+    let why = out["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("`server`") && why.contains("--allow-address"),
+        "{out}"
+    );
     let out = send(&host, &message("m-1", "ada@example.org")).await;
+    assert!(out["ok"].is_object(), "{out}");
+    assert_eq!(server.received().len(), 1);
+
+    // A server given by name: the host resolves it and grants the address it allows.
+    let port = server.addr.rsplit(':').next().unwrap();
+    let (status, out) = host
+        .put(
+            "/v1/plugins/smtp-channel/config",
+            &json!({ "server": format!("localhost:{port}"), "from": "news@example.com" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let out = send(&host, &message("m-2", "ada@example.org")).await;
+    assert!(
+        out["ok"].is_object(),
+        "localhost resolved to the granted server: {out}"
+    );
+    assert_eq!(server.received().len(), 2);
+
+    // The operator withdraws the grant and restarts: the live version's connection is
+    // refused at the socket, for good, and the server sees nothing.
+    let data_dir = host.data_dir.clone();
+    let tmp = host.stop().await;
+    let host = TestHost::start_in(&data_dir, |_| {}).await;
+    let out = send(&host, &message("m-3", "ada@example.org")).await;
     assert_eq!(out["err"]["code"], "permanent", "{out}");
     assert!(
         out["err"]["message"]
@@ -231,17 +268,12 @@ async fn smtp_channel_reaches_only_its_configured_server() {
             .is_some_and(|m| m.contains("not allowed")),
         "{out}"
     );
-    assert!(other.received().is_empty() && server.received().is_empty());
-
-    // A server given by name: the host resolves it and grants the address it allows.
-    let port = server.addr.rsplit(':').next().unwrap();
-    let host = smtp_host(&[&server.addr], &format!("localhost:{port}")).await;
-    let out = send(&host, &message("m-2", "ada@example.org")).await;
+    assert_eq!(server.received().len(), 2);
     assert!(
-        out["ok"].is_object(),
-        "localhost resolved to the granted server: {out}"
+        other.received().is_empty(),
+        "the other server was never reached"
     );
-    assert_eq!(server.received().len(), 1);
+    drop(tmp);
 }
 
 /// A `config:<key>` grant is exactly the server in that key: a guest that tries another
