@@ -50,6 +50,58 @@ pub struct Manifest {
     /// For a pull connector: how often the host calls its `poll`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<PollSpec>,
+    /// For a channel: what it carries, which says where a message's recipient comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelSpec>,
+}
+
+/// The channel section of a channel plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// What the channel carries: `email`, `sms`, `whatsapp`, `webhook` or `other`.
+    pub medium: Medium,
+}
+
+/// What a channel carries. It names the message's `channel` field, and where the host finds
+/// the recipient when a send names none: an email channel sends to the contact's email, SMS
+/// and WhatsApp to their phone; a webhook (or other) channel has its own destination in its
+/// config, so its messages' `to` is empty unless the send gives one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Medium {
+    /// Email: the contact's `email`.
+    Email,
+    /// SMS: the contact's `phone`.
+    Sms,
+    /// WhatsApp: the contact's `phone`.
+    Whatsapp,
+    /// An HTTP endpoint the channel's config names.
+    Webhook,
+    /// Anything else; the recipient is given by the send or the channel's config.
+    Other,
+}
+
+impl Medium {
+    /// `email`: how messages and manifests name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Medium::Email => "email",
+            Medium::Sms => "sms",
+            Medium::Whatsapp => "whatsapp",
+            Medium::Webhook => "webhook",
+            Medium::Other => "other",
+        }
+    }
+
+    /// The identity kind (and trait name) whose value is the recipient, if any.
+    pub fn address_kind(self) -> Option<&'static str> {
+        match self {
+            Medium::Email => Some("email"),
+            Medium::Sms | Medium::Whatsapp => Some("phone"),
+            Medium::Webhook | Medium::Other => None,
+        }
+    }
 }
 
 /// The capabilities section.
@@ -197,6 +249,12 @@ impl Manifest {
                 return bad(format!("{field} must be within 1..={max}, not {v}"));
             }
         }
+        if self.channel.is_some() && self.kind != PluginKind::Channel {
+            return bad(format!(
+                "[channel] is for channels; this is a {} plugin",
+                self.kind
+            ));
+        }
         if self.poll.is_some() && self.kind != PluginKind::Connector {
             return bad(format!(
                 "[poll] is for connectors; this is a {} plugin",
@@ -329,6 +387,27 @@ type = "string"
         );
         cfg.insert("secret".into(), "s3cr3t".into());
         m.check_config(&cfg).unwrap();
+    }
+
+    #[test]
+    fn a_channel_section_names_the_medium_of_channels_only() {
+        let with = |text: &str, section: &str| format!("{text}[channel]\n{section}\n");
+        let m = Manifest::parse(&with(GOOD, "medium = \"email\"")).unwrap();
+        let spec = m.channel.expect("channel section");
+        assert_eq!(spec.medium, Medium::Email);
+        assert_eq!(spec.medium.address_kind(), Some("email"));
+        assert_eq!(Medium::Whatsapp.address_kind(), Some("phone"));
+        assert_eq!(Medium::Webhook.address_kind(), None);
+        assert_eq!(Manifest::parse(GOOD).unwrap().channel, None);
+        let connector = GOOD.replace("\"channel\"", "\"connector\"");
+        for (text, why) in [
+            (with(&connector, "medium = \"email\""), "for channels"),
+            (with(GOOD, "medium = \"pigeon\""), "unknown variant"),
+            (with(GOOD, ""), "missing field `medium`"),
+        ] {
+            let e = Manifest::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(why), "{why} in {e}");
+        }
     }
 
     #[test]

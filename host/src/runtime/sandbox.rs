@@ -24,8 +24,8 @@ use super::net_policy::{AddressRefused, check_address};
 use super::outbound::{OutboundHooks, OutboundNet, OutboundPolicy};
 use super::output::{
     LiftedConnectorError, LiftedDecisions, LiftedDecisions2, LiftedDelivery, LiftedDescribe,
-    LiftedEvents, LiftedPollPage, LiftedSendError, Message as LiftedMessage, Metered,
-    OutputLimitExceeded,
+    LiftedEvents, LiftedPollPage, LiftedSendError, LiftedStatusUpdates, Message as LiftedMessage,
+    Metered, OutputLimitExceeded,
 };
 use super::resources::HostResources;
 use super::share::{SHARE_WAIT, Share};
@@ -34,7 +34,11 @@ use super::stats::{CallStats, CallStatsSnapshot};
 use super::tcp_grant::{self, TcpGrant};
 use super::types::{
     ConnectorError, Decision, Delivery, HttpRequest, Message, RuleInput, RuleNeeds, SendError,
+    StatusUpdate,
 };
+
+/// What a channel without a `status` export answers a status callback.
+pub const NO_STATUS_CALLBACKS: &str = "this channel takes no status callbacks";
 use super::{PluginKind, SandboxSpec};
 
 /// A call into an export of a fresh instance, as run on the guest threads.
@@ -79,6 +83,8 @@ enum Exports {
     },
     Channel {
         send: ComponentExportIndex,
+        /// Contract 0.2 and later, and optional: a channel without it takes no callbacks.
+        status: Option<ComponentExportIndex>,
     },
 }
 
@@ -145,6 +151,10 @@ impl SandboxedPlugin {
             },
             PluginKind::Channel => Exports::Channel {
                 send: index("sender", "send")?,
+                status: match contract {
+                    Contract::V0_1 => None,
+                    Contract::V0_2 => index("status", "handle").ok(),
+                },
             },
         };
         // `self-test` is optional: a component without it (or with another shape) has none.
@@ -641,7 +651,7 @@ impl SandboxedPlugin {
         env: &CallEnv,
         message: &Message,
     ) -> Result<Result<Delivery, SendError>, CallError> {
-        let Exports::Channel { send } = &self.exports else {
+        let Exports::Channel { send, .. } = &self.exports else {
             return Err(self.wrong_kind("send"));
         };
         type Out = Metered<Result<LiftedDelivery, LiftedSendError>>;
@@ -675,6 +685,48 @@ impl SandboxedPlugin {
             }
         };
         Ok(out.map(Delivery::from).map_err(SendError::from))
+    }
+
+    /// Channel: reads one provider status callback into status updates. A channel without
+    /// the `status` export (every 0.1 channel) answers that it takes none.
+    pub async fn status(
+        &self,
+        env: &CallEnv,
+        request: &HttpRequest,
+    ) -> Result<Result<Vec<StatusUpdate>, String>, CallError> {
+        let Exports::Channel { status, .. } = &self.exports else {
+            return Err(self.wrong_kind("status"));
+        };
+        let Some(export) = *status else {
+            return Ok(Err(NO_STATUS_CALLBACKS.to_string()));
+        };
+        let request = v0_2::types::HttpRequest::from(request);
+        let out = self
+            .invoke(env, "status", move |store, instance| {
+                Box::pin(async move {
+                    let func = instance
+                        .get_typed_func::<(&v0_2::types::HttpRequest,), (Metered<LiftedStatusUpdates>,)>(
+                            &mut *store,
+                            export,
+                        )?;
+                    Ok(func.call_async(&mut *store, (&request,)).await?.0.0)
+                })
+            })
+            .await?;
+        Ok(out
+            .map(|updates| updates.0.into_iter().map(StatusUpdate::from).collect())
+            .map_err(|message| message.0))
+    }
+
+    /// True when this version is a channel that reads status callbacks.
+    pub fn takes_status_callbacks(&self) -> bool {
+        matches!(
+            self.exports,
+            Exports::Channel {
+                status: Some(_),
+                ..
+            }
+        )
     }
 
     /// Runs the version's `self-test`; a component without one passes.
