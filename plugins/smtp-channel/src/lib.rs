@@ -8,6 +8,10 @@
 //! - `encoding.rs`: quoted-printable, base64, RFC 2047 header words, CRLF and dot-stuffing.
 //! - `smtp.rs`: the SMTP dialogue over any stream.
 //!
+//! The message's `html` (contract 0.2) is the HTML part beside `body` as the text part;
+//! its `headers` (`List-Unsubscribe`, `List-Unsubscribe-Post`, `Reply-To`, ...) are
+//! written after the channel's own, which they cannot replace.
+//!
 //! Outcomes: the server's 250 after DATA is a delivery whose provider id is the
 //! Message-ID; a 4xx reply, a timeout or a failed connection is retried; a 5xx reply, an
 //! address the host did not grant and a message that cannot be an email fail for good.
@@ -74,7 +78,9 @@ impl Channel for SmtpChannel {
 tessera_sdk::export_channel!(SmtpChannel);
 
 /// The email a message describes: `to` is the recipient, `sender` (else config `from`)
-/// the From; a `text/html` body is the HTML part, anything else the text part.
+/// the From. With `html` set, `body` is the text part and `html` the HTML part; without it,
+/// a `text/html` body is the HTML part and anything else the text part. The message's
+/// headers follow the channel's own.
 pub fn email_from(message: &Message, settings: &Settings) -> Result<Email, InvalidEmail> {
     let from = match message.sender.as_deref().filter(|s| !s.trim().is_empty()) {
         Some(sender) => Mailbox::parse(sender, "sender")?,
@@ -83,15 +89,15 @@ pub fn email_from(message: &Message, settings: &Settings) -> Result<Email, Inval
         })?,
     };
     let to = Mailbox::parse(&message.to, "to")?;
-    let is_html = message
+    let body_is_html = message
         .content_type
         .split(';')
         .next()
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/html"));
-    let (text, html) = if is_html {
-        (None, Some(message.body.clone()))
-    } else {
-        (Some(message.body.clone()), None)
+    let (text, html) = match (&message.html, body_is_html) {
+        (Some(html), _) => (Some(message.body.clone()), Some(html.clone())),
+        (None, true) => (None, Some(message.body.clone())),
+        (None, false) => (Some(message.body.clone()), None),
     };
     Ok(Email {
         id: message.id.clone(),
@@ -100,7 +106,11 @@ pub fn email_from(message: &Message, settings: &Settings) -> Result<Email, Inval
         subject: message.subject.clone(),
         text,
         html,
-        headers: Vec::new(),
+        headers: message
+            .headers
+            .iter()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect(),
     })
 }
 
@@ -195,6 +205,37 @@ mod tests {
         assert_eq!(
             (email.text, email.html.as_deref()),
             (None, Some("<b>Hi</b>"))
+        );
+    }
+
+    #[test]
+    fn html_and_headers_make_a_multipart_email() {
+        let harness = Harness::new();
+        let settings = settings(&harness);
+        let message = Message::new("k1", "email", "ada@example.org", "Hi Ada")
+            .with_html("<p>Hi Ada</p>")
+            .with_header("List-Unsubscribe", "<https://example.com/u/1>")
+            .with_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
+        let email = email_from(&message, &settings).unwrap();
+        assert_eq!(email.text.as_deref(), Some("Hi Ada"));
+        assert_eq!(email.html.as_deref(), Some("<p>Hi Ada</p>"));
+        let rendered = email.render("d").unwrap();
+        assert!(rendered.contains("multipart/alternative"));
+        assert!(rendered.contains("\r\nList-Unsubscribe: <https://example.com/u/1>\r\n"));
+        assert!(rendered.contains("\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
+    }
+
+    #[test]
+    fn a_header_the_channel_writes_cannot_come_from_the_message() {
+        let harness = Harness::new();
+        harness.set_config("server", "127.0.0.1:9");
+        harness.set_config("from", "a@example.com");
+        let message = Message::new("k1", "email", "ada@example.org", "Hi")
+            .with_header("Message-ID", "<forged@example.com>");
+        let result = SmtpChannel::send(message);
+        assert!(
+            matches!(result, Err(SendError::Permanent(ref why)) if why.contains("written by the channel")),
+            "{result:?}"
         );
     }
 

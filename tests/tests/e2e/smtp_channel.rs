@@ -99,8 +99,22 @@ fn message(id: &str, to: &str) -> Value {
         "id": id, "channel": "email", "to": to, "sender": null,
         "subject": "Grüße from Tessera",
         "body": "Hello Ada,\n.this line starts with a dot\nBye",
+        "html": "<p>Hello Ada,</p>\n.<p>Schöne Grüße</p>",
+        "headers": [
+            { "name": "List-Unsubscribe", "value": "<https://cx.example.com/v1/unsubscribe/tok-1>" },
+            { "name": "List-Unsubscribe-Post", "value": "List-Unsubscribe=One-Click" },
+            { "name": "Reply-To", "value": "help@example.com" },
+        ],
         "content_type": "text/plain", "metadata": "{}",
     } })
+}
+
+/// A part's decoded text with its line endings as `\n`.
+fn part_text(part: &Value) -> String {
+    part["text"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("\r\n", "\n")
 }
 
 fn header<'a>(mail: &'a Value, name: &str) -> Option<&'a str> {
@@ -162,11 +176,35 @@ async fn smtp_channel_delivers_a_mail_the_server_reads_back() {
         header(mail, "Date").is_some_and(|d| d.ends_with("+0000")),
         "{mail}"
     );
-    assert_eq!(mail["parts"].as_array().map(Vec::len), Some(1));
-    assert_eq!(mail["parts"][0]["content_type"], "text/plain");
     assert_eq!(
-        mail["parts"][0]["text"], "Hello Ada,\r\n.this line starts with a dot\r\nBye\r\n",
-        "the dot line survived stuffing"
+        header(mail, "List-Unsubscribe"),
+        Some("<https://cx.example.com/v1/unsubscribe/tok-1>")
+    );
+    assert_eq!(
+        header(mail, "List-Unsubscribe-Post"),
+        Some("List-Unsubscribe=One-Click")
+    );
+    assert_eq!(header(mail, "Reply-To"), Some("help@example.com"));
+    assert_eq!(mail["content_type"], "multipart/alternative");
+    let parts = mail["parts"].as_array().expect("parts");
+    assert_eq!(parts.len(), 2, "{mail}");
+    assert_eq!(parts[0]["content_type"], "text/plain");
+    assert_eq!(parts[0]["charset"], "utf-8");
+    assert_eq!(
+        part_text(&parts[0]),
+        "Hello Ada,\n.this line starts with a dot\nBye\n",
+        "the text part, its dot line intact after stuffing"
+    );
+    assert_eq!(parts[1]["content_type"], "text/html");
+    assert_eq!(parts[1]["transfer_encoding"], "quoted-printable");
+    assert_eq!(
+        part_text(&parts[1]),
+        "<p>Hello Ada,</p>\n.<p>Schöne Grüße</p>\n",
+        "the HTML part, quoted-printable decoded"
+    );
+    assert!(
+        mail["data"].as_str().is_some_and(|d| d.is_ascii()),
+        "7-bit clean on the wire"
     );
 
     // A retry of the same message carries the same Message-ID; another message another one.
