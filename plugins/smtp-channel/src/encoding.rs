@@ -1,5 +1,5 @@
-//! Byte-level encodings of a mail message: quoted-printable and base64 bodies, RFC 2047
-//! encoded words for header text, line endings and SMTP dot-stuffing.
+//! Byte-level encodings of a mail message: quoted-printable bodies, RFC 2047 encoded words
+//! (base64) for header text, line endings and SMTP dot-stuffing.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -120,18 +120,6 @@ pub fn quoted_printable(text: &str) -> String {
             }
             col += piece_len;
         }
-        out.push_str("\r\n");
-    }
-    out
-}
-
-/// `data` as base64 in lines of 76 characters, each ending in CRLF.
-pub fn base64_lines(data: &[u8]) -> String {
-    let encoded = STANDARD.encode(data);
-    let mut out = String::with_capacity(encoded.len() + encoded.len() / 76 * 2 + 2);
-    for chunk in encoded.as_bytes().chunks(76) {
-        // base64 output is ASCII.
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
         out.push_str("\r\n");
     }
     out
@@ -272,15 +260,5 @@ mod tests {
             decoded.push_str(&String::from_utf8(STANDARD.decode(b64).unwrap()).unwrap());
         }
         assert_eq!(decoded, long);
-    }
-
-    #[test]
-    fn base64_lines_are_76_wide() {
-        let out = base64_lines(&[0xab; 200]);
-        assert!(out.lines().all(|l| l.len() <= 76));
-        assert_eq!(
-            STANDARD.decode(out.replace("\r\n", "")).unwrap(),
-            vec![0xab; 200]
-        );
     }
 }

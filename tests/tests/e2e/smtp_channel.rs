@@ -251,6 +251,33 @@ async fn smtp_channel_retries_4xx_and_gives_up_on_5xx() {
     let host = smtp_host(&[&closed], &closed).await;
     let out = send(&host, &message("m-3", "ada@example.org")).await;
     assert_eq!(out["err"]["code"], "retryable", "refused connection: {out}");
+
+    // A server that accepts and never greets: the attempt's own timeout ends it, retryable,
+    // before the call's deadline would kill it.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let host = smtp_host(&[&silent_addr], &silent_addr).await;
+    let (status, body) = host
+        .put(
+            "/v1/plugins/smtp-channel/config",
+            &json!({ "server": silent_addr, "from": "news@example.com", "timeout_ms": 300 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let out = send(&host, &message("m-4", "ada@example.org")).await;
+    assert_eq!(out["err"]["code"], "retryable", "a silent server: {out}");
+    assert!(
+        out["err"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("greeting")),
+        "{out}"
+    );
 }
 
 #[tokio::test]
