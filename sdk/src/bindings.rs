@@ -64,7 +64,7 @@ pub mod segment_rule {
     });
 }
 
-/// The `channel` interface.
+/// The `channel` interfaces (`sender` and `status`).
 pub mod channel {
     wit_bindgen::generate!({
         path: "wit/v0.2.0",
@@ -73,6 +73,7 @@ pub mod channel {
             world channel-kind {
                 include tessera:cx/host-imports@0.2.0;
                 export tessera:cx/sender@0.2.0;
+                export tessera:cx/status@0.2.0;
             }
         ",
         world: "tessera:sdk/channel-kind",

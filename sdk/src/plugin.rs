@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::bindings;
 use crate::types::{
     ConnectorError, Decision, Delivery, Event, HttpRequest, Message, PollPage, RuleInput,
-    RuleNeeds, SendError,
+    RuleNeeds, SendError, StatusUpdate,
 };
 
 /// A connector: vendor webhooks or pulled data in, canonical events out.
@@ -112,11 +112,22 @@ pub trait Channel {
     /// must not deliver twice where the provider allows it.
     fn send(message: Message) -> Result<Delivery, SendError>;
 
+    /// Verifies and reads one status callback from the provider (a webhook it sends about
+    /// messages it took). An error refuses the request; an empty list acknowledges one that
+    /// reports nothing. The default says this channel takes none.
+    fn status(request: HttpRequest) -> Result<Vec<StatusUpdate>, String> {
+        let _ = request;
+        Err(NO_STATUS_CALLBACKS.to_string())
+    }
+
     /// Runs before a new version goes live; see [`Connector::self_test`].
     fn self_test() -> Result<(), String> {
         Ok(())
     }
 }
+
+/// What [`Channel::status`] answers by default.
+pub const NO_STATUS_CALLBACKS: &str = "this channel takes no status callbacks";
 
 /// The rule parameters as JSON (empty text: `{}`).
 fn rule_params(params: &str) -> Result<Value, String> {
@@ -238,6 +249,12 @@ impl<T: Channel> bindings::channel::exports::tessera::cx::sender::Guest for Chan
     }
 }
 
+impl<T: Channel> bindings::channel::exports::tessera::cx::status::Guest for ChannelExport<T> {
+    fn handle(request: HttpRequest) -> Result<Vec<StatusUpdate>, String> {
+        T::status(request)
+    }
+}
+
 impl<T: Channel> bindings::self_test::exports::tessera::cx::self_test::Guest for ChannelExport<T> {
     fn self_test() -> Result<(), String> {
         T::self_test()
@@ -328,6 +345,22 @@ mod tests {
         );
         let error = decide_rule::<Windowed>(r#"{"broken":1}"#, batch).unwrap_err();
         assert_eq!(error, "the rule returned 0 decisions for 1 inputs");
+    }
+
+    struct Quiet;
+
+    impl Channel for Quiet {
+        fn send(_message: Message) -> Result<Delivery, SendError> {
+            Ok(Delivery::accepted())
+        }
+    }
+
+    #[test]
+    fn a_channel_takes_no_status_callbacks_by_default() {
+        assert_eq!(
+            Quiet::status(HttpRequest::post("/", "{}")),
+            Err("this channel takes no status callbacks".to_string())
+        );
     }
 
     #[test]

@@ -8,8 +8,9 @@ use serde_json::Value;
 pub use crate::bindings::connector::tessera::cx::kv::KvError;
 pub use crate::bindings::connector::tessera::cx::log::Level;
 pub use crate::bindings::connector::tessera::cx::types::{
-    ConnectorError, Contact, ContactRef, Decision, Delivery, Event, EventCount, EventKind,
-    HttpRequest, Identity, Message, PastEvent, PollPage, Retry, RuleInput, RuleNeeds, SendError,
+    ConnectorError, Contact, ContactRef, Decision, Delivery, DeliveryStatus, Event, EventCount,
+    EventKind, Header, HttpRequest, Identity, Message, PastEvent, PollPage, Retry, RuleInput,
+    RuleNeeds, SendError, StatusUpdate,
 };
 
 /// JSON text for a payload field: an object stays as is, `null` becomes `{}`.
@@ -465,7 +466,32 @@ impl Message {
             body: body.into(),
             content_type: "text/plain".to_string(),
             metadata: "{}".to_string(),
+            html: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Sets the HTML alternative (`body` is then the text part).
+    pub fn with_html(mut self, html: impl Into<String>) -> Self {
+        self.html = Some(html.into());
+        self
+    }
+
+    /// Adds a header (`List-Unsubscribe`, `Reply-To`, ...).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push(Header {
+            name: name.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// The value of the first header named `name`, compared without regard to case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
     }
 
     /// Sets the subject.
@@ -508,6 +534,34 @@ impl Delivery {
     }
 
     /// Sets a short human-readable note.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+impl StatusUpdate {
+    /// A status about the message the provider knows as `provider_id`.
+    pub fn for_provider_id(provider_id: impl Into<String>, status: DeliveryStatus) -> Self {
+        Self {
+            message_id: None,
+            provider_id: Some(provider_id.into()),
+            status,
+            detail: None,
+        }
+    }
+
+    /// A status about the message whose idempotency key (`Message::id`) is `message_id`.
+    pub fn for_message_id(message_id: impl Into<String>, status: DeliveryStatus) -> Self {
+        Self {
+            message_id: Some(message_id.into()),
+            provider_id: None,
+            status,
+            detail: None,
+        }
+    }
+
+    /// Sets the provider's own words (an error code, a bounce reason).
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self

@@ -402,6 +402,17 @@ async fn call(
                 Err(e) => json!({ "err": readable_error(json!(e)) }),
             }
         }
+        // A channel takes a `request` as a provider's status callback, else a `message`.
+        PluginKind::Channel if body.request.is_some() => {
+            let request = body
+                .request
+                .ok_or_else(|| missing("request"))?
+                .to_request()?;
+            match registry.channel_status(&id, &request).await? {
+                Ok(updates) => json!({ "ok": { "updates": readable(json!(updates)) } }),
+                Err(e) => json!({ "err": readable_error(json!(e)) }),
+            }
+        }
         PluginKind::Channel => {
             let message = body.message.ok_or_else(|| missing("message"))?;
             match registry.send(&id, &message).await? {

@@ -139,6 +139,11 @@ pub enum CallInput {
         /// The message.
         message: Message,
     },
+    /// A channel's `status` (a provider's status callback; contract 0.2).
+    Status {
+        /// The request.
+        request: WebhookInput,
+    },
     /// The version's `self-test`.
     SelfTest,
 }
@@ -152,6 +157,7 @@ impl CallInput {
             CallInput::Evaluate { .. } => "evaluate",
             CallInput::Describe { .. } => "describe",
             CallInput::Send { .. } => "send",
+            CallInput::Status { .. } => "status",
             CallInput::SelfTest => "self-test",
         }
     }

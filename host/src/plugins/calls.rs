@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::store::FailureRecord;
 use crate::runtime::types::{
     ConnectorError, Decision, Delivery, HttpRequest, Message, RuleInput, RuleNeeds, SendError,
+    StatusUpdate,
 };
 use crate::runtime::{
     CallEnv, CallError, ConnectorEvent, ConnectorPage, Effects, FailureCause, PluginKind,
@@ -154,6 +155,26 @@ impl PluginRegistry {
         self.call(id, PluginKind::Channel, key, input, async |p, env| {
             p.send(env, message).await
         })
+        .await
+    }
+
+    /// Calls a channel's `status` with a provider's status callback. A canary routes by the
+    /// request body, like a connector's webhook.
+    pub async fn channel_status(
+        &self,
+        id: &str,
+        request: &HttpRequest,
+    ) -> Result<Result<Vec<StatusUpdate>, String>, PluginError> {
+        let input = || CallInput::Status {
+            request: WebhookInput::from_request(request),
+        };
+        self.call(
+            id,
+            PluginKind::Channel,
+            Some(&request.body),
+            input,
+            async |p, env| p.status(env, request).await,
+        )
         .await
     }
 
@@ -353,29 +374,12 @@ fn bounded_input(input: CallInput, max: usize) -> (CallInput, bool) {
     // Each text gets a share of the budget, the rest goes to names and punctuation.
     let share = max / 4;
     let input = match input {
-        CallInput::Webhook { request } => {
-            let mut headers_left = share;
-            let headers = request
-                .headers
-                .into_iter()
-                .take_while(|(k, v)| {
-                    let n = k.len().saturating_add(v.len()).saturating_add(8);
-                    let fits = n <= headers_left;
-                    headers_left = headers_left.saturating_sub(n);
-                    fits
-                })
-                .collect();
-            CallInput::Webhook {
-                request: WebhookInput {
-                    method: cut(request.method, 16),
-                    path: cut(request.path, share / 4),
-                    query: cut(request.query, share / 4),
-                    headers,
-                    body: cut(request.body, share),
-                    body_base64: request.body_base64.map(|b| cut(b, share)),
-                },
-            }
-        }
+        CallInput::Webhook { request } => CallInput::Webhook {
+            request: bounded_request(request, share),
+        },
+        CallInput::Status { request } => CallInput::Status {
+            request: bounded_request(request, share),
+        },
         CallInput::Poll { cursor } => CallInput::Poll {
             cursor: cursor.map(|c| cut(c, share)),
         },
@@ -395,6 +399,11 @@ fn bounded_input(input: CallInput, max: usize) -> (CallInput, bool) {
         }
         CallInput::Send { mut message } => {
             message.body = cut(message.body, share);
+            message.html = message.html.map(|h| cut(h, share / 2));
+            message.headers.truncate(16);
+            for header in &mut message.headers {
+                header.value = cut(std::mem::take(&mut header.value), share / 64);
+            }
             message.metadata = cut(message.metadata, share / 2);
             message.subject = message.subject.map(|s| cut(s, share / 8));
             message.to = cut(message.to, share / 8);
@@ -407,6 +416,29 @@ fn bounded_input(input: CallInput, max: usize) -> (CallInput, bool) {
         CallInput::SelfTest => CallInput::SelfTest,
     };
     (input, true)
+}
+
+/// A kept request cut to about `share` bytes per text.
+fn bounded_request(request: WebhookInput, share: usize) -> WebhookInput {
+    let mut headers_left = share;
+    let headers = request
+        .headers
+        .into_iter()
+        .take_while(|(k, v)| {
+            let n = k.len().saturating_add(v.len()).saturating_add(8);
+            let fits = n <= headers_left;
+            headers_left = headers_left.saturating_sub(n);
+            fits
+        })
+        .collect();
+    WebhookInput {
+        method: cut(request.method, 16),
+        path: cut(request.path, share / 4),
+        query: cut(request.query, share / 4),
+        headers,
+        body: cut(request.body, share),
+        body_base64: request.body_base64.map(|b| cut(b, share)),
+    }
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary.
@@ -455,16 +487,25 @@ fn value_text(v: &Value) -> String {
     }
 }
 
+/// Blanks the values of credential headers.
+fn redact_headers(request: &mut WebhookInput) {
+    for (name, value) in &mut request.headers {
+        if CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            *value = REDACTED.into();
+        }
+    }
+}
+
 /// Blanks credential headers and every occurrence of `secrets` in the input.
 pub fn redact(input: CallInput, secrets: &[String]) -> CallInput {
     let input = match input {
         CallInput::Webhook { mut request } => {
-            for (name, value) in &mut request.headers {
-                if CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                    *value = REDACTED.into();
-                }
-            }
+            redact_headers(&mut request);
             CallInput::Webhook { request }
+        }
+        CallInput::Status { mut request } => {
+            redact_headers(&mut request);
+            CallInput::Status { request }
         }
         other => other,
     };

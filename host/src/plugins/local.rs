@@ -31,6 +31,13 @@ pub async fn run_input(plugin: &SandboxedPlugin, env: &CallEnv, input: &CallInpu
         }
         CallInput::Describe { params } => outcome_json(&plugin.describe(env, params).await),
         CallInput::Send { message } => outcome_json(&plugin.send(env, message).await),
+        CallInput::Status { request } => match request.to_request() {
+            Ok(request) => outcome_json(&plugin.status(env, &request).await),
+            Err(e) => (
+                false,
+                json!({ "failure": { "code": "bad_input", "message": e.to_string() } }),
+            ),
+        },
         CallInput::SelfTest => outcome_json(&plugin.self_test(env).await),
     };
     let micros = started.elapsed().as_micros() as u64;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{HostPattern, PluginKind};
+use crate::runtime::{HostPattern, PluginKind, TCP_CONFIG_PREFIX};
 
 /// Contract versions (major.minor of `tessera:cx`) this host serves.
 pub const SUPPORTED_CONTRACTS: &[&str] = crate::runtime::contract::SUPPORTED;
@@ -50,6 +50,58 @@ pub struct Manifest {
     /// For a pull connector: how often the host calls its `poll`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<PollSpec>,
+    /// For a channel: what it carries, which says where a message's recipient comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelSpec>,
+}
+
+/// The channel section of a channel plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// What the channel carries: `email`, `sms`, `whatsapp`, `webhook` or `other`.
+    pub medium: Medium,
+}
+
+/// What a channel carries. It names the message's `channel` field, and where the host finds
+/// the recipient when a send names none: an email channel sends to the contact's email, SMS
+/// and WhatsApp to their phone; a webhook (or other) channel has its own destination in its
+/// config, so its messages' `to` is empty unless the send gives one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Medium {
+    /// Email: the contact's `email`.
+    Email,
+    /// SMS: the contact's `phone`.
+    Sms,
+    /// WhatsApp: the contact's `phone`.
+    Whatsapp,
+    /// An HTTP endpoint the channel's config names.
+    Webhook,
+    /// Anything else; the recipient is given by the send or the channel's config.
+    Other,
+}
+
+impl Medium {
+    /// `email`: how messages and manifests name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Medium::Email => "email",
+            Medium::Sms => "sms",
+            Medium::Whatsapp => "whatsapp",
+            Medium::Webhook => "webhook",
+            Medium::Other => "other",
+        }
+    }
+
+    /// The identity kind (and trait name) whose value is the recipient, if any.
+    pub fn address_kind(self) -> Option<&'static str> {
+        match self {
+            Medium::Email => Some("email"),
+            Medium::Sms | Medium::Whatsapp => Some("phone"),
+            Medium::Webhook | Medium::Other => None,
+        }
+    }
 }
 
 /// The capabilities section.
@@ -59,7 +111,8 @@ pub struct Capabilities {
     /// Hosts for outbound HTTP: `host`, `host:port`, `*.suffix`.
     #[serde(default)]
     pub http: Vec<String>,
-    /// `ip:port` addresses for raw TCP.
+    /// Raw TCP: `ip:port` addresses, or `config:<key>` for the server (`ip:port` or
+    /// `host:port`, resolved by the host per call) the operator sets in config key `<key>`.
     #[serde(default)]
     pub tcp: Vec<String>,
     /// Environment variables it may read (values come from the host's environment).
@@ -156,9 +209,17 @@ impl Manifest {
                 .map_err(|e| ManifestError(format!("capabilities.http: {e}")))?;
         }
         for entry in &self.capabilities.tcp {
-            entry.parse::<SocketAddr>().map_err(|_| {
-                ManifestError(format!("capabilities.tcp: `{entry}` is not ip:port"))
-            })?;
+            match entry.strip_prefix(TCP_CONFIG_PREFIX) {
+                Some(key) if !key.is_empty() => {}
+                _ => {
+                    entry.parse::<SocketAddr>().map_err(|_| {
+                        ManifestError(format!(
+                            "capabilities.tcp: `{entry}` is neither ip:port nor \
+                             {TCP_CONFIG_PREFIX}<key> (the server in that config key)"
+                        ))
+                    })?;
+                }
+            }
         }
         let l = &self.limits;
         let bounds = [
@@ -187,6 +248,12 @@ impl Manifest {
             {
                 return bad(format!("{field} must be within 1..={max}, not {v}"));
             }
+        }
+        if self.channel.is_some() && self.kind != PluginKind::Channel {
+            return bad(format!(
+                "[channel] is for channels; this is a {} plugin",
+                self.kind
+            ));
         }
         if self.poll.is_some() && self.kind != PluginKind::Connector {
             return bad(format!(
@@ -323,6 +390,27 @@ type = "string"
     }
 
     #[test]
+    fn a_channel_section_names_the_medium_of_channels_only() {
+        let with = |text: &str, section: &str| format!("{text}[channel]\n{section}\n");
+        let m = Manifest::parse(&with(GOOD, "medium = \"email\"")).unwrap();
+        let spec = m.channel.expect("channel section");
+        assert_eq!(spec.medium, Medium::Email);
+        assert_eq!(spec.medium.address_kind(), Some("email"));
+        assert_eq!(Medium::Whatsapp.address_kind(), Some("phone"));
+        assert_eq!(Medium::Webhook.address_kind(), None);
+        assert_eq!(Manifest::parse(GOOD).unwrap().channel, None);
+        let connector = GOOD.replace("\"channel\"", "\"connector\"");
+        for (text, why) in [
+            (with(&connector, "medium = \"email\""), "for channels"),
+            (with(GOOD, "medium = \"pigeon\""), "unknown variant"),
+            (with(GOOD, ""), "missing field `medium`"),
+        ] {
+            let e = Manifest::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(why), "{why} in {e}");
+        }
+    }
+
+    #[test]
     fn a_poll_section_is_for_connectors_with_an_interval() {
         let connector = GOOD.replace("\"channel\"", "\"connector\"");
         let with_poll = |text: &str, poll: &str| format!("{text}[poll]\n{poll}\n");
@@ -398,6 +486,20 @@ type = "string"
         for (text, want) in cases {
             let err = Manifest::parse(&text).unwrap_err().to_string();
             assert!(err.contains(want), "{err} should mention {want}");
+        }
+    }
+
+    #[test]
+    fn a_tcp_grant_is_an_address_or_a_config_key() {
+        let with = |tcp: &str| GOOD.replace("[limits]", &format!("tcp = [{tcp}]\n[limits]"));
+        let m = Manifest::parse(&with(r#""10.0.0.1:25", "config:server""#)).unwrap();
+        assert_eq!(m.capabilities.tcp, ["10.0.0.1:25", "config:server"]);
+        for bad in [r#""mail.example.com:25""#, r#""config:""#, r#""10.0.0.1""#] {
+            let err = Manifest::parse(&with(bad)).unwrap_err().to_string();
+            assert!(
+                err.contains("neither ip:port nor config:<key>"),
+                "{bad}: {err}"
+            );
         }
     }
 }

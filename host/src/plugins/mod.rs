@@ -26,9 +26,9 @@ pub use limits::OperatorLimits;
 pub use local::{LocalSandbox, run_input};
 pub use logs::LogLine;
 pub use manifest::{
-    Capabilities, ConfigError, ConfigSpec, Limits, MAX_FUEL, MAX_HTTP_RESPONSE_BYTES,
-    MAX_MEMORY_MB, MAX_POLL_INTERVAL_SECS, MAX_TIMEOUT_MS, Manifest, ManifestError, PollSpec,
-    SUPPORTED_CONTRACTS, valid_id,
+    Capabilities, ChannelSpec, ConfigError, ConfigSpec, Limits, MAX_FUEL, MAX_HTTP_RESPONSE_BYTES,
+    MAX_MEMORY_MB, MAX_POLL_INTERVAL_SECS, MAX_TIMEOUT_MS, Manifest, ManifestError, Medium,
+    PollSpec, SUPPORTED_CONTRACTS, valid_id,
 };
 pub use registry::{
     ActivateOptions, Actor, PluginRegistry, PluginView, RegistryConfig, VersionView, sha256_hex,

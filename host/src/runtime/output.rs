@@ -367,6 +367,67 @@ impl From<LiftedSendError> for host::SendError {
     }
 }
 
+/// Most status updates one status callback may report.
+pub const MAX_STATUS_UPDATES: usize = 1_000;
+
+/// `delivery-status` (contract 0.2), lifted.
+#[derive(Debug, Clone, Copy, ComponentType, Lift)]
+#[component(enum)]
+#[repr(u8)]
+pub enum LiftedDeliveryStatus {
+    #[component(name = "sent")]
+    Sent,
+    #[component(name = "delivered")]
+    Delivered,
+    #[component(name = "failed")]
+    Failed,
+    #[component(name = "bounced")]
+    Bounced,
+    #[component(name = "complained")]
+    Complained,
+    #[component(name = "unsubscribed")]
+    Unsubscribed,
+}
+
+impl From<LiftedDeliveryStatus> for host::DeliveryStatus {
+    fn from(s: LiftedDeliveryStatus) -> Self {
+        match s {
+            LiftedDeliveryStatus::Sent => Self::Sent,
+            LiftedDeliveryStatus::Delivered => Self::Delivered,
+            LiftedDeliveryStatus::Failed => Self::Failed,
+            LiftedDeliveryStatus::Bounced => Self::Bounced,
+            LiftedDeliveryStatus::Complained => Self::Complained,
+            LiftedDeliveryStatus::Unsubscribed => Self::Unsubscribed,
+        }
+    }
+}
+
+/// `status-update` (contract 0.2), lifted.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+pub struct LiftedStatusUpdate {
+    #[component(name = "message-id")]
+    message_id: Option<Message>,
+    #[component(name = "provider-id")]
+    provider_id: Option<Message>,
+    status: LiftedDeliveryStatus,
+    detail: Option<Message>,
+}
+
+impl From<LiftedStatusUpdate> for host::StatusUpdate {
+    fn from(u: LiftedStatusUpdate) -> Self {
+        Self {
+            message_id: u.message_id.map(|t| t.0),
+            provider_id: u.provider_id.map(|t| t.0),
+            status: u.status.into(),
+            detail: u.detail.map(|t| t.0),
+        }
+    }
+}
+
+/// A channel's answer to a status callback (contract 0.2), lifted.
+pub type LiftedStatusUpdates = Result<Bounded<LiftedStatusUpdate, MAX_STATUS_UPDATES>, Message>;
+
 /// Segment rule decisions of contract 0.1 (`list<bool>`), lifted.
 pub type LiftedDecisions = Result<Bounded<bool, MAX_DECISIONS>, Message>;
 

@@ -20,20 +20,25 @@ use super::engine::{EPOCH_TICK, GuestPool};
 use super::error::{CallError, CallFailure, LoadError};
 use super::events::{ConnectorEvent, ConnectorPage, accept_page, accept_webhook};
 use super::log_import::LogLimitExceeded;
-use super::net_policy::check_address;
+use super::net_policy::{AddressRefused, check_address};
 use super::outbound::{OutboundHooks, OutboundNet, OutboundPolicy};
 use super::output::{
     LiftedConnectorError, LiftedDecisions, LiftedDecisions2, LiftedDelivery, LiftedDescribe,
-    LiftedEvents, LiftedPollPage, LiftedSendError, Message as LiftedMessage, Metered,
-    OutputLimitExceeded,
+    LiftedEvents, LiftedPollPage, LiftedSendError, LiftedStatusUpdates, Message as LiftedMessage,
+    Metered, OutputLimitExceeded,
 };
 use super::resources::HostResources;
 use super::share::{SHARE_WAIT, Share};
 use super::state::{CallEnv, CallLimiter, LimitHit, PluginState};
 use super::stats::{CallStats, CallStatsSnapshot};
+use super::tcp_grant::{self, TcpGrant};
 use super::types::{
     ConnectorError, Decision, Delivery, HttpRequest, Message, RuleInput, RuleNeeds, SendError,
+    StatusUpdate,
 };
+
+/// What a channel without a `status` export answers a status callback.
+pub const NO_STATUS_CALLBACKS: &str = "this channel takes no status callbacks";
 use super::{PluginKind, SandboxSpec};
 
 /// A call into an export of a fresh instance, as run on the guest threads.
@@ -78,6 +83,8 @@ enum Exports {
     },
     Channel {
         send: ComponentExportIndex,
+        /// Contract 0.2 and later, and optional: a channel without it takes no callbacks.
+        status: Option<ComponentExportIndex>,
     },
 }
 
@@ -144,6 +151,10 @@ impl SandboxedPlugin {
             },
             PluginKind::Channel => Exports::Channel {
                 send: index("sender", "send")?,
+                status: match contract {
+                    Contract::V0_1 => None,
+                    Contract::V0_2 => index("status", "handle").ok(),
+                },
             },
         };
         // `self-test` is optional: a component without it (or with another shape) has none.
@@ -215,7 +226,33 @@ impl SandboxedPlugin {
         )
     }
 
-    fn new_store(&self, env: &CallEnv, deadline: Instant) -> Store<PluginState> {
+    /// What this call may reach over TCP; nothing when its effects are not live.
+    async fn tcp_grant(&self, env: &CallEnv) -> TcpGrant {
+        if !env.effects.is_live() || (self.tcp_allow.is_empty() && self.spec.tcp_config.is_empty())
+        {
+            return TcpGrant::default();
+        }
+        tcp_grant::for_call(
+            &self.tcp_allow,
+            &self.spec.tcp_config,
+            &env.config,
+            &self.policy.net,
+        )
+        .await
+    }
+
+    /// The first `config:<key>` server in `env`'s config that the operator's policy
+    /// refuses, with its key: a config to refuse before it goes live.
+    pub async fn refused_tcp_server(&self, env: &CallEnv) -> Option<(String, AddressRefused)> {
+        if self.spec.tcp_config.is_empty() {
+            return None;
+        }
+        let grant =
+            tcp_grant::for_call(&[], &self.spec.tcp_config, &env.config, &self.policy.net).await;
+        grant.refused.into_iter().next()
+    }
+
+    fn new_store(&self, env: &CallEnv, tcp: TcpGrant, deadline: Instant) -> Store<PluginState> {
         let stderr = MemoryOutputPipe::new(16 << 10);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stderr(stderr.clone())
@@ -224,8 +261,8 @@ impl SandboxedPlugin {
         for (k, v) in &self.spec.env {
             wasi.env(k, v);
         }
-        if !self.tcp_allow.is_empty() && env.effects.is_live() {
-            let (allow, net) = (self.tcp_allow.clone(), self.policy.net.clone());
+        if !tcp.addrs.is_empty() {
+            let (allow, net) = (Arc::<[_]>::from(tcp.addrs), self.policy.net.clone());
             wasi.allow_tcp(true).socket_addr_check(move |addr, use_| {
                 let ok = match use_ {
                     // A connect is first checked as an implicit bind to the wildcard address.
@@ -252,7 +289,14 @@ impl SandboxedPlugin {
             hooks: OutboundHooks::new(self.policy.clone(), env.effects.clone()),
             table,
             limiter: CallLimiter::new(self.spec.memory_bytes, self.spec.table_elements),
-            env: env.clone(),
+            env: match tcp.config {
+                // The guest sees the address the host resolved in place of the name.
+                Some(config) => CallEnv {
+                    config,
+                    ..env.clone()
+                },
+                None => env.clone(),
+            },
             plugin: self.name.clone(),
             stderr,
             logs: Default::default(),
@@ -359,8 +403,10 @@ impl SandboxedPlugin {
                 self.slots.guests.handle().ok_or_else(|| {
                     self.fail(CallFailure::Instantiate("runtime shut down".into()))
                 })?;
+            let tcp = self.tcp_grant(env).await;
             let store = self.new_store(
                 env,
+                tcp,
                 crate::tasks::instant_after(Instant::now(), self.spec.timeout),
             );
             let pre = self.pre.clone();
@@ -605,7 +651,7 @@ impl SandboxedPlugin {
         env: &CallEnv,
         message: &Message,
     ) -> Result<Result<Delivery, SendError>, CallError> {
-        let Exports::Channel { send } = &self.exports else {
+        let Exports::Channel { send, .. } = &self.exports else {
             return Err(self.wrong_kind("send"));
         };
         type Out = Metered<Result<LiftedDelivery, LiftedSendError>>;
@@ -639,6 +685,48 @@ impl SandboxedPlugin {
             }
         };
         Ok(out.map(Delivery::from).map_err(SendError::from))
+    }
+
+    /// Channel: reads one provider status callback into status updates. A channel without
+    /// the `status` export (every 0.1 channel) answers that it takes none.
+    pub async fn status(
+        &self,
+        env: &CallEnv,
+        request: &HttpRequest,
+    ) -> Result<Result<Vec<StatusUpdate>, String>, CallError> {
+        let Exports::Channel { status, .. } = &self.exports else {
+            return Err(self.wrong_kind("status"));
+        };
+        let Some(export) = *status else {
+            return Ok(Err(NO_STATUS_CALLBACKS.to_string()));
+        };
+        let request = v0_2::types::HttpRequest::from(request);
+        let out = self
+            .invoke(env, "status", move |store, instance| {
+                Box::pin(async move {
+                    let func = instance
+                        .get_typed_func::<(&v0_2::types::HttpRequest,), (Metered<LiftedStatusUpdates>,)>(
+                            &mut *store,
+                            export,
+                        )?;
+                    Ok(func.call_async(&mut *store, (&request,)).await?.0.0)
+                })
+            })
+            .await?;
+        Ok(out
+            .map(|updates| updates.0.into_iter().map(StatusUpdate::from).collect())
+            .map_err(|message| message.0))
+    }
+
+    /// True when this version is a channel that reads status callbacks.
+    pub fn takes_status_callbacks(&self) -> bool {
+        matches!(
+            self.exports,
+            Exports::Channel {
+                status: Some(_),
+                ..
+            }
+        )
     }
 
     /// Runs the version's `self-test`; a component without one passes.

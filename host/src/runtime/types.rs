@@ -231,6 +231,67 @@ pub struct Message {
     pub content_type: String,
     /// Context, a JSON object as text.
     pub metadata: String,
+    /// The HTML alternative (`body` is then the text part); contract 0.2 and later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    /// Headers for channels that have them (`List-Unsubscribe`, `Reply-To`); contract 0.2
+    /// and later.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<Header>,
+}
+
+/// A header a message asks its channel to set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// The name as written (`List-Unsubscribe`).
+    pub name: String,
+    /// The value, ready to write.
+    pub value: String,
+}
+
+/// Where a message is, as a provider's status callback reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// The provider accepted it.
+    Sent,
+    /// It reached the recipient.
+    Delivered,
+    /// It could not be delivered.
+    Failed,
+    /// A hard bounce.
+    Bounced,
+    /// Marked as spam.
+    Complained,
+    /// Unsubscribed through the provider.
+    Unsubscribed,
+}
+
+impl DeliveryStatus {
+    /// `delivered`: how the API and records name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Bounced => "bounced",
+            Self::Complained => "complained",
+            Self::Unsubscribed => "unsubscribed",
+        }
+    }
+}
+
+/// One status a provider reported about one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    /// The host's idempotency key, when the provider echoes it.
+    pub message_id: Option<String>,
+    /// The provider's id for the message.
+    pub provider_id: Option<String>,
+    /// What happened.
+    pub status: DeliveryStatus,
+    /// The provider's own words.
+    pub detail: Option<String>,
 }
 
 /// A message the provider accepted.

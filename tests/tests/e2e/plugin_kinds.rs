@@ -215,3 +215,59 @@ async fn webhook_channel_reports_retryable_and_refused_sends() {
         "the refused send never reached the sink"
     );
 }
+
+/// A message with an HTML part and headers, as the console takes it.
+fn email_with_html(body: &str) -> Value {
+    json!({ "message": { "id": "run-7.1", "channel": "email", "to": "ada@example.com",
+        "sender": null, "subject": "Hi", "body": body, "content_type": "text/plain",
+        "metadata": "{}", "html": "<p>Hello</p>",
+        "headers": [{"name": "List-Unsubscribe", "value": "<https://example.com/u/1>"}] } })
+}
+
+#[tokio::test]
+async fn a_0_1_channel_still_sends_and_gets_the_text_part() {
+    let host = TestHost::start().await;
+    host.install("channel-v0-1", "channel-v0-1").await;
+    let (status, out) = host.call("channel-v0-1", &email_with_html("Hello")).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["ok"]["delivery"]["provider_id"], "run-7.1", "{out}");
+    assert_eq!(
+        out["ok"]["delivery"]["detail"], "text/plain Hi Hello",
+        "{out}"
+    );
+    // Only HTML: a 0.1 channel, which has no HTML part, gets the HTML as its body.
+    let (_, out) = host.call("channel-v0-1", &email_with_html("")).await;
+    assert_eq!(
+        out["ok"]["delivery"]["detail"], "text/html Hi <p>Hello</p>",
+        "{out}"
+    );
+    // A 0.1 channel has no status export: the host answers for it.
+    let (status, out) = host
+        .call("channel-v0-1", &json!({ "request": { "body": "{}" } }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(
+        out["err"], "this channel takes no status callbacks",
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn an_sdk_channel_without_status_callbacks_says_so() {
+    let host = TestHost::start().await;
+    let sha = host
+        .upload_with("webhook-channel", &channel_manifest("hooks.example.com"))
+        .await;
+    host.activate("webhook-channel", &sha).await;
+    let (status, out) = host
+        .call(
+            "webhook-channel",
+            &json!({ "request": { "body": "{\"status\":\"delivered\"}" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(
+        out["err"], "this channel takes no status callbacks",
+        "{out}"
+    );
+}

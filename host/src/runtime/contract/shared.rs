@@ -5,7 +5,8 @@
 /// `types`, `kv`, `host`, `connector` resolve there, to that version's items): the host
 /// imports in the linker, the world checks, and the `From` conversions of the types 0.1
 /// defined, which later versions keep field for field. A version adds its own conversions
-/// (0.1's rule input and bools, 0.2's past events and decisions) beside it.
+/// (0.1's rule input and message, 0.2's past events, decisions, message and status updates)
+/// beside it.
 macro_rules! shared_glue {
     ($version:literal) => {
         pub use connector::tessera::cx::{config, kv, log, types};
@@ -177,21 +178,6 @@ macro_rules! shared_glue {
                     query: r.query.clone(),
                     headers: r.headers.clone(),
                     body: r.body.clone(),
-                }
-            }
-        }
-
-        impl From<&host::Message> for types::Message {
-            fn from(m: &host::Message) -> Self {
-                Self {
-                    id: m.id.clone(),
-                    channel: m.channel.clone(),
-                    to: m.to.clone(),
-                    sender: m.sender.clone(),
-                    subject: m.subject.clone(),
-                    body: m.body.clone(),
-                    content_type: m.content_type.clone(),
-                    metadata: m.metadata.clone(),
                 }
             }
         }

@@ -72,6 +72,28 @@ impl From<&host::RuleInput> for types::RuleInput {
     }
 }
 
+/// 0.1's message has no HTML part and no headers: a 0.1 channel gets the text body and
+/// none of the headers. A message with only HTML (an empty text body) hands the HTML over as
+/// the body, typed `text/html`, so an old channel still delivers its content.
+impl From<&host::Message> for types::Message {
+    fn from(m: &host::Message) -> Self {
+        let (body, content_type) = match &m.html {
+            Some(html) if m.body.is_empty() => (html.clone(), "text/html".to_string()),
+            _ => (m.body.clone(), m.content_type.clone()),
+        };
+        Self {
+            id: m.id.clone(),
+            channel: m.channel.clone(),
+            to: m.to.clone(),
+            sender: m.sender.clone(),
+            subject: m.subject.clone(),
+            body,
+            content_type,
+            metadata: m.metadata.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +138,38 @@ mod tests {
         assert_eq!(event.contact.anonymous_id.as_deref(), Some("a1"));
         assert_eq!(wit.counts[0].count, 7);
         assert!(wit.member);
+    }
+
+    fn message(body: &str, html: Option<&str>) -> host::Message {
+        host::Message {
+            id: "m1".into(),
+            channel: "email".into(),
+            to: "ada@example.com".into(),
+            sender: None,
+            subject: Some("Hi".into()),
+            body: body.into(),
+            content_type: "text/plain".into(),
+            metadata: "{}".into(),
+            html: html.map(Into::into),
+            headers: vec![host::Header {
+                name: "List-Unsubscribe".into(),
+                value: "<https://example.com/u>".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_0_1_channel_gets_the_text_part_of_a_message_with_html() {
+        let wit = types::Message::from(&message("Hello", Some("<p>Hello</p>")));
+        assert_eq!(wit.body, "Hello");
+        assert_eq!(wit.content_type, "text/plain");
+        assert_eq!(wit.subject.as_deref(), Some("Hi"));
+    }
+
+    #[test]
+    fn a_0_1_channel_gets_the_html_of_a_message_without_text() {
+        let wit = types::Message::from(&message("", Some("<p>Hello</p>")));
+        assert_eq!(wit.body, "<p>Hello</p>");
+        assert_eq!(wit.content_type, "text/html");
     }
 }

@@ -4,7 +4,9 @@
 //! 0.2 is 0.1 plus what segment rules need over time: a rule's `describe` (its params checked,
 //! the event names, trait names and window it reads) and an `evaluate` whose input carries the
 //! contact's past events in that window and the host's clock, and whose decisions carry a
-//! recheck time. Connector and channel worlds are those of 0.1.
+//! recheck time. A channel's message gains an HTML part and headers, and a channel may export
+//! `status`, which reads a provider's status callback into status updates. The connector world
+//! is that of 0.1.
 //!
 //! One `bindgen!` per world; the connector world generates the shared types and host imports,
 //! the other two reuse them through `with`, so every kind speaks the same generated types.
@@ -79,6 +81,7 @@ pub mod channel {
             world channel {
                 include tessera:cx/host-imports@0.2.0;
                 export tessera:cx/sender@0.2.0;
+                export tessera:cx/status@0.2.0;
                 export tessera:cx/self-test@0.2.0;
             }
         ",
@@ -140,6 +143,54 @@ impl From<types::RuleNeeds> for host::RuleNeeds {
     }
 }
 
+impl From<&host::Message> for types::Message {
+    fn from(m: &host::Message) -> Self {
+        Self {
+            id: m.id.clone(),
+            channel: m.channel.clone(),
+            to: m.to.clone(),
+            sender: m.sender.clone(),
+            subject: m.subject.clone(),
+            body: m.body.clone(),
+            content_type: m.content_type.clone(),
+            metadata: m.metadata.clone(),
+            html: m.html.clone(),
+            headers: m
+                .headers
+                .iter()
+                .map(|h| types::Header {
+                    name: h.name.clone(),
+                    value: h.value.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<types::DeliveryStatus> for host::DeliveryStatus {
+    fn from(s: types::DeliveryStatus) -> Self {
+        match s {
+            types::DeliveryStatus::Sent => Self::Sent,
+            types::DeliveryStatus::Delivered => Self::Delivered,
+            types::DeliveryStatus::Failed => Self::Failed,
+            types::DeliveryStatus::Bounced => Self::Bounced,
+            types::DeliveryStatus::Complained => Self::Complained,
+            types::DeliveryStatus::Unsubscribed => Self::Unsubscribed,
+        }
+    }
+}
+
+impl From<types::StatusUpdate> for host::StatusUpdate {
+    fn from(u: types::StatusUpdate) -> Self {
+        Self {
+            message_id: u.message_id,
+            provider_id: u.provider_id,
+            status: u.status.into(),
+            detail: u.detail,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +245,45 @@ mod tests {
         });
         assert_eq!(needs.events, vec!["Login".to_string()]);
         assert_eq!(needs.window_ms, Some(60_000));
+    }
+
+    #[test]
+    fn a_message_carries_its_html_part_and_headers() {
+        let message = host::Message {
+            id: "run-1.2".into(),
+            channel: "email".into(),
+            to: "ada@example.com".into(),
+            sender: Some("news@example.com".into()),
+            subject: Some("Hi".into()),
+            body: "Hello".into(),
+            content_type: "text/plain".into(),
+            metadata: "{}".into(),
+            html: Some("<p>Hello</p>".into()),
+            headers: vec![host::Header {
+                name: "List-Unsubscribe-Post".into(),
+                value: "List-Unsubscribe=One-Click".into(),
+            }],
+        };
+        let wit = types::Message::from(&message);
+        assert_eq!(wit.id, "run-1.2");
+        assert_eq!(wit.body, "Hello");
+        assert_eq!(wit.html.as_deref(), Some("<p>Hello</p>"));
+        assert_eq!(wit.headers.len(), 1);
+        assert_eq!(wit.headers[0].name, "List-Unsubscribe-Post");
+        assert_eq!(wit.headers[0].value, "List-Unsubscribe=One-Click");
+    }
+
+    #[test]
+    fn status_updates_convert_to_host_types() {
+        let update = host::StatusUpdate::from(types::StatusUpdate {
+            message_id: Some("run-1.2".into()),
+            provider_id: Some("SM123".into()),
+            status: types::DeliveryStatus::Bounced,
+            detail: Some("550 no such user".into()),
+        });
+        assert_eq!(update.status, host::DeliveryStatus::Bounced);
+        assert_eq!(update.message_id.as_deref(), Some("run-1.2"));
+        assert_eq!(update.provider_id.as_deref(), Some("SM123"));
+        assert_eq!(update.status.as_str(), "bounced");
     }
 }
