@@ -226,6 +226,7 @@ impl Server {
             &*engine,
             profiles.clone(),
             Arc::new(segments.clone()),
+            registry.clone(),
             ingest.clone(),
             outbox.clone(),
         )?;

@@ -77,7 +77,9 @@ pub trait Rule {
 
     /// One decision per input, in order. An error fails the whole batch. A decision's
     /// `recheck_at_ms` asks the host to evaluate the contact again then (when the oldest
-    /// event that counts leaves the window, say), with no new event needed.
+    /// event that counts leaves the window, say), with no new event needed; its `keep`
+    /// ([`Decision::keep`]) names the past events the rule needs again, so the host hands
+    /// it those and the newer ones instead of the whole window each time.
     fn evaluate(params: &Value, batch: Vec<RuleInput>) -> Result<Vec<Decision>, String>;
 
     /// Runs before a new version goes live; see [`Connector::self_test`].

@@ -66,6 +66,33 @@ pub fn decide<R: Rule>(params: Value, input: RuleInput) -> Decision {
     }
 }
 
+/// Rule `R`'s decision about one contact and the past events it keeps
+/// ([`Decision::keep`](crate::types::Decision::keep)): what the host hands it again next
+/// time, beside the events that arrive after. None when the rule keeps no list (the host
+/// then hands the whole window every time).
+pub fn decide_and_keep<R: Rule>(
+    params: Value,
+    input: RuleInput,
+) -> (Decision, Option<Vec<crate::types::PastEvent>>) {
+    let needs = match describe::<R>(params.clone()) {
+        Ok(needs) => needs,
+        Err(why) => panic!("the rule refused: {why}"),
+    };
+    let sent = as_host_sends(input.clone(), &needs);
+    let decision = decide::<R>(params, input);
+    let kept = decision.keep.as_ref().map(|keep| {
+        keep.iter()
+            .map(|&i| {
+                sent.events
+                    .get(i as usize)
+                    .unwrap_or_else(|| panic!("kept index {i} is not an input event"))
+                    .clone()
+            })
+            .collect()
+    });
+    (decision, kept)
+}
+
 /// `input` with only the past events the host would hand a rule that has `needs`.
 fn as_host_sends(mut input: RuleInput, needs: &RuleNeeds) -> RuleInput {
     let Some(window) = needs.window_ms else {

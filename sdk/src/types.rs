@@ -367,6 +367,7 @@ impl Decision {
         Self {
             member,
             recheck_at_ms: None,
+            keep: None,
         }
     }
 
@@ -374,6 +375,21 @@ impl Decision {
     /// time alone may change the decision.
     pub fn recheck_at(mut self, at_ms: i64) -> Self {
         self.recheck_at_ms = Some(at_ms);
+        self
+    }
+
+    /// Tells the host which of the input's past events (indices into `events`) the rule
+    /// needs to see again: next time it hands only those that are still in the window and
+    /// the events that arrived since, instead of the whole window. A rule that needs the
+    /// newest N events that qualify keeps those N. (A recompute, a new definition or
+    /// rule version, a merge or a failed call hands the whole window again.)
+    pub fn keep(mut self, indices: impl IntoIterator<Item = usize>) -> Self {
+        self.keep = Some(
+            indices
+                .into_iter()
+                .filter_map(|i| u32::try_from(i).ok())
+                .collect(),
+        );
         self
     }
 }

@@ -2,7 +2,9 @@
 //! the latency from an event's acknowledgement to its `Segment Entered` event in the log at a
 //! fixed offered rate; the sustained end-to-end rate (acknowledged, applied through profiles
 //! and decided by every segment) beside the same events through a host without segments, in
-//! the same run; a recompute of many contacts against a trait rule; journey steps and timers.
+//! the same run; a recompute of many contacts against a trait rule; journey steps and timers
+//! with five journeys live on that host (steps taken while a fresh load runs through every
+//! stage, and timers that all come due at once, fired while a journey is resumed).
 //!
 //! Run: `scripts/build-plugins.sh && cargo bench -p tessera-tests --bench segments [-- --quick]`
 
@@ -29,17 +31,18 @@ fn wall_micros() -> i64 {
 }
 
 /// Event `i` of the sustained load: identifies (traits the trait segments read) and orders
-/// (what the windowed segments count), spread over `users` users.
-fn event(i: usize, users: usize) -> Value {
-    let user = format!("user-{}", i % users);
+/// (what the windowed segments count), spread over `users` users named `{prefix}-{n}`; the
+/// prefix keeps message ids apart from another load's, which ingest would drop as repeats.
+fn event(prefix: &str, i: usize, users: usize) -> Value {
+    let user = format!("{prefix}-{}", i % users);
     if i.is_multiple_of(4) {
-        json!({ "type": "identify", "userId": user, "messageId": format!("e-{i}"),
+        json!({ "type": "identify", "userId": user, "messageId": format!("{prefix}-e-{i}"),
                 "traits": { "plan": if i.is_multiple_of(8) { "pro" } else { "free" }, "country": "DE",
                             "score": i % 100, "email": format!("{user}@example.com") } })
     } else {
         json!({ "type": "track", "userId": user, "event": "Order Completed",
-                "messageId": format!("e-{i}"),
-                "properties": { "order_id": format!("o-{i}"), "total": (i % 200) as f64, "currency": "USD" } })
+                "messageId": format!("{prefix}-e-{i}"),
+                "properties": { "order_id": format!("{prefix}-o-{i}"), "total": (i % 200) as f64, "currency": "USD" } })
     }
 }
 
@@ -144,7 +147,7 @@ async fn create(api: &Api, path: &str, body: &Value) {
 
 /// Sustained: `total` events, acknowledged and applied end to end; events/s.
 async fn sustained(host: &TestHost, key: &str, total: usize, users: usize, segments: bool) -> f64 {
-    let bodies = batches((0..total).map(|i| event(i, users)));
+    let bodies = batches((0..total).map(|i| event("user", i, users)));
     let started = Instant::now();
     post_all(&host.api, key, bodies).await;
     wait_caught_up(&host.api, segments).await;
@@ -283,6 +286,174 @@ async fn recompute(host: &TestHost, key: &str, contacts: usize) -> (f64, u64, u6
     (rate, before, peak.load(Ordering::Relaxed))
 }
 
+/// The five journeys, started by what the load does: big orders (a branch on a trait and a
+/// send), entries into three of the segments (short waits, trait updates, branches on
+/// segments, sends), and `Drain Started` events (a wait of `hold`, then a branch, a trait
+/// update and a send), whose timers [`timer_drain`] fires all at once.
+fn journey_defs(hold: &str) -> Vec<Value> {
+    let send =
+        |template: &str| json!({ "send": { "channel": "webhook-channel", "template": template } });
+    vec![
+        json!({ "id": "big-order", "reentry": "always",
+                "trigger": { "event": "Order Completed", "where": [{ "property": "total", "gt": 150 }] },
+                "steps": [
+                    { "branch": { "all": [{ "trait": "plan", "equals": "pro" }], "then": "pro-thanks" } },
+                    send("thanks"),
+                    { "exit": {} },
+                    { "id": "pro-thanks", "send": { "channel": "webhook-channel", "template": "pro-thanks" } }
+                ] }),
+        json!({ "id": "new-big-spender", "trigger": { "segment": "big-spender" },
+                "steps": [
+                    { "wait": { "duration": "1s" } },
+                    { "update_traits": { "big_spender": true } },
+                    send("big-spender")
+                ] }),
+        json!({ "id": "pro-welcome", "trigger": { "segment": "pro" },
+                "steps": [
+                    { "wait": { "duration": "500ms" } },
+                    { "branch": { "all": [{ "in_segment": "germany" }], "then": "de-mail" } },
+                    { "exit": {} },
+                    { "id": "de-mail", "send": { "channel": "webhook-channel", "template": "willkommen" } }
+                ] }),
+        json!({ "id": "repeat-buyer", "trigger": { "segment": "repeat-7d" },
+                "steps": [
+                    { "update_traits": { "repeat_buyer": true } },
+                    { "wait": { "duration": "1s" } },
+                    send("come-back")
+                ] }),
+        json!({ "id": "drain", "reentry": "always", "trigger": { "event": "Drain Started" },
+                "steps": [
+                    { "id": "hold", "wait": { "duration": hold } },
+                    { "branch": { "all": [{ "trait": "plan", "equals": "pro" }], "then": "pro-drain" } },
+                    { "update_traits": { "drained": true } },
+                    send("drained"),
+                    { "exit": {} },
+                    { "id": "pro-drain", "send": { "channel": "webhook-channel", "template": "pro-drained" } }
+                ] }),
+    ]
+}
+
+/// The journeys started by the load (every one but `drain`).
+const LOAD_JOURNEYS: [&str; 4] = [
+    "big-order",
+    "new-big-spender",
+    "pro-welcome",
+    "repeat-buyer",
+];
+
+/// The per-step counts of a journey's current version.
+async fn journey_steps(api: &Api, id: &str) -> Vec<Value> {
+    let (status, journey) = api.get(&format!("/v1/journeys/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{journey}");
+    journey["steps"].as_array().expect("steps").clone()
+}
+
+/// `field` summed over `steps` (only those of type `kind`, when given).
+fn step_sum(steps: &[Value], field: &str, kind: Option<&str>) -> u64 {
+    steps
+        .iter()
+        .filter(|s| kind.is_none_or(|k| s["type"] == k))
+        .map(|s| s[field].as_u64().expect("count"))
+        .sum()
+}
+
+/// Waits until profiles, segments and journeys have caught up with the log and no run of
+/// `journeys` is waiting, twice in a row (each stage may log events another reads).
+async fn wait_journeys_at_rest(api: &Api, journeys: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(1_800);
+    let mut settled = 0;
+    while settled < 2 {
+        let (_, status) = api.get("/v1/status").await;
+        let mut done = status["profiles"]["behind"] == 0
+            && status["segments"]["behind"] == 0
+            && status["journeys"]["behind"] == 0;
+        for id in journeys {
+            done = done && step_sum(&journey_steps(api, id).await, "waiting", None) == 0;
+        }
+        settled = if done { settled + 1 } else { 0 };
+        assert!(
+            Instant::now() < deadline,
+            "journeys never at rest: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// With the five journeys live, posts `total` load events over `users` fresh users and times
+/// until every stage has caught up and every run they started is at rest (the last short
+/// waits included). Returns runs started, steps taken, timers fired and seconds.
+async fn journey_load(
+    host: &TestHost,
+    key: &str,
+    total: usize,
+    users: usize,
+) -> (u64, u64, u64, f64) {
+    let bodies = batches((0..total).map(|i| event("journey-user", i, users)));
+    let started = Instant::now();
+    post_all(&host.api, key, bodies).await;
+    wait_journeys_at_rest(&host.api, &LOAD_JOURNEYS).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let (mut runs, mut steps, mut timers) = (0, 0, 0);
+    for id in LOAD_JOURNEYS {
+        let counts = journey_steps(&host.api, id).await;
+        runs += counts[0]["entered"].as_u64().expect("entered");
+        steps += step_sum(&counts, "entered", None);
+        timers += step_sum(&counts, "completed", Some("wait"))
+            + step_sum(&counts, "exited", Some("wait"));
+    }
+    (runs, steps, timers, seconds)
+}
+
+/// Starts `users` runs of `drain`, each waiting `hold_ms`; pauses the journey once they all
+/// wait, lets every timer come due, then resumes it and times until none waits: every timer
+/// due at once, fired in due order, each run moved on through its remaining steps. Returns
+/// timers fired, the steps they took and seconds.
+async fn timer_drain(host: &TestHost, key: &str, users: usize, hold_ms: u64) -> (u64, u64, f64) {
+    let bodies = batches((0..users).map(|i| {
+        json!({ "type": "track", "userId": format!("journey-user-{i}"), "event": "Drain Started",
+                "messageId": format!("drain-{i}"), "properties": {} })
+    }));
+    let posted = Instant::now();
+    post_all(&host.api, key, bodies).await;
+    loop {
+        let hold = &journey_steps(&host.api, "drain").await[0];
+        if hold["entered"] == users as u64 {
+            break;
+        }
+        assert!(
+            posted.elapsed() < Duration::from_secs(600),
+            "runs never started: {hold}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, body) = host.api.post("/v1/journeys/drain/pause", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let hold = journey_steps(&host.api, "drain").await[0].clone();
+    assert_eq!(
+        hold["completed"], 0,
+        "a timer fired before the pause: hold longer ({hold})"
+    );
+    tokio::time::sleep(Duration::from_millis(hold_ms + 100)).await;
+    let waiting = hold["waiting"].as_u64().expect("waiting");
+    let started = Instant::now();
+    let (status, body) = host.api.post("/v1/journeys/drain/resume", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    loop {
+        let steps = journey_steps(&host.api, "drain").await;
+        if steps[0]["waiting"] == 0 {
+            let seconds = started.elapsed().as_secs_f64();
+            let taken =
+                step_sum(&steps, "entered", None) - steps[0]["entered"].as_u64().expect("n");
+            return (waiting, taken, seconds);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "timers never fired: {steps:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -312,11 +483,22 @@ async fn main() {
         latency.push((rate, entered_latency(&host, &key, rate, seconds).await));
     }
 
+    host.api.upload("webhook-channel").await;
+    let hold_ms = 10_000;
+    for def in journey_defs(&format!("{hold_ms}ms")) {
+        create(&host.api, "/v1/journeys", &def).await;
+    }
+    let (journey_total, journey_users) = (50_000 / scale, 5_000 / scale);
+    let (runs, steps, load_timers, load_seconds) =
+        journey_load(&host, &key, journey_total, journey_users).await;
+    let (drained, drain_steps, drain_seconds) =
+        timer_drain(&host, &key, journey_users, hold_ms).await;
+
     let contacts = 1_000_000 / scale;
     let (recompute_rate, rss_before, rss_peak) = recompute(&host, &key, contacts).await;
 
     println!(
-        "# Tessera segments bench{} (10 segments: 5 trait, 5 windowed)",
+        "# Tessera segments bench{} (10 segments: 5 trait, 5 windowed; 5 journeys)",
         if quick { " (quick)" } else { "" }
     );
     println!("| case | figure |");
@@ -335,6 +517,15 @@ async fn main() {
             p99.as_secs_f64() * 1e3
         );
     }
+    println!(
+        "| journeys: {journey_total} events over {journey_users} new users with 5 journeys live, posted -> every stage caught up and every run at rest | {:.0} journey steps/s ({steps} steps of {runs} runs, {load_timers} timers fired, in {load_seconds:.1} s) |",
+        steps as f64 / load_seconds
+    );
+    println!(
+        "| journeys: {drained} timers due at once (a paused journey resumed) -> none waiting | {:.0} timers fired/s ({drain_steps} steps after them, {:.0} steps/s, in {drain_seconds:.2} s) |",
+        drained as f64 / drain_seconds,
+        drain_steps as f64 / drain_seconds
+    );
     println!(
         "| recompute of {contacts} contacts against a trait rule | {recompute_rate:.0} contacts/s ({:.1} s); RSS {:.0} MiB before, peak {:.0} MiB |",
         contacts as f64 / recompute_rate,

@@ -397,6 +397,7 @@ async fn call(
                 Ok(decisions) => json!({ "ok": {
                     "decisions": decisions.iter().map(|d| d.member).collect::<Vec<_>>(),
                     "recheck_at_ms": decisions.iter().map(|d| d.recheck_at_ms).collect::<Vec<_>>(),
+                    "keep": decisions.iter().map(|d| d.keep.clone()).collect::<Vec<_>>(),
                 } }),
                 Err(e) => json!({ "err": readable_error(json!(e)) }),
             }

@@ -23,7 +23,9 @@ pub use store::{Counts, JourneyRecord, Run, RunState, VersionRecord, Visit};
 use crate::clock::now_ms;
 use crate::ingest::{Ingest, IngestError};
 use crate::outbox::Outbox;
+use crate::plugins::PluginRegistry;
 use crate::profiles::Profiles;
+use crate::runtime::PluginKind;
 use crate::segments::Segments;
 use crate::store::{Batch, Engine, LogError, StoreError};
 use store::{JourneyStore, Writes, prefix};
@@ -70,6 +72,29 @@ impl Memberships for Segments {
     }
 }
 
+/// Which channel plugins are installed: what a `send` step may name. The plugin registry
+/// answers it. A channel that is uploaded but not live (it needs its config first) counts as
+/// installed: the delivery stage records a failure on a message it cannot send.
+pub trait ChannelPlugins: Send + Sync {
+    /// Why `id` cannot be a send step's channel; `None` when it is an installed channel plugin.
+    fn refuse_channel(&self, id: &str) -> Option<String>;
+}
+
+impl ChannelPlugins for PluginRegistry {
+    fn refuse_channel(&self, id: &str) -> Option<String> {
+        match self.slot(id) {
+            Err(_) => Some(format!(
+                "no plugin `{id}` is installed (upload the channel plugin first)"
+            )),
+            Ok(slot) if slot.kind() != PluginKind::Channel => Some(format!(
+                "plugin `{id}` is a {} plugin, not a channel",
+                slot.kind()
+            )),
+            Ok(_) => None,
+        }
+    }
+}
+
 /// The counts of every step of one version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionCounts {
@@ -85,6 +110,7 @@ pub struct Journeys {
     store: JourneyStore,
     profiles: Profiles,
     segments: Arc<dyn Memberships>,
+    channels: Arc<dyn ChannelPlugins>,
     ingest: Arc<Ingest>,
     outbox: Outbox,
     /// Held by whoever writes journey records (the stage's steps, the API).
@@ -99,6 +125,7 @@ impl Journeys {
         engine: &dyn Engine,
         profiles: Profiles,
         segments: Arc<dyn Memberships>,
+        channels: Arc<dyn ChannelPlugins>,
         ingest: Arc<Ingest>,
         outbox: Outbox,
     ) -> Result<Self, StoreError> {
@@ -109,6 +136,7 @@ impl Journeys {
             },
             profiles,
             segments,
+            channels,
             ingest,
             outbox,
             writer: Arc::new(Mutex::new(())),
@@ -154,6 +182,7 @@ impl Journeys {
             }
         };
         let def = definition::parse(&id, 1, &input)?;
+        self.check_channels(&def)?;
         let _w = self.writer.lock().await;
         if self.store.journey(&id)?.is_some() {
             return Err(JourneyError::Exists(id));
@@ -181,6 +210,7 @@ impl Journeys {
             .journey(id)?
             .ok_or_else(|| JourneyError::NotFound(id.into()))?;
         let def = definition::parse(id, record.version + 1, &input)?;
+        self.check_channels(&def)?;
         let now = now_ms() as i64;
         record.version += 1;
         record.name = def.name.clone();
@@ -189,6 +219,22 @@ impl Journeys {
         tracing::info!(journey = %id, version = record.version, "journey updated");
         self.wake.notify_one();
         Ok(record)
+    }
+
+    /// Refuses a definition whose `send` step names a plugin that is not an installed
+    /// channel, pointing at that step's `channel`.
+    fn check_channels(&self, def: &JourneyDef) -> Result<(), Invalid> {
+        for (i, step) in def.steps.iter().enumerate() {
+            if let definition::Action::Send { channel, .. } = &step.action
+                && let Some(message) = self.channels.refuse_channel(channel)
+            {
+                return Err(Invalid {
+                    path: format!("steps[{i}].send.channel"),
+                    message,
+                });
+            }
+        }
+        Ok(())
     }
 
     fn put_version(

@@ -125,7 +125,7 @@ impl Journeys {
         let now = now_ms() as i64;
         for applied in &page.events {
             if !applied.merged.is_empty() {
-                self.move_runs(&applied.merged, &applied.contact_id, &live)?;
+                self.move_runs(&applied.merged, &applied.contact_id, &live, &mut defs, now)?;
             }
             let Some(event) = events.get(&applied.seq) else {
                 continue;
@@ -329,15 +329,25 @@ impl Journeys {
         Ok(())
     }
 
-    /// Moves the runs of contacts merged into `survivor` over to it (and their latest-run
-    /// records where the survivor has none).
+    /// Moves the runs of contacts merged into `survivor` over to it, so they go on there.
+    /// A contact is in a journey at most once, so when the merge leaves the survivor more than
+    /// one run of a journey in progress, the one that started first goes on and the others
+    /// exit (`merged`). The survivor's latest-run record per journey becomes its run in
+    /// progress, else the latest start among the merged contacts', so re-entry judges the
+    /// merged history (`never` stays never).
     fn move_runs(
         &self,
         merged: &[String],
         survivor: &str,
         live: &[(JourneyRecord, JourneyDef)],
+        defs: &mut Defs,
+        now: i64,
     ) -> Result<(), JourneyError> {
         let mut w = Writes::default();
+        let mut runs: Vec<Run> = Vec::new();
+        for run_id in self.store.runs_of_contact(survivor)? {
+            runs.extend(self.store.run(&run_id)?);
+        }
         for gone in merged {
             for run_id in self.store.runs_of_contact(gone)? {
                 let Some(mut run) = self.store.run(&run_id)? else {
@@ -350,13 +360,53 @@ impl Journeys {
                 run.contact = survivor.to_string();
                 w.index_run(&run);
                 w.run(&run)?;
+                runs.push(run);
             }
-            for (record, _) in live {
-                if let Some(last) = self.store.last_entry(&record.id, gone)?
-                    && self.store.last_entry(&record.id, survivor)?.is_none()
-                {
-                    w.last_entry(&record.id, survivor, &last)?;
+        }
+        // The run that goes on per journey: the earliest started of those in progress.
+        runs.sort_by_key(|r| (r.started_ms, r.trigger.seq));
+        let mut going_on: BTreeMap<String, Run> = BTreeMap::new();
+        for mut run in runs {
+            if run.state.ended() {
+                continue;
+            }
+            let Some(kept) = going_on.get(&run.journey) else {
+                going_on.insert(run.journey.clone(), run);
+                continue;
+            };
+            let Some(def) = defs.get(self, &run.journey, run.version)?.cloned() else {
+                continue;
+            };
+            let reason = format!("merged into {survivor}, whose run {} goes on", kept.id);
+            let span = run_span(&run);
+            let _g = span.enter();
+            self.exit_now(&def, &mut run, &reason, now, &mut w)?;
+            w.run(&run)?;
+        }
+        let mut journeys: BTreeSet<&str> = live.iter().map(|(r, _)| r.id.as_str()).collect();
+        journeys.extend(going_on.keys().map(String::as_str));
+        for journey in journeys {
+            let last = match going_on.get(journey) {
+                Some(run) => Some(LastEntry {
+                    run: run.id.clone(),
+                    started_ms: run.started_ms,
+                    ended: false,
+                }),
+                None => {
+                    let mut latest = self.store.last_entry(journey, survivor)?;
+                    for gone in merged {
+                        if let Some(l) = self.store.last_entry(journey, gone)?
+                            && latest.as_ref().is_none_or(|k| k.started_ms < l.started_ms)
+                        {
+                            latest = Some(LastEntry { ended: true, ..l });
+                        }
+                    }
+                    latest
                 }
+            };
+            // Written after any exit above, so it is what the batch leaves.
+            if let Some(last) = last {
+                w.last_entry(journey, survivor, &last)?;
             }
         }
         w.commit(&self.store)?;

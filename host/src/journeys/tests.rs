@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Journeys, Memberships, RunState};
+use super::{ChannelPlugins, Journeys, Memberships, RunState};
 use crate::ingest::{Ingest, StoredEvent};
 use crate::outbox::{Filter, Outbox};
 use crate::profiles::{Profiles, catch_up};
@@ -23,6 +23,15 @@ impl Memberships for FakeMemberships {
             .lock()
             .unwrap()
             .contains(&(segment.to_string(), contact.to_string())))
+    }
+}
+
+/// Every plugin id but `not-a-channel` is an installed channel.
+struct FakeChannels;
+
+impl ChannelPlugins for FakeChannels {
+    fn refuse_channel(&self, id: &str) -> Option<String> {
+        (id == "not-a-channel").then(|| format!("plugin `{id}` is not a channel"))
     }
 }
 
@@ -57,6 +66,7 @@ impl Pipeline {
             &*engine,
             profiles.clone(),
             members.clone(),
+            Arc::new(FakeChannels),
             ingest.clone(),
             outbox.clone(),
         )
@@ -158,15 +168,22 @@ async fn a_page_redone_after_its_batches_were_lost_does_each_effect_and_count_on
     p.track("u1", "Go", json!({})).await;
     p.track("u2", "Go", json!({})).await;
     p.settle().await;
-    assert_eq!(p.queued().len(), 2);
+    let queued = p.queued();
+    assert_eq!(queued.len(), 2);
     assert_eq!(p.journey_updates(), 2);
 
-    // The crash: every journey batch of that page is gone, the effects are not.
+    // The crash: every journey batch of that page is gone, the effects are not. The send
+    // step's enqueue landed and its move did not: the redone move finds the message queued
+    // (its idempotency key is the run and step), leaves it as it was and moves on.
     p.restore(&before);
     assert_eq!(p.journeys.followed_seq().unwrap(), 0);
     p.settle().await;
 
-    assert_eq!(p.queued().len(), 2, "each send queued once");
+    assert_eq!(
+        p.queued(),
+        queued,
+        "each send queued once, its record unchanged"
+    );
     assert_eq!(p.journey_updates(), 2, "each trait update logged once");
     assert_eq!(p.contact("u1").traits["seen"], true);
     let counts = &p.journeys.counts("j").unwrap()[0].steps;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::runtime::{HostPattern, SandboxSpec};
+use crate::runtime::{HostPattern, SandboxSpec, TCP_CONFIG_PREFIX};
 
 use super::Manifest;
 
@@ -103,6 +103,12 @@ impl OperatorLimits {
                 .unwrap_or(self.default_http_response_bytes)
                 .min(self.max_http_response_bytes),
             tcp_allow: caps.tcp.iter().filter_map(|a| a.parse().ok()).collect(),
+            tcp_config: caps
+                .tcp
+                .iter()
+                .filter_map(|a| a.strip_prefix(TCP_CONFIG_PREFIX))
+                .map(str::to_string)
+                .collect(),
             fuel: l.fuel,
             max_concurrency: l
                 .max_concurrency

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{HostPattern, PluginKind};
+use crate::runtime::{HostPattern, PluginKind, TCP_CONFIG_PREFIX};
 
 /// Contract versions (major.minor of `tessera:cx`) this host serves.
 pub const SUPPORTED_CONTRACTS: &[&str] = crate::runtime::contract::SUPPORTED;
@@ -111,7 +111,8 @@ pub struct Capabilities {
     /// Hosts for outbound HTTP: `host`, `host:port`, `*.suffix`.
     #[serde(default)]
     pub http: Vec<String>,
-    /// `ip:port` addresses for raw TCP.
+    /// Raw TCP: `ip:port` addresses, or `config:<key>` for the server (`ip:port` or
+    /// `host:port`, resolved by the host per call) the operator sets in config key `<key>`.
     #[serde(default)]
     pub tcp: Vec<String>,
     /// Environment variables it may read (values come from the host's environment).
@@ -208,9 +209,17 @@ impl Manifest {
                 .map_err(|e| ManifestError(format!("capabilities.http: {e}")))?;
         }
         for entry in &self.capabilities.tcp {
-            entry.parse::<SocketAddr>().map_err(|_| {
-                ManifestError(format!("capabilities.tcp: `{entry}` is not ip:port"))
-            })?;
+            match entry.strip_prefix(TCP_CONFIG_PREFIX) {
+                Some(key) if !key.is_empty() => {}
+                _ => {
+                    entry.parse::<SocketAddr>().map_err(|_| {
+                        ManifestError(format!(
+                            "capabilities.tcp: `{entry}` is neither ip:port nor \
+                             {TCP_CONFIG_PREFIX}<key> (the server in that config key)"
+                        ))
+                    })?;
+                }
+            }
         }
         let l = &self.limits;
         let bounds = [
@@ -477,6 +486,20 @@ type = "string"
         for (text, want) in cases {
             let err = Manifest::parse(&text).unwrap_err().to_string();
             assert!(err.contains(want), "{err} should mention {want}");
+        }
+    }
+
+    #[test]
+    fn a_tcp_grant_is_an_address_or_a_config_key() {
+        let with = |tcp: &str| GOOD.replace("[limits]", &format!("tcp = [{tcp}]\n[limits]"));
+        let m = Manifest::parse(&with(r#""10.0.0.1:25", "config:server""#)).unwrap();
+        assert_eq!(m.capabilities.tcp, ["10.0.0.1:25", "config:server"]);
+        for bad in [r#""mail.example.com:25""#, r#""config:""#, r#""10.0.0.1""#] {
+            let err = Manifest::parse(&with(bad)).unwrap_err().to_string();
+            assert!(
+                err.contains("neither ip:port nor config:<key>"),
+                "{bad}: {err}"
+            );
         }
     }
 }

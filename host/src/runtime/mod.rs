@@ -24,6 +24,7 @@ mod share;
 mod state;
 mod stats;
 mod tape;
+mod tcp_grant;
 pub mod types;
 
 use std::net::SocketAddr;
@@ -53,6 +54,7 @@ pub use share::SHARE_WAIT;
 pub use state::{CallEnv, KvError, KvNamespace, LogSink, PluginState};
 pub use stats::{CallStats, CallStatsSnapshot, LatencyHistogram};
 pub use tape::{Stub, Tape};
+pub use tcp_grant::CONFIG_PREFIX as TCP_CONFIG_PREFIX;
 
 use engine::{CompileCache, EpochTicker, GuestPool};
 use share::Shares;
@@ -111,6 +113,9 @@ pub struct SandboxSpec {
     pub http_response_bytes: u64,
     /// Addresses it may open raw TCP connections to.
     pub tcp_allow: Vec<SocketAddr>,
+    /// Config keys whose value (`ip:port` or `host:port`) names a server it may connect to
+    /// (`config:<key>` in `capabilities.tcp`); resolved and checked per call.
+    pub tcp_config: Vec<String>,
     /// Environment variables it sees.
     pub env: Vec<(String, String)>,
     /// Fuel one call may use; set, the plugin runs on the metered engine.

@@ -138,6 +138,11 @@ impl OutboundNet {
         })
     }
 
+    /// Resolves `host` with the host's resolver (the system's, or a test's script).
+    pub(super) async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        (self.resolver)(host, port).await
+    }
+
     /// Replaces the resolver, so tests can script what a name resolves to and when.
     #[cfg(test)]
     pub(super) fn with_resolver(

@@ -432,19 +432,24 @@ pub type LiftedStatusUpdates = Result<Bounded<LiftedStatusUpdate, MAX_STATUS_UPD
 pub type LiftedDecisions = Result<Bounded<bool, MAX_DECISIONS>, Message>;
 
 /// `decision` (contract 0.2), lifted.
-#[derive(Debug, Clone, Copy, ComponentType, Lift)]
+#[derive(Debug, Clone, ComponentType, Lift)]
 #[component(record)]
 pub struct LiftedDecision {
     member: bool,
     #[component(name = "recheck-at-ms")]
     recheck_at_ms: Option<i64>,
+    keep: Option<Bounded<u32, MAX_KEEP>>,
 }
+
+/// Most past events one decision may keep (the most a rule input carries).
+pub const MAX_KEEP: usize = 10_000;
 
 impl From<LiftedDecision> for host::Decision {
     fn from(d: LiftedDecision) -> Self {
         Self {
             member: d.member,
             recheck_at_ms: d.recheck_at_ms,
+            keep: d.keep.map(|k| k.0),
         }
     }
 }

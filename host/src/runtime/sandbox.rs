@@ -20,7 +20,7 @@ use super::engine::{EPOCH_TICK, GuestPool};
 use super::error::{CallError, CallFailure, LoadError};
 use super::events::{ConnectorEvent, ConnectorPage, accept_page, accept_webhook};
 use super::log_import::LogLimitExceeded;
-use super::net_policy::check_address;
+use super::net_policy::{AddressRefused, check_address};
 use super::outbound::{OutboundHooks, OutboundNet, OutboundPolicy};
 use super::output::{
     LiftedConnectorError, LiftedDecisions, LiftedDecisions2, LiftedDelivery, LiftedDescribe,
@@ -31,6 +31,7 @@ use super::resources::HostResources;
 use super::share::{SHARE_WAIT, Share};
 use super::state::{CallEnv, CallLimiter, LimitHit, PluginState};
 use super::stats::{CallStats, CallStatsSnapshot};
+use super::tcp_grant::{self, TcpGrant};
 use super::types::{
     ConnectorError, Decision, Delivery, HttpRequest, Message, RuleInput, RuleNeeds, SendError,
     StatusUpdate,
@@ -225,7 +226,33 @@ impl SandboxedPlugin {
         )
     }
 
-    fn new_store(&self, env: &CallEnv, deadline: Instant) -> Store<PluginState> {
+    /// What this call may reach over TCP; nothing when its effects are not live.
+    async fn tcp_grant(&self, env: &CallEnv) -> TcpGrant {
+        if !env.effects.is_live() || (self.tcp_allow.is_empty() && self.spec.tcp_config.is_empty())
+        {
+            return TcpGrant::default();
+        }
+        tcp_grant::for_call(
+            &self.tcp_allow,
+            &self.spec.tcp_config,
+            &env.config,
+            &self.policy.net,
+        )
+        .await
+    }
+
+    /// The first `config:<key>` server in `env`'s config that the operator's policy
+    /// refuses, with its key: a config to refuse before it goes live.
+    pub async fn refused_tcp_server(&self, env: &CallEnv) -> Option<(String, AddressRefused)> {
+        if self.spec.tcp_config.is_empty() {
+            return None;
+        }
+        let grant =
+            tcp_grant::for_call(&[], &self.spec.tcp_config, &env.config, &self.policy.net).await;
+        grant.refused.into_iter().next()
+    }
+
+    fn new_store(&self, env: &CallEnv, tcp: TcpGrant, deadline: Instant) -> Store<PluginState> {
         let stderr = MemoryOutputPipe::new(16 << 10);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stderr(stderr.clone())
@@ -234,8 +261,8 @@ impl SandboxedPlugin {
         for (k, v) in &self.spec.env {
             wasi.env(k, v);
         }
-        if !self.tcp_allow.is_empty() && env.effects.is_live() {
-            let (allow, net) = (self.tcp_allow.clone(), self.policy.net.clone());
+        if !tcp.addrs.is_empty() {
+            let (allow, net) = (Arc::<[_]>::from(tcp.addrs), self.policy.net.clone());
             wasi.allow_tcp(true).socket_addr_check(move |addr, use_| {
                 let ok = match use_ {
                     // A connect is first checked as an implicit bind to the wildcard address.
@@ -262,7 +289,14 @@ impl SandboxedPlugin {
             hooks: OutboundHooks::new(self.policy.clone(), env.effects.clone()),
             table,
             limiter: CallLimiter::new(self.spec.memory_bytes, self.spec.table_elements),
-            env: env.clone(),
+            env: match tcp.config {
+                // The guest sees the address the host resolved in place of the name.
+                Some(config) => CallEnv {
+                    config,
+                    ..env.clone()
+                },
+                None => env.clone(),
+            },
             plugin: self.name.clone(),
             stderr,
             logs: Default::default(),
@@ -369,8 +403,10 @@ impl SandboxedPlugin {
                 self.slots.guests.handle().ok_or_else(|| {
                     self.fail(CallFailure::Instantiate("runtime shut down".into()))
                 })?;
+            let tcp = self.tcp_grant(env).await;
             let store = self.new_store(
                 env,
+                tcp,
                 crate::tasks::instant_after(Instant::now(), self.spec.timeout),
             );
             let pre = self.pre.clone();

@@ -164,13 +164,17 @@ pub struct PastEvent {
 }
 
 /// A segment rule's decision about one contact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     /// Whether the contact is in the segment.
     pub member: bool,
     /// When time alone may change the decision (an event ageing out of the rule's window, a
     /// date in a trait passing), Unix milliseconds: the host evaluates the contact again then.
     pub recheck_at_ms: Option<i64>,
+    /// The past events (indices into [`RuleInput::events`]) the rule needs to see again;
+    /// none: the whole window every time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<Vec<u32>>,
 }
 
 impl From<bool> for Decision {
@@ -178,6 +182,7 @@ impl From<bool> for Decision {
         Self {
             member,
             recheck_at_ms: None,
+            keep: None,
         }
     }
 }

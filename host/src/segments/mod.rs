@@ -6,6 +6,7 @@
 mod rules;
 mod stage;
 mod store;
+mod views;
 
 use std::sync::Arc;
 
@@ -225,6 +226,10 @@ impl Segments {
             batch.remove(store::timer_key(store::time_of_key(&v), id, &contact));
             batch.remove(k);
         }
+        // Past events the rule kept.
+        for item in self.store.tree.scan_prefix(&pair(prefix::RETAINED, id, "")) {
+            batch.remove(item?.0);
+        }
         batch.remove([&[prefix::DEF], id.as_bytes()].concat());
         self.store.tree.apply(batch)?;
         Ok(())
@@ -283,6 +288,7 @@ impl Segments {
             if let Some(due) = self.store.timer_of(&def.id, contact)? {
                 writes.set_timer(&def.id, contact, Some(due), None);
             }
+            writes.set_retained(&def.id, contact, None);
         }
         for (k, _) in self.store.window_all(contact)? {
             writes.batch.remove(k);

@@ -15,6 +15,8 @@ use crate::runtime::types::{Decision, RuleInput, RuleNeeds};
 
 use super::rules::{self, RuleVersion};
 use super::store::{Kept, SegmentDef, Writes, pair, prefix};
+use super::store::{KeptAt, Retained};
+use super::views::{Views, Window, kept_window};
 use super::{SegmentError, Segments};
 
 /// Feed events read per step.
@@ -70,6 +72,8 @@ struct Touch {
     all: bool,
     /// The last of its events in the page.
     last: Option<StoredEvent>,
+    /// Its events in the page that windowed rules read.
+    fresh: Vec<KeptAt>,
 }
 
 impl Touch {
@@ -199,7 +203,7 @@ impl Segments {
         }
         // What each contact's events can wake, and the events windowed rules read.
         let windowed = windowed_names(defs.values());
-        let oldest_kept = now.saturating_sub(max_window(defs.values()));
+        let oldest_kept = now.saturating_sub(max_window(defs.values()).unwrap_or(0));
         for applied in &page.events {
             let Some(event) = events.get(&applied.seq) else {
                 continue;
@@ -219,6 +223,11 @@ impl Segments {
                         properties: rules::object_text(&event.properties),
                     };
                     writes.keep_event(&applied.contact_id, at, applied.seq, &kept)?;
+                    touch.fresh.push(KeptAt {
+                        at_ms: at,
+                        seq: applied.seq,
+                        kept,
+                    });
                 }
             }
             touch.last = Some(event.clone());
@@ -236,18 +245,32 @@ impl Segments {
         self.store.tree.apply(window_writes)?;
 
         let mut logged = Vec::new();
+        let mut views = Views::new(now, max_window(defs.values()));
         for def in defs.values_mut() {
-            let woken: Vec<(String, Option<StoredEvent>)> = touched
+            let woken: Vec<Woken> = touched
                 .iter()
                 .filter(|(_, t)| t.wakes(&def.needs))
-                .map(|(c, t)| (c.clone(), t.last.clone()))
+                .map(|(c, t)| Woken {
+                    contact: c.clone(),
+                    trigger: t.last.clone(),
+                    fresh: t.fresh.clone(),
+                    whole: t.all,
+                })
                 .collect();
             if woken.is_empty() {
                 continue;
             }
             let cause = Cause::Feed(page.through);
             let changed = self
-                .evaluate(def, woken, &cause, now, &mut writes, &mut logged)
+                .evaluate(
+                    def,
+                    woken,
+                    &cause,
+                    now,
+                    &mut views,
+                    &mut writes,
+                    &mut logged,
+                )
                 .await?;
             if changed {
                 writes.defs.insert(def.id.clone(), def.clone());
@@ -306,14 +329,23 @@ impl Segments {
         writes.commit(&*self.store.tree)?;
         let mut writes = Writes::default();
         let mut logged = Vec::new();
+        let mut views = Views::new(now, max_window(defs.values()));
         for (segment, contacts) in by_segment {
             let Some(def) = defs.get_mut(&segment) else {
                 continue;
             };
             let cause = Cause::Timer(contacts.iter().map(|c| c.1).max().unwrap_or(now));
-            let woken = contacts.into_iter().map(|(c, _)| (c, None)).collect();
+            let woken = contacts.into_iter().map(|(c, _)| Woken::new(c)).collect();
             if self
-                .evaluate(def, woken, &cause, now, &mut writes, &mut logged)
+                .evaluate(
+                    def,
+                    woken,
+                    &cause,
+                    now,
+                    &mut views,
+                    &mut writes,
+                    &mut logged,
+                )
                 .await?
             {
                 writes.defs.insert(def.id.clone(), def.clone());
@@ -355,13 +387,21 @@ impl Segments {
             self.fill_windows(&def.needs, window, &contacts, now)?;
         }
         let n = contacts.len();
-        let woken = contacts.into_iter().map(|c| (c.id, None)).collect();
+        let woken = contacts
+            .into_iter()
+            .map(|c| Woken {
+                whole: true,
+                ..Woken::new(c.id)
+            })
+            .collect();
         let mut logged = Vec::new();
+        let mut views = Views::new(now, def.needs.window_ms.map(clamp_window));
         self.evaluate(
             def,
             woken,
             &Cause::Recompute(recompute.started_ms),
             now,
+            &mut views,
             &mut writes,
             &mut logged,
         )
@@ -428,13 +468,16 @@ impl Segments {
     }
 
     /// Asks `def`'s rule about `contacts` (in batches) and stages the membership changes,
-    /// timers and events. Returns whether the definition changed (members, errors).
+    /// timers, kept events and membership events. Returns whether the definition changed
+    /// (members, errors).
+    #[allow(clippy::too_many_arguments)]
     async fn evaluate(
         &self,
         def: &mut SegmentDef,
-        contacts: Vec<(String, Option<StoredEvent>)>,
+        contacts: Vec<Woken>,
         cause: &Cause,
         now: i64,
+        views: &mut Views,
         writes: &mut Writes,
         logged: &mut Vec<StoredEvent>,
     ) -> Result<bool, SegmentError> {
@@ -446,10 +489,43 @@ impl Segments {
         };
         for chunk in contacts.chunks(BATCH) {
             let mut inputs = Vec::with_capacity(chunk.len());
-            let mut ids = Vec::with_capacity(chunk.len());
-            for (id, trigger) in chunk {
-                let member = self.store.member(&def.id, id)?.is_some();
-                let Some(profile) = self.profiles.get(id)? else {
+            let mut asked = Vec::with_capacity(chunk.len());
+            for woken in chunk {
+                let id = &woken.contact;
+                // The window is (now - window, now] by event time: an imported event counts
+                // where its timestamp puts it, and one stamped in the future not yet; the
+                // contact is evaluated again when the first such one comes due. A rule that
+                // kept a list of past events gets those and the ones that arrived since.
+                let retained = match def.needs.window_ms {
+                    Some(_) if !woken.whole => self.store.retained(&def.id, id)?,
+                    _ => None,
+                };
+                let had_retained = retained.is_some();
+                let mut old_retained = None;
+                let window = match retained {
+                    Some(r) if r.version == def.version && r.rule_sha256 == version.sha256 => {
+                        let window = kept_window(
+                            r.events.clone(),
+                            &woken.fresh,
+                            &def.needs,
+                            now,
+                            MAX_PAST_EVENTS,
+                        );
+                        old_retained = Some(r);
+                        window
+                    }
+                    _ => views.whole_window(
+                        &self.store,
+                        &self.profiles,
+                        id,
+                        &def.needs,
+                        now,
+                        MAX_PAST_EVENTS,
+                    )?,
+                };
+                let view = views.get(&self.store, &self.profiles, id)?;
+                let member = view.segments.contains(&def.id);
+                let Some(profile) = &view.profile else {
                     // Erased: it leaves quietly.
                     if member {
                         writes.exit(def, id);
@@ -461,35 +537,21 @@ impl Segments {
                     // Merged away since: the survivor is evaluated on its own.
                     continue;
                 }
-                // The window is (now - window, now] by event time: an imported event counts
-                // where its timestamp puts it, and one stamped in the future not yet; the
-                // contact is evaluated again when the first such one comes due.
-                let (events, arrives) = match def.needs.window_ms {
-                    Some(window) => {
-                        let since = now.saturating_sub(window.min(i64::MAX as u64) as i64);
-                        let any = def.needs.events.iter().any(|n| n == "*");
-                        let wanted = |kept: &super::store::Kept| {
-                            any || kept
-                                .name
-                                .as_ref()
-                                .is_some_and(|n| def.needs.events.iter().any(|x| x == n))
-                        };
-                        (
-                            self.store.window(id, since, now, MAX_PAST_EVENTS, wanted)?,
-                            self.store.first_kept_after(id, now, wanted)?,
-                        )
-                    }
-                    None => (Vec::new(), None),
-                };
                 inputs.push(RuleInput {
-                    contact: rules::contact(&profile),
-                    event: trigger.as_ref().map(rules::event),
-                    counts: rules::counts(&profile),
+                    contact: view.contact.clone(),
+                    event: woken.trigger.as_ref().map(rules::event),
+                    counts: view.counts.clone(),
                     member,
-                    events,
+                    events: window.events.iter().map(KeptAt::past_event).collect(),
                     now_ms: now,
                 });
-                ids.push((id.clone(), member, arrives));
+                asked.push(Asked {
+                    contact: id.clone(),
+                    member,
+                    window,
+                    had_retained,
+                    old_retained,
+                });
             }
             if inputs.is_empty() {
                 continue;
@@ -499,15 +561,19 @@ impl Segments {
                 Err(e) => {
                     // Memberships stay as they are; the failure is on the segment and in
                     // the plugin's kept failures, and the contacts are asked about again
-                    // after a pause (a deadline under load, a breaker that closes again).
+                    // after a pause (a deadline under load, a breaker that closes again),
+                    // with their whole windows (this call's new events were not seen).
                     tracing::warn!(segment = %def.id, rule = %def.rule, "rule call failed: {e}");
                     def.last_error = Some(e.to_string());
                     changed = true;
                     let retry = now.saturating_add(RETRY_MS);
-                    for (id, _, _) in &ids {
-                        let old = self.store.timer_of(&def.id, id)?;
+                    for a in &asked {
+                        let old = self.store.timer_of(&def.id, &a.contact)?;
                         if old.is_none_or(|due| due > retry) {
-                            writes.set_timer(&def.id, id, old, Some(retry));
+                            writes.set_timer(&def.id, &a.contact, old, Some(retry));
+                        }
+                        if a.had_retained {
+                            writes.set_retained(&def.id, &a.contact, None);
                         }
                     }
                     continue;
@@ -516,14 +582,23 @@ impl Segments {
             if def.last_error.take().is_some() {
                 changed = true;
             }
-            for ((id, member, arrives), mut decision) in ids.into_iter().zip(decisions) {
+            for (a, mut decision) in asked.into_iter().zip(decisions) {
+                let arrives = a.window.future.first().map(|k| k.at_ms);
                 let recheck = decision.recheck_at_ms.filter(|&t| t > now);
                 decision.recheck_at_ms = match (recheck, arrives) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
+                if def.needs.window_ms.is_some() {
+                    let retained = retain(&decision, a.window, def.version, &version.sha256);
+                    // Most events change nothing a rule keeps (an order under its
+                    // threshold): nothing to write then.
+                    if retained != a.old_retained && (retained.is_some() || a.had_retained) {
+                        writes.set_retained(&def.id, &a.contact, retained.as_ref());
+                    }
+                }
                 changed |= self.apply_decision(
-                    def, &id, member, decision, cause, now, writes, logged, &version,
+                    def, &a.contact, a.member, decision, cause, now, writes, logged, &version,
                 )?;
             }
         }
@@ -579,6 +654,7 @@ impl Segments {
             if let Some(due) = self.store.timer_of(&def.id, contact)? {
                 writes.set_timer(&def.id, contact, Some(due), None);
             }
+            writes.set_retained(&def.id, contact, None);
         }
         Ok(())
     }
@@ -649,9 +725,110 @@ fn windowed_names<'a>(defs: impl Iterator<Item = &'a SegmentDef>) -> BTreeSet<&'
         .collect()
 }
 
-/// The longest window of any rule, ms.
-fn max_window<'a>(defs: impl Iterator<Item = &'a SegmentDef>) -> i64 {
+/// The longest window of any rule, ms (none: no rule reads past events).
+fn max_window<'a>(defs: impl Iterator<Item = &'a SegmentDef>) -> Option<i64> {
     defs.filter_map(|d| d.needs.window_ms)
         .max()
-        .map_or(0, |w| w.min(i64::MAX as u64) as i64)
+        .map(clamp_window)
+}
+
+fn clamp_window(window_ms: u64) -> i64 {
+    window_ms.min(i64::MAX as u64) as i64
+}
+
+/// A contact to ask a segment's rule about.
+struct Woken {
+    contact: String,
+    /// The event that caused the evaluation, if one did.
+    trigger: Option<StoredEvent>,
+    /// Its events kept by this step (they arrived in the page): a rule's kept list lacks
+    /// them.
+    fresh: Vec<KeptAt>,
+    /// Hand the rule the whole window, whatever it kept (a merge, a recompute).
+    whole: bool,
+}
+
+impl Woken {
+    fn new(contact: String) -> Self {
+        Self {
+            contact,
+            trigger: None,
+            fresh: Vec::new(),
+            whole: false,
+        }
+    }
+}
+
+/// A contact in a rule call, and what it was handed.
+struct Asked {
+    contact: String,
+    member: bool,
+    window: Window,
+    had_retained: bool,
+    /// What it had kept, when that was what it was handed.
+    old_retained: Option<Retained>,
+}
+
+/// What to keep for the rule's next look at a contact: the past events its decision
+/// kept, and every future-stamped one (it has not seen them yet). None when it kept no list,
+/// or named an event it was not handed: the whole window next time.
+fn retain(decision: &Decision, window: Window, version: u64, sha256: &str) -> Option<Retained> {
+    let keep = decision.keep.as_ref()?;
+    let mut slots: Vec<Option<KeptAt>> = window.events.into_iter().map(Some).collect();
+    let mut events = Vec::with_capacity(keep.len() + window.future.len());
+    for &i in keep {
+        match slots.get_mut(i as usize) {
+            Some(slot) => events.extend(slot.take()),
+            None => return None,
+        }
+    }
+    events.extend(window.future);
+    events.sort_by_key(|k| (k.at_ms, k.seq));
+    Some(Retained {
+        version,
+        rule_sha256: sha256.to_owned(),
+        events,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::types::EventKind;
+
+    fn at(at_ms: i64, seq: u64) -> KeptAt {
+        KeptAt {
+            at_ms,
+            seq,
+            kept: Kept {
+                kind: EventKind::Track,
+                name: Some("Order".into()),
+                properties: "{}".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_decision_keeps_what_it_named_and_every_future_event() {
+        let window = || Window {
+            events: vec![at(1, 1), at(2, 2), at(3, 3)],
+            future: vec![at(9, 9)],
+        };
+        let kept = |keep: Option<Vec<u32>>| {
+            let decision = Decision {
+                member: true,
+                recheck_at_ms: None,
+                keep,
+            };
+            retain(&decision, window(), 3, "sha").map(|r| {
+                assert_eq!((r.version, r.rule_sha256.as_str()), (3, "sha"));
+                r.events.iter().map(|k| k.seq).collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(kept(Some(vec![2, 0])), Some(vec![1, 3, 9]));
+        assert_eq!(kept(Some(vec![])), Some(vec![9]));
+        // No list, or an index it was not handed: the whole window next time.
+        assert_eq!(kept(None), None);
+        assert_eq!(kept(Some(vec![0, 3])), None);
+    }
 }

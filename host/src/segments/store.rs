@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::runtime::types::{EventKind, PastEvent, RuleNeeds};
+use crate::runtime::types::{EventKind, RuleNeeds};
 use crate::store::{Batch, Keyspace, StoreError, Tree, decode_json, encode_json};
 
 /// The keyspace's name.
@@ -27,6 +27,8 @@ pub(crate) mod prefix {
     pub const TIMER: u8 = b't';
     /// `segment \0 contact` -> due: the contact's one timer in that segment.
     pub const TIMER_OF: u8 = b'r';
+    /// `segment \0 contact` -> [`super::Retained`]: the past events a rule kept.
+    pub const RETAINED: u8 = b'k';
     /// Stage state (`evaluated_seq`).
     pub const META: u8 = b'x';
 }
@@ -99,6 +101,171 @@ pub(crate) struct Kept {
     pub kind: EventKind,
     pub name: Option<String>,
     pub properties: String,
+}
+
+/// A kept event, its event time and log sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeptAt {
+    pub at_ms: i64,
+    pub seq: u64,
+    pub kept: Kept,
+}
+
+/// The past events a segment's rule asked to see again for one contact (its decision's
+/// `keep`), and the future-stamped ones it has not seen yet; valid for the definition version
+/// and rule build it was written under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Retained {
+    pub version: u64,
+    pub rule_sha256: String,
+    pub events: Vec<KeptAt>,
+}
+
+impl Retained {
+    /// `version u64, sha length u16, sha, then per event: at i64, seq u64, length u32, kept`.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&self.version.to_be_bytes());
+        let sha = self.rule_sha256.as_bytes();
+        out.extend_from_slice(&(sha.len().min(u16::MAX as usize) as u16).to_be_bytes());
+        out.extend_from_slice(&sha[..sha.len().min(u16::MAX as usize)]);
+        for e in &self.events {
+            let kept = e.kept.encode();
+            out.extend_from_slice(&e.at_ms.to_be_bytes());
+            out.extend_from_slice(&e.seq.to_be_bytes());
+            out.extend_from_slice(&(kept.len() as u32).to_be_bytes());
+            out.extend_from_slice(&kept);
+        }
+        out
+    }
+
+    fn decode(key: &[u8], bytes: &[u8]) -> Result<Self, StoreError> {
+        let mut cursor = Cursor { key, rest: bytes };
+        let version = cursor.u64()?;
+        let sha_len = u16::from_be_bytes(cursor.array()?) as usize;
+        let rule_sha256 = String::from_utf8(cursor.take(sha_len)?.to_vec())
+            .map_err(|_| StoreError::corrupt(key, BadKept))?;
+        let mut events = Vec::new();
+        while !cursor.rest.is_empty() {
+            let at_ms = cursor.u64()? as i64;
+            let seq = cursor.u64()?;
+            let len = u32::from_be_bytes(cursor.array()?) as usize;
+            let kept = Kept::decode(key, cursor.take(len)?)?;
+            events.push(KeptAt { at_ms, seq, kept });
+        }
+        Ok(Retained {
+            version,
+            rule_sha256,
+            events,
+        })
+    }
+}
+
+/// The first byte of a kept event's binary form (JSON, the older form, starts with `{`).
+const KEPT_BINARY: u8 = 1;
+
+impl Kept {
+    /// `1, kind, name length (u32 BE, u32::MAX: none), name, properties`: read back without
+    /// unescaping the properties' JSON text, which the JSON form paid for on every read.
+    pub fn encode(&self) -> Vec<u8> {
+        let name = self.name.as_deref().unwrap_or("");
+        let mut out = Vec::with_capacity(6 + name.len() + self.properties.len());
+        out.push(KEPT_BINARY);
+        out.push(kind_byte(self.kind));
+        let len = match &self.name {
+            Some(n) => n.len() as u32,
+            None => u32::MAX,
+        };
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(self.properties.as_bytes());
+        out
+    }
+
+    /// Reads either form back.
+    pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Self, StoreError> {
+        if bytes.first() != Some(&KEPT_BINARY) {
+            return decode_json(key, bytes);
+        }
+        let corrupt = || StoreError::corrupt(key, BadKept);
+        let kind = bytes
+            .get(1)
+            .and_then(|&b| byte_kind(b))
+            .ok_or_else(corrupt)?;
+        let len = bytes
+            .get(2..6)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(corrupt)?;
+        let (name, rest) = if len == u32::MAX {
+            (None, &bytes[6..])
+        } else {
+            let end = 6usize.checked_add(len as usize).ok_or_else(corrupt)?;
+            let name = bytes.get(6..end).ok_or_else(corrupt)?;
+            let name = std::str::from_utf8(name).map_err(|_| corrupt())?;
+            (Some(name.to_owned()), &bytes[end..])
+        };
+        let properties = std::str::from_utf8(rest).map_err(|_| corrupt())?.to_owned();
+        Ok(Kept {
+            kind,
+            name,
+            properties,
+        })
+    }
+}
+
+/// Reads a binary record front to back.
+struct Cursor<'a> {
+    key: &'a [u8],
+    rest: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.rest.len() < n {
+            return Err(StoreError::corrupt(self.key, BadKept));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u64(&mut self) -> Result<u64, StoreError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+}
+
+/// A kept event's binary form does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed kept event")]
+struct BadKept;
+
+fn kind_byte(kind: EventKind) -> u8 {
+    match kind {
+        EventKind::Track => 0,
+        EventKind::Identify => 1,
+        EventKind::Page => 2,
+        EventKind::Screen => 3,
+        EventKind::Group => 4,
+        EventKind::Alias => 5,
+    }
+}
+
+fn byte_kind(b: u8) -> Option<EventKind> {
+    Some(match b {
+        0 => EventKind::Track,
+        1 => EventKind::Identify,
+        2 => EventKind::Page,
+        3 => EventKind::Screen,
+        4 => EventKind::Group,
+        5 => EventKind::Alias,
+        _ => return None,
+    })
 }
 
 /// `a \0 b`.
@@ -222,72 +389,41 @@ impl SegmentStore {
             .collect()
     }
 
-    /// The contact's kept events with event time in `(after_ms, until_ms]` that `wanted`
-    /// accepts, oldest first: the newest `max` of them by event time.
-    pub fn window(
+    /// The contact's kept events with event time after `after_ms` (future-stamped ones
+    /// included), oldest first, read forward; at most the newest `max`. The flag is true
+    /// when older ones were left out.
+    pub fn kept_since(
         &self,
         contact: &str,
         after_ms: i64,
-        until_ms: i64,
         max: usize,
-        wanted: impl Fn(&Kept) -> bool,
-    ) -> Result<Vec<PastEvent>, StoreError> {
+    ) -> Result<(std::collections::VecDeque<KeptAt>, bool), StoreError> {
         let start = pair(prefix::WINDOW, contact, "");
         let from = [start.as_slice(), &time_key(after_ms.saturating_add(1))].concat();
-        let end = match until_ms.checked_add(1) {
-            Some(next) => [start.as_slice(), &time_key(next)].concat(),
-            None => crate::store::prefix_end(&start).unwrap_or_else(|| vec![0xff; 1]),
-        };
-        let mut out = Vec::new();
-        for item in self.tree.range(
-            std::ops::Bound::Included(&from),
-            std::ops::Bound::Excluded(&end),
-            true,
-        ) {
-            if out.len() >= max {
-                break;
-            }
-            let (k, v) = item?;
-            let kept: Kept = decode_json(&k, &v)?;
-            if !wanted(&kept) {
-                continue;
-            }
-            out.push(PastEvent {
-                kind: kept.kind,
-                name: kept.name,
-                timestamp_ms: time_of_key(&k[start.len()..]),
-                properties: kept.properties,
-            });
-        }
-        out.reverse();
-        Ok(out)
-    }
-
-    /// The event time of the contact's first kept event after `after_ms` that `wanted`
-    /// accepts (an event stamped in the future, when `after_ms` is now).
-    pub fn first_kept_after(
-        &self,
-        contact: &str,
-        after_ms: i64,
-        wanted: impl Fn(&Kept) -> bool,
-    ) -> Result<Option<i64>, StoreError> {
-        let start = pair(prefix::WINDOW, contact, "");
-        let Some(next) = after_ms.checked_add(1) else {
-            return Ok(None);
-        };
-        let from = [start.as_slice(), &time_key(next)].concat();
         let end = crate::store::prefix_end(&start).unwrap_or_else(|| vec![0xff; 1]);
+        let mut out = std::collections::VecDeque::new();
+        let mut dropped = false;
         for item in self.tree.range(
             std::ops::Bound::Included(&from),
             std::ops::Bound::Excluded(&end),
             false,
         ) {
             let (k, v) = item?;
-            if wanted(&decode_json(&k, &v)?) {
-                return Ok(Some(time_of_key(&k[start.len()..])));
+            if out.len() == max {
+                out.pop_front();
+                dropped = true;
             }
+            let at = &k[start.len()..];
+            out.push_back(KeptAt {
+                at_ms: time_of_key(at),
+                seq: at
+                    .get(8..16)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_be_bytes),
+                kept: Kept::decode(&k, &v)?,
+            });
         }
-        Ok(None)
+        Ok((out, dropped))
     }
 
     /// Keys of the contact's kept events before `before_ms` (to drop them).
@@ -354,6 +490,15 @@ impl SegmentStore {
             .tree
             .get(&pair(prefix::TIMER_OF, segment, contact))?
             .map(|v| time_of_key(&v)))
+    }
+
+    /// The past events `segment`'s rule kept for `contact`.
+    pub fn retained(&self, segment: &str, contact: &str) -> Result<Option<Retained>, StoreError> {
+        let key = pair(prefix::RETAINED, segment, contact);
+        match self.tree.get(&key)? {
+            Some(v) => Retained::decode(&key, &v).map(Some),
+            None => Ok(None),
+        }
     }
 
     pub fn evaluated_seq(&self) -> Result<u64, StoreError> {
@@ -427,8 +572,18 @@ impl Writes {
         kept: &Kept,
     ) -> Result<(), StoreError> {
         self.batch
-            .insert(window_key(contact, at_ms, seq), encode_json(kept)?);
+            .insert(window_key(contact, at_ms, seq), kept.encode());
         Ok(())
+    }
+
+    /// Replaces the past events `segment`'s rule kept for `contact` (none: it hands the
+    /// whole window next time).
+    pub fn set_retained(&mut self, segment: &str, contact: &str, retained: Option<&Retained>) {
+        let key = pair(prefix::RETAINED, segment, contact);
+        match retained {
+            Some(r) => self.batch.insert(key, r.encode()),
+            None => self.batch.remove(key),
+        }
     }
 
     pub fn evaluated_seq(&mut self, seq: u64) {
@@ -446,5 +601,77 @@ impl Writes {
 
     pub fn commit(self, tree: &dyn Keyspace) -> Result<(), StoreError> {
         tree.apply(self.into_batch()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_events_read_back_in_both_forms() {
+        for kept in [
+            Kept {
+                kind: EventKind::Track,
+                name: Some("Order Completed".into()),
+                properties: r#"{"total":120.5,"note":"a \"quoted\" é"}"#.into(),
+            },
+            Kept {
+                kind: EventKind::Page,
+                name: None,
+                properties: "{}".into(),
+            },
+            Kept {
+                kind: EventKind::Alias,
+                name: Some(String::new()),
+                properties: String::new(),
+            },
+        ] {
+            assert_eq!(Kept::decode(b"k", &kept.encode()).unwrap(), kept);
+            // Kept events written before the binary form are JSON.
+            assert_eq!(
+                Kept::decode(b"k", &encode_json(&kept).unwrap()).unwrap(),
+                kept
+            );
+        }
+        for bad in [&[1u8][..], &[1, 9, 0, 0, 0, 0], &[1, 0, 0, 0, 0, 9, b'a']] {
+            assert!(Kept::decode(b"k", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn retained_events_read_back() {
+        let retained = Retained {
+            version: 7,
+            rule_sha256: "ab12".into(),
+            events: vec![
+                KeptAt {
+                    at_ms: -5,
+                    seq: 3,
+                    kept: Kept {
+                        kind: EventKind::Track,
+                        name: Some("Order".into()),
+                        properties: r#"{"total":1}"#.into(),
+                    },
+                },
+                KeptAt {
+                    at_ms: 1_700_000_000_000,
+                    seq: u64::MAX,
+                    kept: Kept {
+                        kind: EventKind::Page,
+                        name: None,
+                        properties: "{}".into(),
+                    },
+                },
+            ],
+        };
+        let bytes = retained.encode();
+        assert_eq!(Retained::decode(b"k", &bytes).unwrap(), retained);
+        let empty = Retained {
+            events: vec![],
+            ..retained
+        };
+        assert_eq!(Retained::decode(b"k", &empty.encode()).unwrap(), empty);
+        assert!(Retained::decode(b"k", &bytes[..bytes.len() - 1]).is_err());
     }
 }

@@ -43,6 +43,14 @@ pub enum Count {
 }
 
 impl Count {
+    /// How many of the newest qualifying events decide the test.
+    fn needed(self) -> u64 {
+        match self {
+            Count::AtLeast(n) | Count::FewerThan(n) => n,
+            Count::Exactly(n) => n.saturating_add(1),
+        }
+    }
+
     fn holds(self, count: u64) -> bool {
         match self {
             Count::AtLeast(n) => count >= n,
@@ -127,16 +135,28 @@ impl Params {
         }
     }
 
-    /// The decision about one contact.
+    /// The decision about one contact. It keeps the newest qualifying events the count test
+    /// can turn on (N of them for `at_least` and `fewer_than`, N + 1 for `exactly`): older
+    /// ones leave the window first, so they never change the outcome, and the host need
+    /// not hand them again.
     pub fn decide(&self, input: &RuleInput) -> Decision {
         let now = input.now_ms;
-        let mut qualifying = input.events.iter().filter(|e| self.qualifies(e, now));
-        let oldest = qualifying.next().map(|e| e.timestamp_ms);
-        let count = u64::from(oldest.is_some()) + qualifying.count() as u64;
-        let decision = Decision::member(self.count.holds(count));
-        match oldest {
-            // The count next changes by time alone when the oldest one leaves the window.
-            Some(oldest) => decision.recheck_at(oldest.saturating_add(self.window_ms)),
+        let qualifying: Vec<usize> = (0..input.events.len())
+            .filter(|&i| self.qualifies(&input.events[i], now))
+            .collect();
+        let count = qualifying.len() as u64;
+        let needed = usize::try_from(self.count.needed()).unwrap_or(usize::MAX);
+        // The host hands events oldest first: the newest are at the end.
+        let kept = &qualifying[qualifying.len().saturating_sub(needed)..];
+        let decision = Decision::member(self.count.holds(count)).keep(kept.iter().copied());
+        match kept.first() {
+            // The outcome next changes by time alone when the oldest kept one leaves the
+            // window.
+            Some(&oldest) => decision.recheck_at(
+                input.events[oldest]
+                    .timestamp_ms
+                    .saturating_add(self.window_ms),
+            ),
             None => decision,
         }
     }
@@ -218,7 +238,7 @@ tessera_sdk::export_rule!(EventWindow);
 mod tests {
     use super::*;
     use tessera_sdk::json::json;
-    use tessera_sdk::testing::{decide, describe, evaluate};
+    use tessera_sdk::testing::{decide, decide_and_keep, describe, evaluate};
     use tessera_sdk::types::Contact;
 
     const NOW: i64 = 1_700_000_000_000;
@@ -265,8 +285,19 @@ mod tests {
                 order(2, 101.0),
             ]),
         );
-        // The 40-day-old order is out of the window and the 99 one is too small: 2 count.
+        // The 40-day-old order is out of the window and the 99 one is too small: 2 count,
+        // and they are the two the rule needs to see again.
         assert!(decision.member);
+        let (_, kept) = decide_and_keep::<EventWindow>(
+            big_spender(),
+            contact(vec![
+                order(40, 500.0),
+                order(10, 150.0),
+                order(3, 99.0),
+                order(2, 101.0),
+            ]),
+        );
+        assert_eq!(kept, Some(vec![order(10, 150.0), order(2, 101.0)]));
         assert_eq!(
             decision.recheck_at_ms,
             Some(NOW - 10 * DAY_MS + 30 * DAY_MS)
@@ -279,7 +310,7 @@ mod tests {
         assert!(!decision.member);
         assert_eq!(decision.recheck_at_ms, Some(NOW + 25 * DAY_MS));
         let nothing = decide::<EventWindow>(big_spender(), contact(vec![]));
-        assert_eq!(nothing, Decision::member(false));
+        assert_eq!(nothing, Decision::member(false).keep([]));
     }
 
     #[test]
@@ -332,8 +363,46 @@ mod tests {
         ]);
         assert_eq!(
             decide::<EventWindow>(params, input),
-            Decision::member(false)
+            Decision::member(false).keep([])
         );
+    }
+
+    #[test]
+    fn the_kept_events_decide_as_the_whole_window_does_now_and_later() {
+        // Orders of every size, a day apart: whatever the count test, the kept ones plus
+        // a new order decide as the whole history plus it does, now and once time passed.
+        let history: Vec<PastEvent> = (0..40)
+            .map(|i| order(40 - i, f64::from((i * 37 % 200) as u32)))
+            .collect();
+        for count in ["at_least", "exactly", "fewer_than"] {
+            for n in 1..6 {
+                let params = json!({"event": "Order Completed", count: n,
+                                    "within": {"days": 30}, "where": {"property": "total", "gt": 100}});
+                let (first, kept) =
+                    decide_and_keep::<EventWindow>(params.clone(), contact(history.clone()));
+                let kept = kept.expect("the rule keeps a list");
+                for (later, new) in [
+                    (0, 150.0),
+                    (0, 50.0),
+                    (5 * DAY_MS, 150.0),
+                    (29 * DAY_MS, 120.0),
+                ] {
+                    let at = NOW + later;
+                    let fresh = PastEvent::track("Order Completed", at)
+                        .with_properties(json!({"total": new}));
+                    let with = |events: Vec<PastEvent>| {
+                        let mut input = contact(events).at(at);
+                        input.events.push(fresh.clone());
+                        input.member = first.member;
+                        input
+                    };
+                    let by_all = decide::<EventWindow>(params.clone(), with(history.clone()));
+                    let by_kept = decide::<EventWindow>(params.clone(), with(kept.clone()));
+                    assert_eq!(by_all.member, by_kept.member, "{params} +{later}ms {new}");
+                    assert_eq!(by_all.recheck_at_ms, by_kept.recheck_at_ms, "{params}");
+                }
+            }
+        }
     }
 
     #[test]

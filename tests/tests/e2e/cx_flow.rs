@@ -89,6 +89,7 @@ async fn a_shopify_big_spender_enters_a_segment_starts_a_journey_and_ages_out() 
         .await;
     host.activate("shopify", &sha).await;
     host.install("event-window", "event-window").await;
+    host.upload("webhook-channel").await;
 
     let (status, body) = host
         .post(

@@ -18,6 +18,12 @@ async fn caught_up(api: &Api) {
     .await;
 }
 
+/// Uploads the bundled webhook channel, so send steps may name `webhook-channel` (it needs
+/// no config to be named; nothing is sent yet).
+async fn channel(api: &Api) {
+    api.upload("webhook-channel").await;
+}
+
 async fn define(api: &Api, def: Value) {
     let (status, body) = api.post("/v1/journeys", &def).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -47,6 +53,7 @@ fn step<'a>(journey: &'a Value, id: &str) -> &'a Value {
 #[tokio::test]
 async fn an_event_starts_a_run_that_waits_branches_and_queues_a_send() {
     let host = TestHost::start().await;
+    channel(&host).await;
     let key = host.create_source("web").await;
     define(
         &host,
@@ -159,6 +166,7 @@ async fn an_event_starts_a_run_that_waits_branches_and_queues_a_send() {
 #[tokio::test]
 async fn trait_updates_reach_the_contact_once_through_the_log() {
     let host = TestHost::start().await;
+    channel(&host).await;
     let key = host.create_source("web").await;
     define(
         &host,
@@ -224,6 +232,7 @@ async fn trait_updates_reach_the_contact_once_through_the_log() {
 #[tokio::test]
 async fn a_paused_journey_starts_nothing_and_resumes_where_it_stood() {
     let host = TestHost::start().await;
+    channel(&host).await;
     let key = host.create_source("web").await;
     define(
         &host,
@@ -281,6 +290,7 @@ async fn a_paused_journey_starts_nothing_and_resumes_where_it_stood() {
 #[tokio::test]
 async fn reentry_follows_each_journeys_policy() {
     let host = TestHost::start().await;
+    channel(&host).await;
     let key = host.create_source("web").await;
     for (id, reentry) in [
         ("once", json!("never")),
@@ -359,6 +369,44 @@ async fn bad_definitions_are_refused_with_the_place_that_is_wrong() {
         .await,
         "id"
     );
+    // A send step names an installed channel plugin: unknown ids and other kinds are refused
+    // at the step's `channel`.
+    let sends = |channel: &str| {
+        json!({ "id": "j", "trigger": { "event": "E" },
+                "steps": [{ "wait": { "duration": "1h" } },
+                          { "send": { "channel": channel, "template": "t" } }] })
+    };
+    let (status, answer) = host.post("/v1/journeys", &sends("webhook-channel")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["path"], "steps[1].send.channel", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("no plugin `webhook-channel`"), "{answer}");
+    host.install("trait-rule", "trait-rule").await;
+    let (_, answer) = host.post("/v1/journeys", &sends("trait-rule")).await;
+    assert_eq!(answer["error"]["path"], "steps[1].send.channel", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not a channel"), "{answer}");
+    // Uploaded is enough: a channel may need its config before it goes live.
+    channel(&host).await;
+    define(&host, sends("webhook-channel")).await;
+    let (status, body) = host
+        .put(
+            "/v1/journeys/j",
+            &json!({ "trigger": { "event": "E" },
+                     "steps": [{ "send": { "channel": "no-such-channel", "template": "t" } }] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["path"], "steps[0].send.channel", "{body}");
+    let (_, journey) = host.get("/v1/journeys/j").await;
+    assert_eq!(
+        journey["version"], 1,
+        "a refused update makes no version: {journey}"
+    );
+    host.request(reqwest::Method::DELETE, "/v1/journeys/j")
+        .send()
+        .await
+        .expect("delete");
     let (status, body) = host
         .request(reqwest::Method::POST, "/v1/journeys")
         .header("content-type", "application/json")
@@ -399,6 +447,7 @@ async fn bad_definitions_are_refused_with_the_place_that_is_wrong() {
 #[tokio::test]
 async fn a_run_stays_on_the_version_it_started_on() {
     let host = TestHost::start().await;
+    channel(&host).await;
     let key = host.create_source("web").await;
     define(
         &host,
@@ -456,6 +505,7 @@ async fn a_run_stays_on_the_version_it_started_on() {
 #[tokio::test]
 async fn a_segment_entry_starts_a_run_and_leaving_the_segment_ends_it() {
     let host = TestHost::start().await;
+    channel(&host).await;
     host.install("trait-rule", "trait-rule").await;
     let key = host.create_source("web").await;
     let (status, body) = host
@@ -518,6 +568,7 @@ fn next_random(state: &mut u64) -> u64 {
 async fn runs_killed_mid_journey_finish_with_every_effect_once() {
     const CONTACTS: usize = 30;
     let mut host = HostProcess::start(HostOptions::default());
+    channel(&host).await;
     let key = host.create_source("web").await;
     define(
         &host,
@@ -603,4 +654,256 @@ async fn runs_killed_mid_journey_finish_with_every_effect_once() {
         assert_eq!(s["waiting"], 0, "{journey}");
         assert_eq!(s["exited"], 0, "{journey}");
     }
+}
+
+#[tokio::test]
+async fn a_wait_until_a_time_of_day_waits_for_it_in_the_contacts_time_zone() {
+    let host = TestHost::start().await;
+    channel(&host).await;
+    let key = host.create_source("web").await;
+    // Kathmandu is UTC+05:45 all year (no DST), so the expected instant needs no tz database.
+    let kathmandu = time::UtcOffset::from_hms(5, 45, 0).expect("offset");
+    // Far enough ahead that the run has begun waiting on a loaded machine before it comes.
+    let target = time::OffsetDateTime::now_utc() + Duration::from_secs(30);
+    let target = target.replace_nanosecond(0).expect("whole second");
+    let local = target.to_offset(kathmandu);
+    let until = format!(
+        "{:02}:{:02}:{:02}",
+        local.hour(),
+        local.minute(),
+        local.second()
+    );
+    let due_ms = (target.unix_timestamp_nanos() / 1_000_000) as i64;
+    define(
+        &host,
+        json!({ "id": "local-time", "trigger": { "event": "Booked" },
+                "steps": [
+                    { "id": "until-local", "wait": { "until": until, "default_timezone": "America/New_York" } },
+                    { "id": "remind", "send": { "channel": "webhook-channel", "template": "reminder" } }
+                ] }),
+    )
+    .await;
+    host.identify(&key, "nepal", json!({ "timezone": "Asia/Kathmandu" }))
+        .await;
+    host.identify(&key, "no-zone", json!({})).await;
+    host.track(&key, "nepal", "Booked", json!({})).await;
+    host.track(&key, "no-zone", "Booked", json!({})).await;
+    let (nepal, no_zone) = (
+        host.contact_id("nepal").await,
+        host.contact_id("no-zone").await,
+    );
+    let waiting = |r: &Value| r["runs"][0]["state"] == "waiting";
+    let run = host
+        .wait_for(&format!("/v1/contacts/{nepal}/journeys"), waiting)
+        .await;
+    assert_eq!(
+        run["runs"][0]["waiting"]["due_ms"], due_ms,
+        "due at {until} in Kathmandu: {run}"
+    );
+    // The other contact has no `timezone` trait: the step's default zone, hours away.
+    let other = host
+        .wait_for(&format!("/v1/contacts/{no_zone}/journeys"), waiting)
+        .await;
+    let other_due = other["runs"][0]["waiting"]["due_ms"].as_i64().expect("due");
+    assert!(
+        other_due > due_ms + 3_600_000 && other_due <= due_ms + 86_400_000,
+        "{until} in New York is another instant: {other}"
+    );
+
+    let done = host
+        .wait_for(&format!("/v1/contacts/{nepal}/journeys"), |b| {
+            b["runs"][0]["state"] == "completed"
+        })
+        .await;
+    let ended = done["runs"][0]["ended_ms"].as_i64().expect("ended_ms");
+    assert!(ended >= due_ms, "fired at {ended}, due {due_ms}: {done}");
+    let sent = deliveries(&host, &format!("contact={nepal}")).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["template"], "reminder");
+    assert!(
+        deliveries(&host, &format!("contact={no_zone}"))
+            .await
+            .is_empty(),
+        "the other run still waits"
+    );
+}
+
+/// The runs of `journey` among a contact's runs.
+fn run_of<'a>(runs: &'a [Value], journey: &str) -> Vec<&'a Value> {
+    runs.iter().filter(|r| r["journey"] == journey).collect()
+}
+
+#[tokio::test]
+async fn a_merge_keeps_one_run_per_journey_going_on_the_surviving_contact() {
+    let host = TestHost::start().await;
+    channel(&host).await;
+    let key = host.create_source("web").await;
+    define(
+        &host,
+        json!({ "id": "checkout", "trigger": { "event": "Visited" }, "reentry": "never",
+                "steps": [
+                    { "id": "until-paid", "wait_until": { "event": "Paid", "timeout": "1d" } },
+                    { "id": "thanks", "send": { "channel": "webhook-channel", "template": "thanks" } }
+                ] }),
+    )
+    .await;
+    // The known user is the older contact, so she survives the merge.
+    host.identify(&key, "ana", json!({ "name": "Ana" })).await;
+    let ana = host.contact_id("ana").await;
+    let (status, body) = host
+        .segment(
+            "/v1/track",
+            &key,
+            &json!({ "anonymousId": "anon-7", "event": "Visited", "properties": {} }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let anon = host.wait_contact("anonymous_id:anon-7", |_| true).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_ne!(anon, ana);
+    host.wait_for(&format!("/v1/contacts/{anon}/journeys"), |b| {
+        b["runs"][0]["state"] == "waiting"
+    })
+    .await;
+    host.track(&key, "ana", "Visited", json!({})).await;
+    host.wait_for(&format!("/v1/contacts/{ana}/journeys"), |b| {
+        b["runs"][0]["state"] == "waiting"
+    })
+    .await;
+    let anon_run = runs_of(&host, &anon).await[0]["id"].clone();
+
+    // Signing in links the anonymous visitor to Ana: one contact, in the journey once.
+    let (status, body) = host
+        .segment(
+            "/v1/identify",
+            &key,
+            &json!({ "anonymousId": "anon-7", "userId": "ana", "traits": {} }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    caught_up(&host).await;
+    let runs = runs_of(&host, &ana).await;
+    let checkout = run_of(&runs, "checkout");
+    assert_eq!(checkout.len(), 2, "{runs:?}");
+    assert!(
+        checkout.iter().all(|r| r["contact"] == ana.as_str()),
+        "{runs:?}"
+    );
+    let going_on: Vec<_> = checkout
+        .iter()
+        .filter(|r| r["state"] == "waiting")
+        .collect();
+    assert_eq!(going_on.len(), 1, "one run goes on: {runs:?}");
+    assert_eq!(going_on[0]["id"], anon_run, "the first to start goes on");
+    let merged = checkout
+        .iter()
+        .find(|r| r["state"] == "exited")
+        .expect("exited");
+    assert!(
+        merged["exit_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(&format!("merged into {ana}"))),
+        "{merged}"
+    );
+    // The merged-away id answers for the survivor.
+    assert_eq!(runs_of(&host, &anon).await.len(), 2);
+
+    // The run goes on there: paying moves it, once; visiting again starts nothing (`never`).
+    host.track(&key, "ana", "Paid", json!({})).await;
+    host.track(&key, "ana", "Visited", json!({})).await;
+    let (status, body) = host
+        .segment(
+            "/v1/track",
+            &key,
+            &json!({ "anonymousId": "anon-7", "event": "Visited", "properties": {} }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    host.wait_for("/v1/journeys/checkout/runs?state=completed", |b| {
+        b["runs"].as_array().is_some_and(|r| r.len() == 1)
+    })
+    .await;
+    caught_up(&host).await;
+    let runs = runs_of(&host, &ana).await;
+    assert_eq!(run_of(&runs, "checkout").len(), 2, "no new run: {runs:?}");
+    let sent = deliveries(&host, "journey=checkout").await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["contact"], ana.as_str());
+    let (_, journey) = host.get("/v1/journeys/checkout").await;
+    let wait = step(&journey, "until-paid");
+    assert_eq!(
+        (
+            &wait["entered"],
+            &wait["waiting"],
+            &wait["completed"],
+            &wait["exited"]
+        ),
+        (&json!(2), &json!(0), &json!(1), &json!(1)),
+        "{journey}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_moved_by_an_alias_keeps_the_survivor_out_until_it_ends() {
+    let host = TestHost::start().await;
+    channel(&host).await;
+    let key = host.create_source("web").await;
+    define(
+        &host,
+        json!({ "id": "nudge", "trigger": { "event": "Browsed" }, "reentry": "always",
+                "steps": [
+                    { "id": "until-bought", "wait_until": { "event": "Bought", "timeout": "1d" } },
+                    { "id": "thanks", "send": { "channel": "webhook-channel", "template": "thanks" } }
+                ] }),
+    )
+    .await;
+    // The survivor's own run has ended; the merged contact's run is still waiting.
+    host.track(&key, "old-id", "Browsed", json!({})).await;
+    host.track(&key, "old-id", "Bought", json!({})).await;
+    let old = host.contact_id("old-id").await;
+    host.wait_for(&format!("/v1/contacts/{old}/journeys"), |b| {
+        b["runs"][0]["state"] == "completed"
+    })
+    .await;
+    host.track(&key, "new-id", "Browsed", json!({})).await;
+    let new = host.contact_id("new-id").await;
+    host.wait_for(&format!("/v1/contacts/{new}/journeys"), |b| {
+        b["runs"][0]["state"] == "waiting"
+    })
+    .await;
+    let (status, body) = host
+        .segment(
+            "/v1/alias",
+            &key,
+            &json!({ "previousId": "new-id", "userId": "old-id" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    caught_up(&host).await;
+    assert_eq!(
+        host.contact_id("new-id").await,
+        old,
+        "merged into the older"
+    );
+
+    // In the journey now (the moved run): browsing again does not enter it a second time.
+    host.track(&key, "old-id", "Browsed", json!({})).await;
+    caught_up(&host).await;
+    let runs = runs_of(&host, &old).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(
+        runs.iter().filter(|r| r["state"] == "waiting").count(),
+        1,
+        "{runs:?}"
+    );
+    // Once it ends, `always` lets her in again.
+    host.track(&key, "old-id", "Bought", json!({})).await;
+    caught_up(&host).await;
+    host.track(&key, "old-id", "Browsed", json!({})).await;
+    caught_up(&host).await;
+    let runs = runs_of(&host, &old).await;
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert_eq!(deliveries(&host, "journey=nudge").await.len(), 2);
 }

@@ -20,6 +20,7 @@ mod restart;
 mod rollout;
 mod segment_rules;
 mod segments;
+mod smtp_channel;
 mod swap;
 mod tracking;
 mod vendors;

@@ -234,6 +234,10 @@ impl PluginRegistry {
             .map_err(|e| failed(e.to_string()))?;
         let mut env = slot.env(true);
         env.config = config;
+        // A server in config that the plugin would never be allowed to reach.
+        if let Some((key, refused)) = plugin.refused_tcp_server(&env).await {
+            return Err(failed(format!("config key `{key}`: {refused}")));
+        }
         match plugin.self_test(&env).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(msg)) => Err(failed(format!("self-test: {msg}"))),

@@ -128,6 +128,7 @@ impl From<types::Decision> for host::Decision {
         Self {
             member: d.member,
             recheck_at_ms: d.recheck_at_ms,
+            keep: d.keep,
         }
     }
 }
@@ -227,12 +228,14 @@ mod tests {
         let decision = host::Decision::from(types::Decision {
             member: true,
             recheck_at_ms: Some(42),
+            keep: Some(vec![0, 2]),
         });
         assert_eq!(
             decision,
             host::Decision {
                 member: true,
-                recheck_at_ms: Some(42)
+                recheck_at_ms: Some(42),
+                keep: Some(vec![0, 2]),
             }
         );
         let needs = host::RuleNeeds::from(types::RuleNeeds {

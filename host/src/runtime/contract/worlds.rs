@@ -67,6 +67,7 @@ fn load(contract: Contract, kind: PluginKind, bytes: Vec<u8>) -> Result<(), Load
         http_allow: Vec::new(),
         http_response_bytes: 1 << 20,
         tcp_allow: Vec::new(),
+        tcp_config: Vec::new(),
         env: Vec::new(),
         fuel: None,
         max_concurrency: 1,
