@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tracking-client compatibility tests drive: the published Segment and
 # RudderStack libraries at pinned versions (tests/clients/package-lock.json and
-# requirements.txt) and Debian's headless Chromium for the browser libraries; and the SMTP
-# server the email channel's tests deliver to (aiosmtpd, pinned in requirements.txt).
+# requirements.txt) and Debian's headless Chromium for the browser libraries; the published
+# `svix` library, which the delivery tests verify the webhook channel's Standard Webhooks
+# signatures with; and the SMTP server the email channel's tests deliver to (aiosmtpd). Both
+# are pinned in requirements.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../tests/clients"
 python3 -m pip install --quiet --disable-pip-version-check -r requirements.txt

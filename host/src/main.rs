@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tessera::outbox::{OutboxConfig, RetrySettings};
 use tessera::server::{Server, ServerConfig};
 use tessera::store::KvQuota;
 
@@ -115,6 +116,29 @@ struct ServeArgs {
     /// by default; its manifest may ask for up to half (`[limits] max_concurrency`).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_instances: u32,
+    /// Delivery: milliseconds before a channel's first retry; each later retry waits about
+    /// twice as long (with jitter). A channel's own setting (`PUT /v1/channels/{id}/settings`)
+    /// overrides it.
+    #[arg(long, default_value_t = RetrySettings::default().base_ms,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    retry_base_ms: u64,
+    /// Delivery: the longest wait between two attempts, milliseconds.
+    #[arg(long, default_value_t = RetrySettings::default().cap_ms,
+          value_parser = clap::value_parser!(u64).range(10..=604_800_000))]
+    retry_cap_ms: u64,
+    /// Delivery: attempts before a message goes to the dead letters.
+    #[arg(long, default_value_t = RetrySettings::default().max_attempts,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    retry_max_attempts: u32,
+    /// Delivery: sends in flight at once per channel plugin.
+    #[arg(long, default_value_t = RetrySettings::default().concurrency,
+          value_parser = clap::value_parser!(u32).range(1..=1_024))]
+    channel_concurrency: u32,
+    /// Delivery: most messages waiting in the outbox (queued, deferred, sending); past it,
+    /// sends are refused with 503 until some are delivered.
+    #[arg(long, default_value_t = OutboxConfig::default().max_open,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    outbox_max_open: u64,
     /// Threads that run plugin code, apart from the threads that serve the API (default: one
     /// per core).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_024))]
@@ -177,6 +201,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.http.header_read_timeout = std::time::Duration::from_secs(args.header_read_timeout_secs);
     config.http.max_connections = usize::try_from(args.max_connections)
         .context("--max-connections does not fit this platform")?;
+    config.outbox = OutboxConfig {
+        defaults: RetrySettings {
+            base_ms: args.retry_base_ms,
+            cap_ms: args.retry_cap_ms,
+            max_attempts: args.retry_max_attempts,
+            concurrency: args.channel_concurrency,
+        },
+        max_open: args.outbox_max_open,
+    };
     let server = Server::start(config).await.context("starting the host")?;
     if let Some(key) = &server.generated_admin_key {
         println!(

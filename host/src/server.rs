@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::http::{self, AppState};
 use crate::ingest::{Ingest, Intake, Poller, RawWebhooks, Retention, Sources};
 use crate::journeys::{Journeys, run_stage as run_journeys};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, OutboxConfig, OutboxWorker};
 use crate::plugins::Actor;
 use crate::plugins::{EngineRecords, PluginStore};
 use crate::plugins::{PluginError, PluginRegistry, RegistryConfig, sha256_hex};
@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub http: HttpLimits,
     /// Where derived state (profiles, indexes, plugin records) is kept.
     pub storage: Storage,
+    /// Delivery: retry defaults every channel starts from, and the outbox's size limit.
+    pub outbox: OutboxConfig,
 }
 
 /// The storage engine of a host's derived state. The event log is always a file in the data
@@ -102,6 +104,7 @@ impl ServerConfig {
             kv_quota: KvQuota::default(),
             http: HttpLimits::default(),
             storage: Storage::Embedded,
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -213,7 +216,12 @@ impl Server {
             profiles.clone(),
             ingest.clone(),
         )?;
-        let outbox = Outbox::open(engine.clone())?;
+        config
+            .outbox
+            .defaults
+            .check()
+            .map_err(|e| ServerError::Config(format!("delivery retry defaults: {e}")))?;
+        let outbox = Outbox::open_with(engine.clone(), config.outbox)?;
         let journeys = Journeys::open(
             &*engine,
             profiles.clone(),
@@ -265,8 +273,9 @@ impl Server {
         http::router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests, stops the poller
-    /// and the pipeline stages (profiles, segments, journeys), and flushes the store.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests, stops the poller,
+    /// the delivery worker (letting its sends in flight finish) and the pipeline stages
+    /// (profiles, segments, journeys), and flushes the store.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -280,10 +289,18 @@ impl Server {
         ));
         let segments = tokio::spawn(run_segments(self.state.segments.clone(), stopped.clone()));
         let journeys = tokio::spawn(run_journeys(self.state.journeys.clone(), stopped.clone()));
+        let worker = OutboxWorker::new(
+            self.state.outbox.clone(),
+            self.state.registry.clone(),
+            self.state.profiles.clone(),
+            self.state.ingest.clone(),
+        );
+        let delivery = tokio::spawn(worker.run(stopped.clone()));
         let poller = tokio::spawn(self.state.poller.clone().run(stopped));
         serve(listener, self.router(), self.http, shutdown).await;
         let _ = stop.send(true);
         let _ = poller.await;
+        let _ = delivery.await;
         let _ = journeys.await;
         let _ = segments.await;
         let _ = applier.await;

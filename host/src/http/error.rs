@@ -80,6 +80,12 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// The request conflicts with the resource's state, under its own code.
+    #[error("{1}")]
+    ConflictWith(&'static str, String),
+    /// The host cannot take the request now (a queue at its limit), under its own code.
+    #[error("{1}")]
+    Unavailable(&'static str, String),
     /// A bug or an I/O failure; details go to the log, not to the client.
     #[error("internal error")]
     Internal(String),
@@ -100,6 +106,8 @@ impl ApiError {
             ApiError::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unprocessable(code, _) => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            ApiError::ConflictWith(code, _) => (StatusCode::CONFLICT, code),
+            ApiError::Unavailable(code, _) => (StatusCode::SERVICE_UNAVAILABLE, code),
             ApiError::InvalidAt { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Internal(_) | ApiError::Store(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -226,6 +234,20 @@ impl From<crate::journeys::JourneyError> for ApiError {
             J::Store(e) => ApiError::Store(e),
             J::Ingest(e) => ApiError::Ingest(e),
             J::Log(e) => ApiError::Ingest(IngestError::Log(e)),
+            J::Outbox(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::outbox::OutboxError> for ApiError {
+    fn from(e: crate::outbox::OutboxError) -> Self {
+        use crate::outbox::OutboxError as O;
+        match e {
+            O::Store(e) => ApiError::Store(e),
+            O::Full { .. } => ApiError::Unavailable("outbox_full", e.to_string()),
+            O::NotFound(_) => ApiError::NotFound(e.to_string()),
+            O::NotDead { .. } => ApiError::ConflictWith("not_dead", e.to_string()),
+            O::InvalidSettings(m) => ApiError::Unprocessable("invalid_settings", m),
         }
     }
 }
@@ -301,12 +323,13 @@ impl ApiError {
         // busy) keep their message; the others are bugs or I/O failures.
         let explained = matches!(
             self,
-            ApiError::Plugin(
-                PluginError::Call(_)
-                    | PluginError::NotLive(_)
-                    | PluginError::Disabled(_)
-                    | PluginError::BreakerOpen { .. }
-            )
+            ApiError::Unavailable(..)
+                | ApiError::Plugin(
+                    PluginError::Call(_)
+                        | PluginError::NotLive(_)
+                        | PluginError::Disabled(_)
+                        | PluginError::BreakerOpen { .. }
+                )
         );
         let message = if status.is_server_error() && !explained {
             tracing::error!("{code}: {self:?}");

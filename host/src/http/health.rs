@@ -38,6 +38,7 @@ async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         "segments": { "evaluated_seq": evaluated, "behind": logged.saturating_sub(evaluated) },
         "dedupe": { "awaiting_index": state.ingest.unindexed_len() },
         "journeys": { "followed_seq": journeys, "behind": applied.saturating_sub(journeys) },
+        "outbox": { "open": state.outbox.open_count() },
     })))
 }
 

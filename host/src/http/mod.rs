@@ -8,6 +8,7 @@ mod deliveries;
 mod error;
 mod health;
 mod journeys;
+mod messages;
 pub mod metrics;
 mod plugins;
 mod segments;
@@ -60,7 +61,7 @@ pub struct AppState {
     pub segments: Segments,
     /// Journey definitions and runs (the stage is run by `Server::run`).
     pub journeys: Journeys,
-    /// Queued messages.
+    /// Messages to deliver.
     pub outbox: Outbox,
 }
 
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .merge(segments::router())
         .merge(journeys::router())
         .merge(deliveries::router())
+        .merge(messages::router())
         .merge(webhooks::admin_router())
         .merge(metrics::router())
         .merge(health::admin_router())

@@ -54,6 +54,9 @@ pub enum JourneyError {
     /// The event log could not be read.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A send could not be queued.
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::OutboxError),
 }
 
 /// Who is in which segment now: what `branch` conditions and `wait_until` a segment ask.

@@ -172,7 +172,9 @@ impl Journeys {
                                 idempotency_key: key.clone(),
                                 contact: run.contact.clone(),
                                 channel: channel.clone(),
-                                template: template.clone(),
+                                to: None,
+                                template: Some(template.clone()),
+                                content: None,
                                 data: data.clone(),
                                 journey: Some(JourneyOrigin {
                                     journey: run.journey.clone(),
@@ -181,6 +183,7 @@ impl Journeys {
                                     step: at,
                                     step_id: step.id.clone(),
                                 }),
+                                request_sha256: None,
                             },
                             now,
                         )?;

@@ -291,7 +291,7 @@ async fn a_wait_matches_only_events_after_it_began_and_branches_read_segments() 
     p.settle().await;
     let queued = p.queued();
     assert_eq!(queued.len(), 1);
-    assert_eq!(queued[0].template, "vip");
+    assert_eq!(queued[0].template.as_deref(), Some("vip"));
     assert_eq!(queued[0].contact, contact);
     let runs = p.journeys.runs_of_contact(&contact).unwrap();
     assert_eq!(runs[0].state, RunState::Completed);

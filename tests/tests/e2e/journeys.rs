@@ -129,7 +129,11 @@ async fn an_event_starts_a_run_that_waits_branches_and_queues_a_send() {
     assert_eq!(one["journey"]["journey"], "welcome");
     let (status, _) = host.get("/v1/deliveries/nope.1").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The channel is not installed: its messages wait, queued, none sent.
     let (status, body) = host.get("/v1/deliveries?state=sent").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["deliveries"], json!([]));
+    let (status, body) = host.get("/v1/deliveries?state=lost").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     // Per-step counts.

@@ -5,6 +5,7 @@ mod breaker;
 mod clients;
 mod contacts;
 mod cx_flow;
+mod delivery;
 mod first_run;
 mod hostile_guests;
 mod journeys;
