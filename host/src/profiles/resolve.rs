@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::ingest::event::parse_time;
 use crate::ingest::{EventType, Identity};
 use crate::store::{StoreError, encode_json};
 
@@ -174,13 +175,27 @@ fn apply_traits(survivor: &mut Contact, event: &ProfileEvent) {
         let newer = survivor
             .trait_times
             .get(k)
-            .is_none_or(|t| *t <= event.timestamp);
+            .is_none_or(|t| not_after(t, &event.timestamp));
         if newer {
             survivor.traits.insert(k.clone(), v.clone());
             survivor
                 .trait_times
                 .insert(k.clone(), event.timestamp.clone());
         }
+    }
+}
+
+/// Whether the time `stored` is at or before `at`, both RFC 3339: by instant, not by text.
+/// Fraction digits vary (`…:00.5Z` is 500 ms, `…:00.52Z` 520 ms, and sorts after it as text)
+/// and clients send offsets, so text order is only used when both have the same shape in
+/// UTC, or when one does not parse (an empty time: none recorded).
+fn not_after(stored: &str, at: &str) -> bool {
+    if stored.len() == at.len() && stored.ends_with('Z') && at.ends_with('Z') {
+        return stored <= at;
+    }
+    match (parse_time(stored), parse_time(at)) {
+        (Some(stored), Some(at)) => stored <= at,
+        _ => stored <= at,
     }
 }
 
@@ -203,7 +218,11 @@ fn merge_into(
     }
     for (k, v) in std::mem::take(&mut other.traits) {
         let at = other.trait_times.get(&k).cloned().unwrap_or_default();
-        if survivor.trait_times.get(&k).is_none_or(|t| *t <= at) {
+        if survivor
+            .trait_times
+            .get(&k)
+            .is_none_or(|t| not_after(t, &at))
+        {
             survivor.traits.insert(k.clone(), v);
             survivor.trait_times.insert(k, at);
         }
@@ -226,4 +245,41 @@ fn merge_into(
     tracing::info!(survivor = %survivor.id, merged = %other.id, seq, "contacts merged");
     st.put_contact(other);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_after;
+
+    #[test]
+    fn trait_times_compare_by_instant_not_text() {
+        // The same second, fraction digits trimmed: 500 ms is before 520 ms and 501 ms.
+        assert!(not_after(
+            "2026-12-02T10:00:00.5Z",
+            "2026-12-02T10:00:00.52Z"
+        ));
+        assert!(not_after(
+            "2026-12-02T10:00:00Z",
+            "2026-12-02T10:00:00.001Z"
+        ));
+        assert!(!not_after(
+            "2026-12-02T10:00:00.52Z",
+            "2026-12-02T10:00:00.5Z"
+        ));
+        assert!(not_after(
+            "2026-12-02T10:00:00.5Z",
+            "2026-12-02T10:00:00.5Z"
+        ));
+        // Offsets: 11:00+02:00 is 09:00Z.
+        assert!(not_after(
+            "2026-12-02T11:00:00+02:00",
+            "2026-12-02T09:30:00Z"
+        ));
+        assert!(!not_after(
+            "2026-12-02T10:00:00Z",
+            "2026-12-02T11:00:00+02:00"
+        ));
+        // No time recorded yet.
+        assert!(not_after("", "2026-12-02T10:00:00Z"));
+    }
 }
