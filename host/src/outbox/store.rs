@@ -483,38 +483,17 @@ impl Outbox {
                 self.close_in(&mut batch, &d)?;
                 Landed::Sent
             }
-            AttemptOutcome::Permanent => {
-                d.error = error;
-                d.next_attempt_ms = None;
-                self.move_state(
-                    &mut batch,
-                    &mut d,
-                    Some(DeliveryState::Sending),
-                    DeliveryState::Dead,
-                );
-                self.close_in(&mut batch, &d)?;
-                Landed::Dead
-            }
+            AttemptOutcome::Permanent => self.dead_in(&mut batch, &mut d, error)?,
             AttemptOutcome::Retryable | AttemptOutcome::Unavailable
                 if d.attempts_counted >= settings.max_attempts =>
             {
-                d.error = Some(cut_text(
-                    &format!(
-                        "gave up after {} attempts; the last: {}",
-                        d.attempts_counted,
-                        error.as_deref().unwrap_or("no reason given")
-                    ),
-                    MAX_ERROR_BYTES,
-                ));
-                d.next_attempt_ms = None;
-                self.move_state(
-                    &mut batch,
-                    &mut d,
-                    Some(DeliveryState::Sending),
-                    DeliveryState::Dead,
+                let gave_up = format!(
+                    "gave up after {} attempts; the last: {}",
+                    d.attempts_counted,
+                    error.as_deref().unwrap_or("no reason given")
                 );
-                self.close_in(&mut batch, &d)?;
-                Landed::Dead
+                let error = Some(cut_text(&gave_up, MAX_ERROR_BYTES));
+                self.dead_in(&mut batch, &mut d, error)?
             }
             AttemptOutcome::Retryable
             | AttemptOutcome::Unavailable
@@ -550,6 +529,20 @@ impl Outbox {
         }
         self.wakers.wake(&d.channel);
         Ok(Some((d, landed)))
+    }
+
+    /// Stages `d` (sending) going to the dead letters with `error`.
+    fn dead_in(
+        &self,
+        batch: &mut Batch,
+        d: &mut Delivery,
+        error: Option<String>,
+    ) -> Result<Landed, StoreError> {
+        d.error = error;
+        d.next_attempt_ms = None;
+        self.move_state(batch, d, Some(DeliveryState::Sending), DeliveryState::Dead);
+        self.close_in(batch, d)?;
+        Ok(Landed::Dead)
     }
 
     /// Stages the event `name` about `d` (its message id names the delivery, the attempt and

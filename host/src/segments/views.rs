@@ -103,11 +103,9 @@ impl Views {
         let since_all = self.since_ms;
         self.get(store, profiles, contact)?;
         let view = self.views.get_mut(contact).expect("just read");
-        if view.kept.is_none() {
-            view.kept = Some(store.kept_since(contact, since_all, SHARED_EVENTS)?);
-        }
-        let Some((kept, truncated)) = &view.kept else {
-            unreachable!("read above")
+        let (kept, truncated) = match &mut view.kept {
+            Some(read) => &*read,
+            slot @ None => slot.insert(store.kept_since(contact, since_all, SHARED_EVENTS)?),
         };
         if *truncated {
             // More than a view holds: this rule's own span, read again.
