@@ -216,9 +216,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "Generated admin key (shown once; set TESSERA_ADMIN_KEY to choose your own): {key}"
         );
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        tessera::server::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     server
         .run(listener, shutdown_signal())

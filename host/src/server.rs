@@ -309,6 +309,25 @@ impl Server {
     }
 }
 
+/// Pending connections the kernel holds for the host before it accepts them (the kernel caps it
+/// at `net.core.somaxconn`, 4096 by default).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the host's listener with a backlog of [`LISTEN_BACKLOG`]. The usual default (128) is
+/// too short for a burst of connects: once it is full, Linux drops the handshake's last ACK, the
+/// client believes it is connected, and a client that then waits to be spoken to is never
+/// seen by the host (and so never timed out by it).
+pub fn bind(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The most connections [`HttpLimits::max_connections`] may allow (a semaphore's limit).
 pub const MAX_CONNECTIONS: usize = 1 << 20;
 

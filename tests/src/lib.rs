@@ -127,9 +127,7 @@ impl TestHost {
         config.engine.max_instances = 64;
         configure(&mut config);
         let server = Server::start(config).await.expect("host starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tessera::server::bind(([127, 0, 0, 1], 0).into()).expect("bind");
         let api = Api::new(format!("http://{}", listener.local_addr().expect("addr")));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

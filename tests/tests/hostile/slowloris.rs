@@ -162,6 +162,18 @@ async fn trickled_request_heads_are_cut_off() {
         closed.push(task.await.expect("idle task"));
     }
     let open_after = closed.iter().filter(|c| **c == Ended::StillOpen).count();
+    // Which kind stayed open: trickling, silent, kept alive.
+    let still_open = |range: std::ops::Range<usize>| {
+        closed[range]
+            .iter()
+            .filter(|c| **c == Ended::StillOpen)
+            .count()
+    };
+    let open_by_kind = (
+        still_open(0..300),
+        still_open(300..320),
+        still_open(320..340),
+    );
     let not_made = closed.iter().filter(|c| **c == Ended::NotConnected).count();
     let slowest = closed
         .iter()
@@ -170,8 +182,8 @@ async fn trickled_request_heads_are_cut_off() {
         .unwrap_or_default();
     eprintln!(
         "slowloris: open files {files_before} -> {files_during} with 340 slow connections \
-         ({not_made} could not connect); /healthz in {} ms; {open_after} still open after 40 s; \
-         the last closed after {:.1} s",
+         ({not_made} could not connect); /healthz in {} ms; {open_after} still open after 40 s \
+         (trickling, silent, kept alive: {open_by_kind:?}); the last closed after {:.1} s",
         healthz.as_millis(),
         slowest.as_secs_f64()
     );
